@@ -1,0 +1,227 @@
+//! HTTP glue for resource requests: decode the request, call the registry, encode the answer.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use skiff_api::patch::{self, PatchType};
+use skiff_api::resource::Subresource;
+use skiff_api::schema::FieldValidation;
+use skiff_api::table::{self, IncludeObject};
+use skiff_api::{ApiError, meta};
+
+use crate::App;
+use crate::registry::{DeleteOptions, Deleted, ScaleChange, WriteOptions};
+use crate::request::{Query, Target};
+use crate::response::{self, Accept};
+
+/// Largest request body accepted (the apiserver's limit is 3 MiB for most requests).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Serves one request on a resource path.
+pub async fn serve(app: Arc<App>, method: Method, t: Target, query: Option<&str>, headers: &HeaderMap, body: Bytes) -> Response {
+    match dispatch(&app, &method, &t, query, headers, body).await {
+        Ok(r) => r,
+        Err(e) => response::error(&e),
+    }
+}
+
+fn decode_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))
+}
+
+/// A body in YAML or JSON (server-side apply patches are YAML; JSON is valid YAML).
+fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {
+    if let Ok(v) = serde_json::from_slice(body) {
+        return Ok(v);
+    }
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the body of the request is not UTF-8"))?;
+    serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+}
+
+fn write_options(headers: &HeaderMap, q: &Query, apply: bool) -> Result<WriteOptions, ApiError> {
+    let manager = match &q.field_manager {
+        Some(m) => {
+            if m.len() > 128 || m.chars().any(|c| c.is_control()) {
+                return Err(ApiError::invalid("PatchOptions", "meta.k8s.io", "", vec![skiff_api::Cause::new(
+                    "FieldValueInvalid",
+                    "fieldManager",
+                    "Invalid value: the field manager must be at most 128 printable characters",
+                )]));
+            }
+            m.clone()
+        }
+        None if apply => {
+            return Err(ApiError::invalid("PatchOptions", "meta.k8s.io", "", vec![skiff_api::Cause::new(
+                "FieldValueRequired",
+                "fieldManager",
+                "Required value: is required for apply patch",
+            )]));
+        }
+        None => patch::manager_from_user_agent(headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("")),
+    };
+    Ok(WriteOptions { manager, dry_run: q.dry_run, validation: FieldValidation::parse(q.field_validation.as_deref())? })
+}
+
+fn ok(app: &App, t: &Target, accept: Accept, q: &Query, obj: &Value) -> Result<Response, ApiError> {
+    let _ = app;
+    match accept {
+        Accept::Json => Ok(response::json(200, obj, &[])),
+        Accept::Table => {
+            let include = IncludeObject::parse(q.include_object.as_deref())?;
+            let now = meta::parse_time(&meta::now_rfc3339()).unwrap_or_default();
+            let md = json!({"resourceVersion": meta::resource_version(obj)});
+            Ok(response::json(200, &table::table(t.resource, &[obj], md, include, true, now), &[]))
+        }
+    }
+}
+
+async fn dispatch(app: &Arc<App>, method: &Method, t: &Target, query: Option<&str>, headers: &HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let q = Query::parse(query)?;
+    let accept = response::negotiate(headers).ok_or_else(|| {
+        ApiError::not_acceptable("only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io")
+    })?;
+    if body.len() > MAX_BODY {
+        return Err(ApiError::too_large("Request entity too large: limit is 3145728"));
+    }
+    let reg = &app.registry;
+    let r = t.resource;
+    match (method, t.name.as_deref(), t.subresource) {
+        (&Method::GET, None, None) if q.watch => {
+            let body = crate::watch::start(reg.store.clone(), t, &q, accept)?;
+            let mut resp = Response::new(body);
+            resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(response::JSON));
+            Ok(resp)
+        }
+        (&Method::GET, None, None) => {
+            let listed = reg.list(t, &q)?;
+            let mut md = json!({"resourceVersion": listed.revision.to_string()});
+            if let Some(c) = &listed.continue_token {
+                md["continue"] = json!(c);
+            }
+            if let Some(n) = listed.remaining {
+                md["remainingItemCount"] = json!(n);
+            }
+            let body = match accept {
+                Accept::Json => {
+                    let items: Vec<&Value> = listed.items.iter().map(|v| &**v).collect();
+                    json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": md, "items": items})
+                }
+                Accept::Table => {
+                    let include = IncludeObject::parse(q.include_object.as_deref())?;
+                    let objs: Vec<&Value> = listed.items.iter().map(|v| &**v).collect();
+                    let now = meta::parse_time(&meta::now_rfc3339()).unwrap_or_default();
+                    table::table(r, &objs, md, include, true, now)
+                }
+            };
+            Ok(response::json(200, &body, &[]))
+        }
+        (&Method::GET, Some(name), None | Some(Subresource::Status)) => ok(app, t, accept, &q, &*reg.get(t, name)?),
+        (&Method::GET, Some(name), Some(Subresource::Scale)) => Ok(response::json(200, &reg.get_scale(t, name)?, &[])),
+        (&Method::GET, Some(name), Some(Subresource::Log)) => {
+            let pod = reg.get(t, name)?;
+            Err(crate::node_pending(&pod, "logs"))
+        }
+        (&Method::GET | &Method::POST, Some(name), Some(Subresource::Exec)) => {
+            let pod = reg.get(t, name)?;
+            Err(crate::node_pending(&pod, "exec"))
+        }
+        (&Method::POST, None, None) => {
+            let opts = write_options(headers, &q, false)?;
+            let w = reg.create(t, decode_json(&body)?, &opts).await?;
+            Ok(response::json(201, &w.object, &w.warnings))
+        }
+        (&Method::POST, Some(name), Some(Subresource::Binding)) => {
+            let opts = write_options(headers, &q, false)?;
+            reg.bind(t, name, &decode_json(&body)?, &opts).await?;
+            Ok(response::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}), &[]))
+        }
+        (&Method::POST, Some(name), Some(Subresource::Eviction)) => {
+            let eviction = decode_json(&body)?;
+            let mut opts = match eviction.get("deleteOptions") {
+                Some(d) => DeleteOptions::from_body(d.to_string().as_bytes())?,
+                None => DeleteOptions::default(),
+            };
+            opts.dry_run |= q.dry_run;
+            reg.delete(t, name, &opts).await?;
+            Ok(response::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}), &[]))
+        }
+        (&Method::PUT, Some(name), None | Some(Subresource::Status)) => {
+            let opts = write_options(headers, &q, false)?;
+            let w = reg.update(t, name, decode_json(&body)?, &opts).await?;
+            Ok(response::json(if w.created { 201 } else { 200 }, &w.object, &w.warnings))
+        }
+        (&Method::PUT, Some(name), Some(Subresource::Scale)) => {
+            let opts = write_options(headers, &q, false)?;
+            let scale = decode_json(&body)?;
+            Ok(response::json(200, &reg.update_scale(t, name, ScaleChange::Replace(&scale), &opts).await?, &[]))
+        }
+        (&Method::PATCH, Some(name), sub) => {
+            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let kind = PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+            let opts = write_options(headers, &q, kind == PatchType::Apply)?;
+            let patch_body = if kind == PatchType::Apply { decode_yaml(&body)? } else { decode_json(&body)? };
+            match sub {
+                Some(Subresource::Scale) => {
+                    Ok(response::json(200, &reg.update_scale(t, name, ScaleChange::Patch(kind, &patch_body), &opts).await?, &[]))
+                }
+                None | Some(Subresource::Status) => {
+                    let w = reg.patch(t, name, kind, &patch_body, &opts, q.force).await?;
+                    Ok(response::json(if w.created { 201 } else { 200 }, &w.object, &w.warnings))
+                }
+                Some(_) => Err(ApiError::method_not_allowed("PATCH is not supported on this subresource")),
+            }
+        }
+        (&Method::DELETE, Some(name), None) => {
+            let mut opts = DeleteOptions::from_body(&body)?;
+            merge_delete_query(&mut opts, &q);
+            match reg.delete(t, name, &opts).await? {
+                Deleted::Pending(obj) => Ok(response::json(200, &obj, &[])),
+                Deleted::Gone(obj) if r.kind == "Pod" => Ok(response::json(200, &obj, &[])),
+                Deleted::Gone(obj) => Ok(response::json(
+                    200,
+                    &skiff_api::error::success_status(r.group, r.plural, name, meta::uid(&obj)),
+                    &[],
+                )),
+            }
+        }
+        (&Method::DELETE, None, None) => {
+            let mut opts = DeleteOptions::from_body(&body)?;
+            merge_delete_query(&mut opts, &q);
+            let mut list_q = q.clone();
+            list_q.limit = None;
+            list_q.continue_token = None;
+            let listed = reg.list(t, &list_q)?;
+            let mut items = Vec::new();
+            for obj in &listed.items {
+                let mut target = t.clone();
+                if r.namespaced() {
+                    target.namespace = Some(meta::namespace(obj).to_string());
+                }
+                match reg.delete(&target, meta::name(obj), &opts).await {
+                    Ok(Deleted::Gone(o) | Deleted::Pending(o)) => items.push(o),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let body = json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": {}, "items": items});
+            Ok(response::json(200, &body, &[]))
+        }
+        _ => Err(ApiError::method_not_allowed(format!("{method} is not supported on this resource path"))),
+    }
+}
+
+fn merge_delete_query(opts: &mut DeleteOptions, q: &Query) {
+    if q.grace_period_seconds.is_some() {
+        opts.grace_period_seconds = q.grace_period_seconds;
+    }
+    if q.propagation_policy.is_some() {
+        opts.propagation_policy = q.propagation_policy.clone();
+    }
+    if q.orphan_dependents.is_some() {
+        opts.orphan_dependents = q.orphan_dependents;
+    }
+    opts.dry_run |= q.dry_run;
+}

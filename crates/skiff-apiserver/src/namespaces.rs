@@ -1,0 +1,128 @@
+//! Namespaces: the four that exist from the start, and the finalization of deleted ones (everything
+//! in a terminating namespace is deleted, then the namespace itself), as the namespace controller does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use skiff_api::resource::{self, RESOURCES};
+use skiff_api::schema::FieldValidation;
+use skiff_api::{ApiError, meta};
+use skiff_store::Write;
+use tokio::sync::watch;
+
+use crate::App;
+use crate::registry::{DeleteOptions, Registry, WriteOptions};
+use crate::request::{Query, Target};
+
+pub const BUILT_IN: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+const MANAGER: &str = "skiff-apiserver";
+
+fn namespaces_target(name: Option<&str>) -> Result<Target, ApiError> {
+    let r = resource::lookup("", "v1", "namespaces").ok_or_else(|| ApiError::internal("namespaces are not served"))?;
+    Ok(Target { resource: r, namespace: None, name: name.map(str::to_string), subresource: None })
+}
+
+/// Creates the built-in namespaces that do not exist yet.
+pub async fn bootstrap(reg: &Registry) -> Result<(), ApiError> {
+    let t = namespaces_target(None)?;
+    let opts = WriteOptions { manager: MANAGER.into(), dry_run: false, validation: FieldValidation::Strict };
+    for name in BUILT_IN {
+        if reg.get(&t, name).is_ok() {
+            continue;
+        }
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}});
+        match reg.create(&t, ns, &opts).await {
+            Ok(_) => {}
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Finalizes terminating namespaces until `stop` turns true. Woken by namespace changes, and
+/// re-checks every second while a namespace waits for its content to go.
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let pending = match finalize_all(&app.registry).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "namespace finalization failed");
+                true
+            }
+        };
+        let wait = if pending { Duration::from_secs(1) } else { Duration::from_secs(5) };
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(wait) => {}
+            _ = namespace_changed(&app) => {}
+        }
+    }
+}
+
+/// Resolves when a namespace object changes.
+async fn namespace_changed(app: &App) {
+    let store = &app.registry.store;
+    let Ok(mut w) = store.watch(store.revision()) else { return };
+    while let Ok(e) = w.live.recv().await {
+        if e.key.starts_with("/core/namespaces/") {
+            return;
+        }
+    }
+}
+
+/// Deletes the content of every terminating namespace; removes those that are empty. Returns
+/// whether some namespace still waits.
+async fn finalize_all(reg: &Registry) -> Result<bool, ApiError> {
+    let t = namespaces_target(None)?;
+    let listed = reg.list(&t, &Query::default())?;
+    let mut pending = false;
+    for ns in listed.items.iter().filter(|ns| meta::deletion_timestamp(ns).is_some()) {
+        let name = meta::name(ns);
+        if delete_content(reg, name).await? {
+            pending = true;
+            continue;
+        }
+        let key = t.resource.key(None, name);
+        if let Some(current) = reg.store.get(&key) {
+            let mut finalized = (*current.value).clone();
+            if let Some(spec) = finalized.get_mut("spec").and_then(|s| s.as_object_mut()) {
+                spec.remove("finalizers");
+            }
+            let write = if meta::finalizers(&finalized).is_empty() {
+                Write::Delete { key, expected: Some(current.rev) }
+            } else {
+                Write::Update { key, value: finalized, expected: Some(current.rev) }
+            };
+            if let Err(e) = reg.store.write(write).await {
+                tracing::debug!(namespace = name, error = %e, "namespace finalization raced");
+                pending = true;
+            }
+        }
+    }
+    Ok(pending)
+}
+
+/// Deletes everything in namespace `ns`; returns whether something is still there.
+async fn delete_content(reg: &Registry, ns: &str) -> Result<bool, ApiError> {
+    let mut remaining = false;
+    let opts = DeleteOptions { propagation_policy: Some("Background".into()), ..DeleteOptions::default() };
+    for r in RESOURCES.iter().filter(|r| r.namespaced()) {
+        let t = Target { resource: r, namespace: Some(ns.to_string()), name: None, subresource: None };
+        let listed = reg.list(&t, &Query::default())?;
+        for obj in &listed.items {
+            remaining = true;
+            if meta::deletion_timestamp(obj).is_some() {
+                continue;
+            }
+            match reg.delete(&t, meta::name(obj), &opts).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(remaining)
+}

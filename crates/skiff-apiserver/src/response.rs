@@ -1,0 +1,110 @@
+//! Encoding responses: JSON objects, `Status` errors, `Warning` headers, and server-side Tables.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde_json::Value;
+use skiff_api::ApiError;
+
+pub const JSON: &str = "application/json";
+
+/// A JSON response with the given status code and `Warning` headers.
+pub fn json(code: u16, body: &Value, warnings: &[String]) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    raw(code, JSON, bytes, warnings)
+}
+
+pub fn raw(code: u16, content_type: &str, body: Vec<u8>, warnings: &[String]) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    for w in warnings {
+        // `Warning: 299 - "text"` (RFC 7234), as the apiserver sends them.
+        let text = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            headers.append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// A `Status` error response.
+pub fn error(e: &ApiError) -> Response {
+    let mut resp = json(e.code, &e.to_status(), &[]);
+    if let Some(secs) = e.retry_after {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+/// What the client accepts, from its `Accept` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    Json,
+    /// `application/json;as=Table;v=v1;g=meta.k8s.io` (kubectl get's human-readable output).
+    Table,
+}
+
+/// Picks the first media type of `Accept` that Skiff can produce: a Table, or JSON. `None` when
+/// nothing acceptable is offered (406).
+pub fn negotiate(headers: &HeaderMap) -> Option<Accept> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(Accept::Json);
+    };
+    for media in accept.split(',') {
+        let mut parts = media.split(';').map(str::trim);
+        let base = parts.next().unwrap_or("");
+        let params: Vec<(&str, &str)> = parts.filter_map(|p| p.split_once('=')).collect();
+        let param = |k: &str| params.iter().find(|(pk, _)| pk.eq_ignore_ascii_case(k)).map(|(_, v)| *v);
+        match base {
+            "application/json" | "application/*" | "*/*" => match param("as") {
+                None => return Some(Accept::Json),
+                Some("Table") if param("g") == Some("meta.k8s.io") && matches!(param("v"), Some("v1" | "v1beta1")) => {
+                    return Some(Accept::Table);
+                }
+                Some(_) => continue,
+            },
+            "" => return Some(Accept::Json),
+            _ => continue,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> Option<Accept> {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(v).expect("header"));
+        negotiate(&h)
+    }
+
+    #[test]
+    fn negotiates_tables_and_json() {
+        assert_eq!(
+            accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"),
+            Some(Accept::Table)
+        );
+        assert_eq!(accept("application/json"), Some(Accept::Json));
+        assert_eq!(accept("*/*"), Some(Accept::Json));
+        assert_eq!(accept("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"), Some(Accept::Json));
+        assert_eq!(accept("application/vnd.kubernetes.protobuf"), None);
+        assert_eq!(negotiate(&HeaderMap::new()), Some(Accept::Json));
+    }
+
+    #[test]
+    fn warnings_become_headers() {
+        let r = json(200, &serde_json::json!({}), &["unknown field \"spec.foo\"".to_string()]);
+        assert_eq!(
+            r.headers().get(header::WARNING).and_then(|v| v.to_str().ok()),
+            Some("299 - \"unknown field \\\"spec.foo\\\"\"")
+        );
+    }
+}

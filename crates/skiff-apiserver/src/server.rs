@@ -1,0 +1,122 @@
+//! Starting and stopping the server: credentials, store, bootstrap objects, the TLS listener.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use skiff_store::{SqliteOptions, SqliteStore, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::{App, metrics, namespaces, pki, registry, router};
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bind: IpAddr,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot set up the server's credentials")]
+    Pki(#[from] pki::PkiError),
+    #[error("cannot open the store")]
+    Store(#[from] skiff_store::StoreError),
+    #[error("cannot listen on {addr}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot create the data directory {path}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot create the built-in namespaces: {0}")]
+    Bootstrap(skiff_api::ApiError),
+}
+
+/// A server that is accepting connections.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    /// `DATA_DIR/kubeconfig.yaml`, for kubectl.
+    pub kubeconfig: PathBuf,
+    pub app: Arc<App>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting connections and waits for the accept loop to end.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Runs until the accept loop ends (it does not, unless stopped).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Opens the store, makes sure credentials and built-in namespaces exist, writes the kubeconfig, and
+/// starts serving.
+pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir { path: dir.clone(), source })?;
+    let creds = pki::load_or_create(dir, &[config.bind.to_string()])?;
+    let tls = pki::server_tls_config(&creds)?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("state.db"), SqliteOptions::default())?);
+
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Listen { addr, source })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr, source })?;
+    let host = match addr.ip() {
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        ip => ip.to_string(),
+    };
+    let address = format!("{host}:{}", addr.port());
+    let app = Arc::new(App {
+        registry: registry::Registry::new(store.clone()),
+        token: creds.token.clone(),
+        metrics: metrics::Metrics::default(),
+        address: address.clone(),
+    });
+    namespaces::bootstrap(&app.registry).await.map_err(ServerError::Bootstrap)?;
+
+    let kubeconfig = dir.join("kubeconfig.yaml");
+    pki::write_private(&kubeconfig, pki::kubeconfig(&format!("https://{address}"), &creds).as_bytes())?;
+
+    let (shutdown, mut stopped) = watch::channel(false);
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let service = router::router(app.clone());
+    let cleaner = tokio::spawn(namespaces::run(app.clone(), shutdown.subscribe()));
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                _ = stopped.changed() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let service = service.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = TowerToHyperService::new(service);
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+        cleaner.abort();
+    });
+    Ok(RunningServer { addr, kubeconfig, app, shutdown, task })
+}

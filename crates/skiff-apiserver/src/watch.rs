@@ -1,0 +1,239 @@
+//! WATCH: a stream of `{"type":..,"object":..}` lines, one event per line, flushed as they happen
+//! (F.6 of the semantics reference). Served from the store's change stream, never by polling.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use skiff_api::selector::{FieldSelector, LabelSelector};
+use skiff_api::table::{self, IncludeObject};
+use skiff_api::{ApiError, ResourceInfo, meta};
+use skiff_store::{Event, EventKind, Revision, Store, StoreError};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::request::{Query, Target};
+use crate::response::Accept;
+
+/// Which events a watcher wants and how to encode them.
+struct Filter {
+    prefix: String,
+    labels: LabelSelector,
+    fields: Option<FieldSelector>,
+}
+
+impl Filter {
+    fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches(meta::labels(obj)) && self.fields.as_ref().is_none_or(|f| f.matches(obj))
+    }
+
+    /// The event a watcher sees for a change: objects entering the selection are ADDED, leaving it
+    /// DELETED (`cacher.go: processEvent`).
+    fn translate<'a>(&self, e: &'a Event) -> Option<(&'static str, &'a Value)> {
+        if !e.key.starts_with(&self.prefix) {
+            return None;
+        }
+        let now = self.matches(&e.object);
+        let before = e.prev.as_deref().is_some_and(|p| self.matches(p));
+        match e.kind {
+            EventKind::Added if now => Some(("ADDED", &e.object)),
+            EventKind::Modified if now && before => Some(("MODIFIED", &e.object)),
+            EventKind::Modified if now => Some(("ADDED", &e.object)),
+            EventKind::Modified if before => Some(("DELETED", &e.object)),
+            EventKind::Deleted if before || now => Some(("DELETED", &e.object)),
+            _ => None,
+        }
+    }
+}
+
+/// Encodes events as lines, as JSON objects or as one-row Tables.
+struct Encoder {
+    resource: &'static ResourceInfo,
+    accept: Accept,
+    include: IncludeObject,
+    columns_sent: bool,
+}
+
+impl Encoder {
+    fn line(&mut self, kind: &str, obj: &Value) -> Bytes {
+        let object = match self.accept {
+            Accept::Json => obj.clone(),
+            Accept::Table => {
+                let t = table::table(
+                    self.resource,
+                    &[obj],
+                    json!({"resourceVersion": meta::resource_version(obj)}),
+                    self.include,
+                    !self.columns_sent,
+                    skiff_api::meta::parse_time(&meta::now_rfc3339()).unwrap_or_default(),
+                );
+                self.columns_sent = true;
+                t
+            }
+        };
+        encode_event(kind, &object)
+    }
+
+    fn bookmark(&self, rev: Revision, initial_events_end: bool) -> Bytes {
+        let mut metadata = json!({"resourceVersion": rev.to_string()});
+        if initial_events_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let obj = json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata});
+        encode_event("BOOKMARK", &obj)
+    }
+}
+
+fn encode_event(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// Starts a watch and returns its streaming body. A start revision too old to serve is not an
+/// HTTP error: the stream carries one `ERROR` event with a 410 `Status` (what client-go expects).
+pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Result<Body, ApiError> {
+    let r = t.resource;
+    q.validate_list()?;
+    let filter = Filter {
+        prefix: match &t.namespace {
+            Some(ns) => r.namespace_prefix(ns),
+            None => r.key_prefix(),
+        },
+        labels: match &q.label_selector {
+            Some(s) => LabelSelector::parse(s)?,
+            None => LabelSelector::everything(),
+        },
+        fields: match &q.field_selector {
+            Some(s) => Some(FieldSelector::parse(s, r)?),
+            None => None,
+        },
+    };
+    let include = IncludeObject::parse(q.include_object.as_deref())?;
+    let mut enc = Encoder { resource: r, accept, include, columns_sent: false };
+    let start_rev = q.resource_version_number()?;
+    let watch_list = q.send_initial_events == Some(true);
+    // Synthetic ADDED events for what exists: watch-list, or a watch from "no"/"0" revision.
+    let initial = watch_list || (start_rev.is_none() && q.send_initial_events.is_none());
+
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let mut first: Vec<Bytes> = Vec::new();
+    let (watch, mut last_rev) = if initial {
+        let snapshot = store.snapshot();
+        for o in snapshot.range(&filter.prefix, None) {
+            if filter.matches(&o.value) {
+                first.push(enc.line("ADDED", &o.value));
+            }
+        }
+        if watch_list {
+            first.push(enc.bookmark(snapshot.rev, true));
+        }
+        (store.watch(snapshot.rev), snapshot.rev)
+    } else {
+        let rev = start_rev.unwrap_or_else(|| store.revision());
+        (store.watch(rev), rev)
+    };
+    let watch = match watch {
+        Ok(w) => w,
+        Err(StoreError::Compacted { requested, oldest }) => {
+            let status = ApiError::gone(format!("too old resource version: {requested} ({oldest})")).to_status();
+            return Ok(Body::from(encode_event("ERROR", &status)));
+        }
+        Err(e) => return Err(ApiError::internal(e.to_string())),
+    };
+    let timeout = Duration::from_secs(q.timeout_seconds.unwrap_or_else(|| {
+        use rand::Rng;
+        rand::rng().random_range(1800..3600)
+    }));
+    let bookmarks = q.allow_watch_bookmarks && accept == Accept::Json;
+
+    tokio::spawn(async move {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        tick.tick().await;
+        for line in first {
+            if tx.send(Ok(line)).await.is_err() {
+                return;
+            }
+        }
+        for e in watch.backlog {
+            last_rev = e.rev;
+            if let Some((kind, obj)) = filter.translate(&e) {
+                if tx.send(Ok(enc.line(kind, obj))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let mut live = watch.live;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = tick.tick(), if bookmarks => {
+                    if tx.send(Ok(enc.bookmark(last_rev, false))).await.is_err() {
+                        return;
+                    }
+                }
+                ev = live.recv() => match ev {
+                    Ok(e) => {
+                        if e.rev <= last_rev {
+                            continue;
+                        }
+                        last_rev = e.rev;
+                        if let Some((kind, obj)) = filter.translate(&e) {
+                            if tx.send(Ok(enc.line(kind, obj))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    // A watcher too slow to keep up is closed; it resumes from the last revision it saw.
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_api::resource::lookup;
+
+    fn event(kind: EventKind, obj: Value, prev: Option<Value>) -> Event {
+        Event { kind, rev: 5, key: Arc::from("/core/pods/default/a"), object: Arc::new(obj), prev: prev.map(Arc::new) }
+    }
+
+    #[test]
+    fn selector_transitions_become_added_and_deleted() {
+        let r = lookup("", "v1", "pods").expect("pods");
+        let f = Filter {
+            prefix: r.namespace_prefix("default"),
+            labels: LabelSelector::parse("app=web").expect("selector"),
+            fields: None,
+        };
+        let web = json!({"metadata": {"labels": {"app": "web"}}});
+        let db = json!({"metadata": {"labels": {"app": "db"}}});
+        let kind = |e: &Event| f.translate(e).map(|(k, _)| k);
+        assert_eq!(kind(&event(EventKind::Added, web.clone(), None)), Some("ADDED"));
+        assert_eq!(kind(&event(EventKind::Added, db.clone(), None)), None);
+        assert_eq!(kind(&event(EventKind::Modified, web.clone(), Some(web.clone()))), Some("MODIFIED"));
+        assert_eq!(kind(&event(EventKind::Modified, web.clone(), Some(db.clone()))), Some("ADDED"));
+        assert_eq!(kind(&event(EventKind::Modified, db.clone(), Some(web.clone()))), Some("DELETED"));
+        assert_eq!(kind(&event(EventKind::Modified, db.clone(), Some(db.clone()))), None);
+        assert_eq!(kind(&event(EventKind::Deleted, web.clone(), Some(web.clone()))), Some("DELETED"));
+        let mut other_ns = event(EventKind::Added, web, None);
+        other_ns.key = Arc::from("/core/pods/other/a");
+        assert_eq!(kind(&other_ns), None);
+    }
+
+    #[test]
+    fn events_are_single_lines() {
+        let line = encode_event("ADDED", &json!({"a": "multi\nline"}));
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
+        assert!(line.ends_with(b"\n"));
+    }
+}

@@ -1,0 +1,9 @@
+//! Skiff's controllers: the desired-state loops of Kubernetes' controller manager.
+//!
+//! Each controller is a pure *plan* function from observed state to actions, tested without I/O, and a
+//! thin executor that observes through list+watch caches and acts through the Kubernetes API. Nothing
+//! here touches the store.
+
+pub mod deployment;
+pub mod events;
+pub mod replicaset;

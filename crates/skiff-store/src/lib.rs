@@ -1,0 +1,137 @@
+//! Skiff's object store.
+//!
+//! A key-value store of JSON objects with one global, monotonically increasing revision: every write
+//! gets the next revision, which is also the object's `metadata.resourceVersion`. The store keeps a
+//! bounded history of changes so a watch can resume from a recent revision; older revisions are
+//! compacted and answer [`StoreError::Compacted`] (the API's 410 Gone).
+//!
+//! Keys are strings such as `/apps/deployments/default/web`; a list or watch takes a key prefix
+//! (`/apps/deployments/default/`). Nothing above the [`Store`] trait knows which backend is in use.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+mod sqlite;
+
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+/// A global revision. Revision 0 means "nothing written yet".
+pub type Revision = u64;
+
+/// An object as stored: its key, the revision of its last write, and its value, whose
+/// `metadata.resourceVersion` equals `rev` as a decimal string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    pub key: Arc<str>,
+    pub rev: Revision,
+    pub value: Arc<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One change. For `Deleted`, `object` is the last state of the object with `rev` set to the
+/// revision of the delete (as Kubernetes sends it). `prev` is the state before this change (none for
+/// `Added`), which a watcher needs to tell when an object starts or stops matching a selector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub rev: Revision,
+    pub key: Arc<str>,
+    pub object: Arc<Value>,
+    pub prev: Option<Arc<Value>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("key {0} already exists")]
+    AlreadyExists(String),
+    #[error("key {0} not found")]
+    NotFound(String),
+    /// The object's current revision is not the expected one (optimistic concurrency).
+    #[error("key {key} is at revision {current}, not {expected}")]
+    Conflict { key: String, expected: Revision, current: Revision },
+    /// The requested revision is older than the oldest change the store still holds.
+    #[error("required revision {requested} has been compacted (oldest available {oldest})")]
+    Compacted { requested: Revision, oldest: Revision },
+    /// A continue token's snapshot is no longer held.
+    #[error("the snapshot at revision {0} is no longer available")]
+    SnapshotExpired(Revision),
+    #[error("store backend failed: {0}")]
+    Backend(String),
+    #[error("store is closed")]
+    Closed,
+}
+
+/// A consistent view of every object at one revision, cheap to take and to keep (a persistent map).
+#[derive(Clone)]
+pub struct Snapshot {
+    pub rev: Revision,
+    pub objects: imbl::OrdMap<Arc<str>, Object>,
+}
+
+impl Snapshot {
+    /// Objects whose key starts with `prefix` and sorts after `after` (exclusive), in key order.
+    pub fn range<'a>(&'a self, prefix: &'a str, after: Option<&'a str>) -> impl Iterator<Item = &'a Object> + 'a {
+        let start: Arc<str> = Arc::from(after.unwrap_or(prefix));
+        self.objects
+            .range(start..)
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .filter(move |(k, _)| after.is_none_or(|a| &***k != a))
+            .map(|(_, v)| v)
+    }
+}
+
+/// A live watch: the changes after the requested revision that the store still held when the watch
+/// started (`backlog`), then every later change from `live`, in revision order, with no gap between
+/// the two. Changes are not filtered: the consumer keeps those under its prefix.
+pub struct Watch {
+    pub backlog: Vec<Arc<Event>>,
+    pub live: tokio::sync::broadcast::Receiver<Arc<Event>>,
+}
+
+/// A write to apply atomically at the next revision.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Fails with `AlreadyExists` if the key exists.
+    Create { key: String, value: Value },
+    /// Fails with `NotFound` if absent, `Conflict` if `expected` is set and differs.
+    Update { key: String, value: Value, expected: Option<Revision> },
+    /// Fails with `NotFound` if absent, `Conflict` if `expected` is set and differs.
+    Delete { key: String, expected: Option<Revision> },
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies one write; returns the object as stored (for a delete, its last state at the delete's
+    /// revision). The write is durable when this returns.
+    async fn write(&self, write: Write) -> Result<Object, StoreError>;
+
+    /// The latest state of every object, at the latest revision.
+    fn snapshot(&self) -> Snapshot;
+
+    /// The latest state of one object.
+    fn get(&self, key: &str) -> Option<Object> {
+        self.snapshot().objects.get(key).cloned()
+    }
+
+    /// Keeps `snapshot` so that a later [`Store::snapshot_at`] can return it (for list continuation).
+    fn retain_snapshot(&self, snapshot: &Snapshot);
+
+    /// A snapshot kept by [`Store::retain_snapshot`], or `SnapshotExpired`.
+    fn snapshot_at(&self, rev: Revision) -> Result<Snapshot, StoreError>;
+
+    /// Changes after `after` (exclusive). `Compacted` if some of them are no longer held.
+    fn watch(&self, after: Revision) -> Result<Watch, StoreError>;
+
+    /// The latest revision.
+    fn revision(&self) -> Revision;
+
+    /// The oldest revision a watch can still start after.
+    fn oldest_watchable(&self) -> Revision;
+}

@@ -1,0 +1,238 @@
+//! The SQLite backend of the [`Store`].
+//!
+//! The whole current state lives in memory as a persistent map (a snapshot is an O(1) clone); SQLite
+//! holds the durable copy and a bounded change log. One writer thread owns the connection and
+//! commits writes in batches (group commit, see `writer`); readers never touch SQLite.
+//!
+//! Invariants:
+//! - A write is answered only after its batch is committed and fsync'd, and only committed state is
+//!   ever visible to readers and watchers.
+//! - Revisions are contiguous: every committed write takes the next one, and the log holds one row
+//!   per revision, so the in-memory history is a contiguous run ending at the latest revision.
+//! - The snapshot, the history and the broadcast of live events change together under one lock, and
+//!   a watch reads its backlog and subscribes under the same lock: no gap, no duplicate.
+
+mod apply;
+mod db;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{broadcast, oneshot};
+
+use self::apply::Objects;
+use self::writer::{Msg, Writer};
+use crate::{Event, Object, Revision, Snapshot, Store, StoreError, Watch, Write};
+
+/// Tuning of a [`SqliteStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// How many recent changes are kept (in memory and in the on-disk log) for watches to resume
+    /// from. A watch from an older revision gets `Compacted`. At least 1.
+    pub history_len: usize,
+    /// How many snapshots [`Store::retain_snapshot`] keeps for list continuation; the oldest is
+    /// dropped first.
+    pub retained_snapshots: usize,
+    /// Capacity of the live-event channel: a watcher that falls this many events behind sees
+    /// `RecvError::Lagged`. At least 1.
+    pub broadcast_capacity: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { history_len: 100_000, retained_snapshots: 64, broadcast_capacity: 16_384 }
+    }
+}
+
+/// A [`Store`] persisted in one SQLite database file.
+///
+/// Dropping it (or calling [`SqliteStore::close`]) finishes the writes already sent, stops the
+/// writer thread and closes the database; live watches then end with `RecvError::Closed`.
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+    writes: mpsc::Sender<Msg>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the store and its writer thread share.
+struct Shared {
+    published: RwLock<Published>,
+    retained: Mutex<BTreeMap<Revision, Snapshot>>,
+    retained_cap: usize,
+    history_len: usize,
+}
+
+/// The committed state readers and watchers see, changed only by [`Shared::publish`].
+struct Published {
+    snapshot: Snapshot,
+    /// The last changes, oldest first, with contiguous revisions ending at `snapshot.rev`.
+    history: VecDeque<Arc<Event>>,
+    /// The oldest revision a watch can start after: the revision just before the first event of
+    /// `history` (or the latest revision when the history is empty).
+    oldest: Revision,
+    /// Live events; `None` once the store is closed.
+    events: Option<broadcast::Sender<Arc<Event>>>,
+}
+
+impl Shared {
+    /// Makes a committed batch visible: the new state, the new history, and its events to live
+    /// watchers, all under the lock watches start under.
+    fn publish(&self, objects: Objects, rev: Revision, events: impl IntoIterator<Item = Arc<Event>>) {
+        let mut published = self.published.write();
+        published.snapshot = Snapshot { rev, objects };
+        for event in events {
+            if let Some(sender) = &published.events {
+                // An error only means nobody is watching right now.
+                let _ = sender.send(event.clone());
+            }
+            published.history.push_back(event);
+        }
+        while published.history.len() > self.history_len {
+            if let Some(dropped) = published.history.pop_front() {
+                published.oldest = dropped.rev;
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens the store at `path` (creating the file, and its parent directory, if needed), loads the
+    /// current objects and the last `history_len` changes, and starts the writer thread.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        let (shared, writer) = prepare(path, &options)?;
+        let (writes, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("skiff-store-writer".to_owned())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Backend(format!("starting writer thread: {e}")))?;
+        Ok(SqliteStore { shared, writes, writer: Mutex::new(Some(handle)) })
+    }
+
+    /// Finishes the writes already sent, stops the writer thread and closes the database. Later
+    /// writes and watches fail with `Closed`; live watches end. Calling it again does nothing.
+    pub fn close(&self) {
+        let Some(handle) = self.writer.lock().take() else { return };
+        // An error means the thread is already gone (it can only exit on Close or a panic).
+        let _ = self.writes.send(Msg::Close);
+        if handle.join().is_err() {
+            tracing::error!("store writer thread panicked");
+        }
+        self.shared.published.write().events = None;
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn write(&self, write: Write) -> Result<Object, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes.send(Msg::Write(write, reply)).map_err(|_| StoreError::Closed)?;
+        // The reply is dropped unanswered only when the writer stopped before reaching this write.
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.shared.published.read().snapshot.clone()
+    }
+
+    fn get(&self, key: &str) -> Option<Object> {
+        self.shared.published.read().snapshot.objects.get(key).cloned()
+    }
+
+    fn retain_snapshot(&self, snapshot: &Snapshot) {
+        if self.shared.retained_cap == 0 {
+            return;
+        }
+        let mut retained = self.shared.retained.lock();
+        retained.entry(snapshot.rev).or_insert_with(|| snapshot.clone());
+        while retained.len() > self.shared.retained_cap {
+            retained.pop_first();
+        }
+    }
+
+    /// A retained snapshot, or the current one if `rev` is the latest revision.
+    fn snapshot_at(&self, rev: Revision) -> Result<Snapshot, StoreError> {
+        if let Some(snapshot) = self.shared.retained.lock().get(&rev) {
+            return Ok(snapshot.clone());
+        }
+        let current = self.snapshot();
+        if current.rev == rev { Ok(current) } else { Err(StoreError::SnapshotExpired(rev)) }
+    }
+
+    /// Changes after `after`. A revision later than the latest gives an empty backlog: the watch
+    /// simply waits for it (as etcd does).
+    fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+        let published = self.shared.published.read();
+        let Some(sender) = &published.events else { return Err(StoreError::Closed) };
+        if after < published.oldest {
+            return Err(StoreError::Compacted { requested: after, oldest: published.oldest });
+        }
+        let start = published.history.partition_point(|event| event.rev <= after);
+        let backlog = published.history.range(start..).cloned().collect();
+        Ok(Watch { backlog, live: sender.subscribe() })
+    }
+
+    fn revision(&self) -> Revision {
+        self.shared.published.read().snapshot.rev
+    }
+
+    fn oldest_watchable(&self) -> Revision {
+        self.shared.published.read().oldest
+    }
+}
+
+/// Opens the database, loads it, and builds the shared state and the writer (not yet running).
+fn prepare(path: &Path, options: &SqliteOptions) -> Result<(Arc<Shared>, Writer), StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Backend(format!("creating {}: {e}", parent.display())))?;
+    }
+    let history_len = options.history_len.max(1);
+    let conn = db::open(path)?;
+    let loaded = db::load(&conn, history_len)?;
+    let oldest = loaded.history.front().map_or(loaded.revision, |first| first.rev - 1);
+    tracing::info!(
+        path = %path.display(),
+        objects = loaded.objects.len(),
+        revision = loaded.revision,
+        oldest_watchable = oldest,
+        "store opened"
+    );
+
+    let (events, _) = broadcast::channel(options.broadcast_capacity.max(1));
+    let shared = Arc::new(Shared {
+        published: RwLock::new(Published {
+            snapshot: Snapshot { rev: loaded.revision, objects: loaded.objects.clone() },
+            history: loaded.history,
+            oldest,
+            events: Some(events),
+        }),
+        retained: Mutex::new(BTreeMap::new()),
+        retained_cap: options.retained_snapshots,
+        history_len,
+    });
+    let history_len = Revision::try_from(history_len).unwrap_or(Revision::MAX);
+    let writer = Writer {
+        conn,
+        shared: shared.clone(),
+        objects: loaded.objects,
+        revision: loaded.revision,
+        compacted: loaded.compacted,
+        history_len,
+        prune_step: (history_len / 8).max(1),
+    };
+    Ok((shared, writer))
+}

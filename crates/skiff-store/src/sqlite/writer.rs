@@ -1,0 +1,126 @@
+//! The single writer thread: group commit.
+//!
+//! Writes arrive on a channel, each with a oneshot for its answer. The thread takes everything
+//! pending as one batch, checks and applies each write in order against a working copy of the
+//! latest state, commits the whole batch in one SQLite transaction (one fsync), and only once the
+//! commit succeeded publishes the new state and events and answers every waiter. Many concurrent
+//! clients therefore share one fsync, while every acknowledged write is durable.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::Shared;
+use super::apply::{Change, Objects, apply};
+use super::db;
+use crate::{Object, Revision, StoreError, Write};
+
+/// The most writes committed in one transaction, so one huge burst cannot hold every waiter back
+/// until all of it is applied.
+const MAX_BATCH: usize = 4096;
+
+/// The answer to one write.
+pub(super) type Reply = oneshot::Sender<Result<Object, StoreError>>;
+
+/// What the store sends the writer thread.
+pub(super) enum Msg {
+    Write(Write, Reply),
+    /// Finish the writes received before this message, then stop.
+    Close,
+}
+
+/// The writer thread's state: the connection and the latest committed state, which only this
+/// thread changes.
+pub(super) struct Writer {
+    pub conn: Connection,
+    pub shared: Arc<Shared>,
+    pub objects: Objects,
+    pub revision: Revision,
+    /// Log rows at or below this revision are pruned on disk.
+    pub compacted: Revision,
+    pub history_len: Revision,
+    /// How far the on-disk log may grow past the history length before it is pruned.
+    pub prune_step: Revision,
+}
+
+impl Writer {
+    /// Runs until the store sends `Close` or drops its sender.
+    pub fn run(mut self, rx: Receiver<Msg>) {
+        let mut batch = Vec::new();
+        loop {
+            let Ok(first) = rx.recv() else { return };
+            let mut closing = false;
+            match first {
+                Msg::Write(write, reply) => batch.push((write, reply)),
+                Msg::Close => closing = true,
+            }
+            while !closing && batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(Msg::Write(write, reply)) => batch.push((write, reply)),
+                    Ok(Msg::Close) => closing = true,
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.process(std::mem::take(&mut batch));
+            }
+            if closing {
+                return;
+            }
+        }
+    }
+
+    /// Applies, commits, publishes and answers one batch.
+    pub fn process(&mut self, batch: Vec<(Write, Reply)>) {
+        let mut objects = self.objects.clone();
+        let mut revision = self.revision;
+        let mut outcomes: Vec<(Reply, Result<Change, StoreError>)> = Vec::with_capacity(batch.len());
+        for (write, reply) in batch {
+            let outcome = apply(&mut objects, write, revision + 1);
+            if outcome.is_ok() {
+                revision += 1;
+            }
+            outcomes.push((reply, outcome));
+        }
+        if revision == self.revision {
+            // Nothing passed its checks: nothing to persist.
+            for (reply, outcome) in outcomes {
+                let _ = reply.send(outcome.map(|change| change.object));
+            }
+            return;
+        }
+
+        let prune_to = self.prune_to(revision);
+        let changes = outcomes.iter().filter_map(|(_, outcome)| outcome.as_ref().ok());
+        if let Err(e) = db::commit(&mut self.conn, changes, revision, self.compacted, prune_to) {
+            // Nothing of the batch is persisted or published: fail every write of it, since even
+            // a write that failed its checks may have been checked against one that did not commit.
+            tracing::error!(error = %e, writes = outcomes.len(), "store commit failed");
+            let message = format!("committing writes: {e}");
+            for (reply, _) in outcomes {
+                let _ = reply.send(Err(StoreError::Backend(message.clone())));
+            }
+            return;
+        }
+
+        self.objects = objects.clone();
+        self.revision = revision;
+        if let Some(prune_to) = prune_to {
+            self.compacted = prune_to;
+        }
+        let events = outcomes.iter().filter_map(|(_, outcome)| outcome.as_ref().ok().map(|c| c.event.clone()));
+        self.shared.publish(objects, revision, events);
+        for (reply, outcome) in outcomes {
+            let _ = reply.send(outcome.map(|change| change.object));
+        }
+    }
+
+    /// The revision to prune the on-disk log to with this commit, if it has grown `prune_step`
+    /// rows past the history length.
+    fn prune_to(&self, revision: Revision) -> Option<Revision> {
+        let target = revision.saturating_sub(self.history_len);
+        (target >= self.compacted + self.prune_step).then_some(target)
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system packages Skiff needs to build, run and test, on Debian. Idempotent: installs only
+# what is missing. Run as root (CI runs it as root).
+set -euo pipefail
+packages=(
+  ca-certificates   # TLS roots for npm (kubectl download)
+  python3           # unpacks the kubectl layer zip
+  iproute2          # network namespaces for the node agent and test hosts
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+command -v npm >/dev/null || { echo "npm is required to fetch kubectl (it comes with this machine kind's Node.js)" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "cargo (Rust 1.95) is required" >&2; exit 1; }
