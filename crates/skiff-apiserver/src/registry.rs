@@ -114,7 +114,7 @@ fn check_fields(r: &ResourceInfo, obj: &Value, v: FieldValidation, warnings: &mu
         return Ok(());
     }
     match v {
-        FieldValidation::Strict => Err(schema::strict_error(&unknown)),
+        FieldValidation::Strict => Err(schema::strict_error_for(r, &unknown)),
         FieldValidation::Warn => {
             warnings.extend(unknown.iter().map(|f| schema::warning_text(f)));
             Ok(())

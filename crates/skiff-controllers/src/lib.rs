@@ -6,4 +6,6 @@
 
 pub mod deployment;
 pub mod events;
+pub mod gc;
+pub mod leader;
 pub mod replicaset;

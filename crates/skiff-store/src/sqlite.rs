@@ -173,7 +173,8 @@ impl Store for SqliteStore {
     }
 
     /// Changes after `after`. A revision later than the latest gives an empty backlog: the watch
-    /// simply waits for it (as etcd does).
+    /// simply waits for it (as etcd does). `live` is the raw broadcast of every change, so in that
+    /// case the consumer skips live events at or below `after`.
     fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
         let published = self.shared.published.read();
         let Some(sender) = &published.events else { return Err(StoreError::Closed) };

@@ -210,10 +210,7 @@ mod tests {
     fn error_variants_are_structured() {
         let mut objects = one();
         let err = apply(&mut objects, Write::Delete { key: "/k".into(), expected: Some(2) }, 10).expect_err("conflict");
-        assert!(
-            matches!(err, StoreError::Conflict { ref key, expected: 2, current: 4 } if key == "/k"),
-            "{err:?}"
-        );
+        assert!(matches!(err, StoreError::Conflict { ref key, expected: 2, current: 4 } if key == "/k"), "{err:?}");
         let err = apply(&mut objects, Write::Create { key: "/k".into(), value: json!({}) }, 10).expect_err("exists");
         assert!(matches!(err, StoreError::AlreadyExists(ref key) if key == "/k"), "{err:?}");
         let err = apply(&mut objects, Write::Delete { key: "/z".into(), expected: None }, 10).expect_err("missing");

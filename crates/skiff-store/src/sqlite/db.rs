@@ -32,7 +32,7 @@ use serde_json::Value;
 use super::apply::{Change, Objects, set_resource_version};
 use crate::{Event, EventKind, Object, Revision, StoreError};
 
-pub(super) const SCHEMA: &str = "
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS log (
     rev INTEGER PRIMARY KEY NOT NULL,
     key TEXT NOT NULL,
@@ -79,9 +79,8 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     // memory file, and never gives the file lock up.
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE").map_err(backend("setting locking mode"))?;
     // journal_mode answers with a row, so it goes through pragma_update_and_check.
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(backend("enabling WAL"))?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)).map_err(backend("enabling WAL"))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Backend(format!("database refused WAL mode (journal_mode={mode})")));
     }

@@ -412,8 +412,8 @@ async fn reopen_with_a_shorter_history_compacts_and_rebuilds_prev() {
 #[tokio::test]
 async fn snapshots_are_consistent_and_retained_by_revision() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(&db_path(&dir), SqliteOptions { retained_snapshots: 2, ..Default::default() })
-        .expect("open");
+    let store =
+        SqliteStore::open(&db_path(&dir), SqliteOptions { retained_snapshots: 2, ..Default::default() }).expect("open");
     let mut taken = Vec::new();
     for i in 0..3 {
         store.write(create(&format!("/s/{i}"), json!({}))).await.expect("create");
@@ -603,53 +603,5 @@ async fn throughput() {
         let secs = start.elapsed().as_secs_f64();
         let total = clients * per_client;
         println!("{clients} clients: {total} durable creates in {secs:.2}s = {:.0}/s", total as f64 / secs);
-    }
-}
-
-#[test]
-#[ignore = "experiment"]
-fn zz_direct_process_rate() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_shared, mut writer) = writer_for(&db_path(&dir), &SqliteOptions::default());
-    let n = 2000;
-    let start = Instant::now();
-    for i in 0..n {
-        let (writes, _answers) = batch(vec![create(&format!("/bench/{i}"), json!({"data": "x".repeat(300)}))]);
-        writer.process(writes);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!("direct process: {:.0}/s", n as f64 / secs);
-}
-
-#[test]
-#[ignore = "experiment"]
-fn zz_raw_rusqlite_rate() {
-    for (name, objects_sql) in [
-        ("rowid", "CREATE TABLE o (key TEXT PRIMARY KEY NOT NULL, rev INTEGER NOT NULL, value TEXT NOT NULL)"),
-        ("without rowid", "CREATE TABLE o (key TEXT PRIMARY KEY NOT NULL, rev INTEGER NOT NULL, value TEXT NOT NULL) WITHOUT ROWID"),
-    ] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut conn = super::db::open(&dir.path().join("db")).expect("open");
-        conn.execute_batch(objects_sql).expect("schema");
-        let n = 6000i64;
-        let v = "x".repeat(300);
-        let mut start = Instant::now();
-        for i in 0..n {
-            if i == 3000 {
-                println!("{name} first 3000: {:.0}/s", 3000.0 / start.elapsed().as_secs_f64());
-                start = Instant::now();
-            }
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).expect("tx");
-            tx.prepare_cached("INSERT INTO log (rev, key, kind, value) VALUES (?1, ?2, 0, ?3)")
-                .expect("p")
-                .execute(rusqlite::params![i, format!("/b/{i}"), v])
-                .expect("e");
-            tx.prepare_cached("INSERT INTO o (key, rev, value) VALUES (?1, ?2, ?3)")
-                .expect("p")
-                .execute(rusqlite::params![format!("/b/{i}"), i, v])
-                .expect("e");
-            tx.commit().expect("commit");
-        }
-        println!("{name} next 3000: {:.0}/s", 3000.0 / start.elapsed().as_secs_f64());
     }
 }

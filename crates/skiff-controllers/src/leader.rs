@@ -1,0 +1,192 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease (client-go `tools/leaderelection`), so that
+//! several servers can run and only one set of controllers acts.
+//!
+//! [`decide`] is the whole policy, as a function of the observed Lease and the clock; [`Elector`]
+//! reads and writes the Lease through the API.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
+
+/// Timings, as kube-controller-manager's defaults: lease 15 s, renew deadline 10 s, retry 2 s.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What to do with the Lease now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// No Lease exists: create it, held by us.
+    Create,
+    /// We hold it: renew.
+    Renew,
+    /// Someone else held it, but it expired: take it over (a new transition).
+    TakeOver,
+    /// Someone else holds a live Lease.
+    Wait,
+}
+
+/// The decision for `me` given the observed Lease at `now`.
+pub fn decide(lease: Option<&Lease>, me: &str, now: Timestamp) -> Decision {
+    let Some(lease) = lease else { return Decision::Create };
+    let spec = lease.spec.as_ref();
+    let holder = spec.and_then(|s| s.holder_identity.as_deref()).unwrap_or("");
+    if holder == me {
+        return Decision::Renew;
+    }
+    if holder.is_empty() {
+        return Decision::TakeOver;
+    }
+    let duration = spec.and_then(|s| s.lease_duration_seconds).unwrap_or(15);
+    let renewed = spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0);
+    match renewed {
+        Some(t) if t + SignedDuration::from_secs(i64::from(duration)) > now => Decision::Wait,
+        _ => Decision::TakeOver,
+    }
+}
+
+/// Competes for one Lease.
+pub struct Elector {
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    timings: Timings,
+}
+
+impl Elector {
+    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, timings: Timings) -> Elector {
+        Elector {
+            api: Api::namespaced(client, namespace),
+            name: name.to_string(),
+            identity: identity.to_string(),
+            timings,
+        }
+    }
+
+    pub fn timings(&self) -> Timings {
+        self.timings
+    }
+
+    /// One attempt to acquire or renew; `Ok(true)` when we hold the Lease afterwards.
+    pub async fn try_acquire_or_renew(&self) -> kube::Result<bool> {
+        let now = Timestamp::now();
+        let current = self.api.get_opt(&self.name).await?;
+        let decision = decide(current.as_ref(), &self.identity, now);
+        let lease_seconds = i32::try_from(self.timings.lease_duration.as_secs()).unwrap_or(15);
+        let result = match (decision, current) {
+            (Decision::Wait, _) => return Ok(false),
+            (Decision::Create, _) => {
+                let lease = Lease {
+                    metadata: ObjectMeta { name: Some(self.name.clone()), ..ObjectMeta::default() },
+                    spec: Some(LeaseSpec {
+                        holder_identity: Some(self.identity.clone()),
+                        lease_duration_seconds: Some(lease_seconds),
+                        acquire_time: Some(MicroTime(now)),
+                        renew_time: Some(MicroTime(now)),
+                        lease_transitions: Some(0),
+                        ..LeaseSpec::default()
+                    }),
+                };
+                self.api.create(&PostParams::default(), &lease).await.map(|_| ())
+            }
+            (decision, Some(mut lease)) => {
+                let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+                if decision == Decision::TakeOver {
+                    spec.holder_identity = Some(self.identity.clone());
+                    spec.acquire_time = Some(MicroTime(now));
+                    spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+                }
+                spec.lease_duration_seconds = Some(lease_seconds);
+                spec.renew_time = Some(MicroTime(now));
+                // The resourceVersion in `lease` makes this a compare-and-swap: a competitor's write in
+                // between turns it into a 409 and we lose this round.
+                let name = lease.name_any();
+                self.api.replace(&name, &PostParams::default(), &lease).await.map(|_| ())
+            }
+            (_, None) => return Ok(false),
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until this process holds the Lease.
+    pub async fn acquire(&self) {
+        loop {
+            match self.try_acquire_or_renew().await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "leader election attempt failed"),
+            }
+            tokio::time::sleep(self.timings.retry_period).await;
+        }
+    }
+
+    /// Keeps renewing; returns when a renewal has not succeeded within the renew deadline (leadership
+    /// is lost and the caller must stop acting).
+    pub async fn hold(&self) {
+        let mut last_renewal = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(self.timings.retry_period).await;
+            match self.try_acquire_or_renew().await {
+                Ok(true) => last_renewal = tokio::time::Instant::now(),
+                Ok(false) => return,
+                Err(e) => tracing::debug!(error = %e, "lease renewal failed"),
+            }
+            if last_renewal.elapsed() > self.timings.renew_deadline {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(holder: &str, renewed_secs_ago: i64, duration: i32, now: Timestamp) -> Lease {
+        Lease {
+            metadata: ObjectMeta::default(),
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.to_string()),
+                lease_duration_seconds: Some(duration),
+                renew_time: Some(MicroTime(now - SignedDuration::from_secs(renewed_secs_ago))),
+                ..LeaseSpec::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let now = Timestamp::from_second(1_000_000).expect("timestamp");
+        assert_eq!(decide(None, "a", now), Decision::Create);
+        assert_eq!(decide(Some(&lease("a", 100, 15, now)), "a", now), Decision::Renew);
+        assert_eq!(decide(Some(&lease("b", 5, 15, now)), "a", now), Decision::Wait);
+        assert_eq!(decide(Some(&lease("b", 16, 15, now)), "a", now), Decision::TakeOver);
+        assert_eq!(decide(Some(&lease("", 0, 15, now)), "a", now), Decision::TakeOver);
+        let mut no_renew = lease("b", 0, 15, now);
+        if let Some(s) = no_renew.spec.as_mut() {
+            s.renew_time = None;
+        }
+        assert_eq!(decide(Some(&no_renew), "a", now), Decision::TakeOver);
+    }
+}
