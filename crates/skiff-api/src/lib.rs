@@ -11,6 +11,7 @@ pub mod error;
 pub mod meta;
 pub mod openapi;
 pub mod patch;
+pub mod proto;
 pub mod resource;
 pub mod schema;
 pub mod selector;

@@ -105,11 +105,17 @@ async fn finalize_all(reg: &Registry) -> Result<bool, ApiError> {
     Ok(pending)
 }
 
-/// Deletes everything in namespace `ns`; returns whether something is still there.
+/// Deletes everything in namespace `ns`, pods first (OrderedNamespaceDeletion: other content stays
+/// until the pods are gone); returns whether something is still there.
 async fn delete_content(reg: &Registry, ns: &str) -> Result<bool, ApiError> {
     let mut remaining = false;
     let opts = DeleteOptions { propagation_policy: Some("Background".into()), ..DeleteOptions::default() };
-    for r in RESOURCES.iter().filter(|r| r.namespaced()) {
+    let pods_first = RESOURCES.iter().filter(|r| r.namespaced()).filter(|r| (r.group, r.kind) == ("", "Pod"));
+    let others = RESOURCES.iter().filter(|r| r.namespaced()).filter(|r| (r.group, r.kind) != ("", "Pod"));
+    for r in pods_first.chain(others) {
+        if remaining && r.kind != "Pod" {
+            break;
+        }
         let t = Target { resource: r, namespace: Some(ns.to_string()), name: None, subresource: None };
         let listed = reg.list(&t, &Query::default())?;
         for obj in &listed.items {

@@ -763,21 +763,17 @@ impl Registry {
             }
         } else {
             let mut iter = snapshot.range(&prefix, after.as_deref()).filter(matches);
+            let mut last_key = None;
             for o in iter.by_ref() {
                 items.push(o.value.clone());
                 if items.len() == limit {
+                    last_key = Some(o.key.clone());
                     break;
                 }
             }
-            if items.len() == limit {
+            if let Some(last) = last_key {
                 let rest = iter.count();
                 if rest > 0 {
-                    let last = snapshot
-                        .range(&prefix, after.as_deref())
-                        .filter(matches)
-                        .nth(limit - 1)
-                        .map(|o| o.key.to_string())
-                        .unwrap_or_default();
                     continue_token = Some(encode_continue(snapshot.rev, &last));
                     remaining = Some(rest);
                     self.store.retain_snapshot(&snapshot);

@@ -1,8 +1,9 @@
 //! The SQLite backend of the [`Store`].
 //!
-//! The whole current state lives in memory as a persistent map (a snapshot is an O(1) clone); SQLite
-//! holds the durable copy and a bounded change log. One writer thread owns the connection and
-//! commits writes in batches (group commit, see `writer`); readers never touch SQLite.
+//! The whole current state lives in memory as a persistent map (a snapshot is an O(1) clone) next
+//! to the recent changes; SQLite holds the durable copy of both (see `db` for the layout). One
+//! writer thread owns the connection and commits writes in batches (group commit, see `writer`);
+//! readers and watchers never touch SQLite.
 //!
 //! Invariants:
 //! - A write is answered only after its batch is committed and fsync'd, and only committed state is

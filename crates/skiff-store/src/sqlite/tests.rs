@@ -337,6 +337,42 @@ async fn old_revisions_are_compacted() {
     assert_eq!(store.oldest_watchable(), 46);
 }
 
+/// With a history of 16 the log is pruned every 2 revisions (an eighth of the history), down to the
+/// last 16 rows: between prunes it holds 17.
+#[tokio::test]
+async fn the_log_is_pruned_on_a_cadence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let log_rows = || {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.query_row("SELECT COUNT(*), MIN(rev), MAX(rev) FROM log", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+        .expect("count")
+    };
+    let store = SqliteStore::open(&path, options(16)).expect("open");
+    store.write(create("/x", json!({"n": 0}))).await.expect("create");
+    for n in 1..17 {
+        store.write(update("/x", json!({"n": n}), None)).await.expect("update");
+    }
+    drop(store);
+    // Revision 17: nothing pruned yet.
+    assert_eq!(log_rows(), (17, 1, 17));
+
+    let mut expected = vec![];
+    let mut got = vec![];
+    for rev in 18..=21 {
+        let store = SqliteStore::open(&path, options(16)).expect("reopen");
+        store.write(update("/x", json!({"n": rev}), None)).await.expect("update");
+        drop(store);
+        got.push(log_rows());
+        // Pruned at even revisions, down to revision - 16.
+        let min = if rev % 2 == 0 { rev - 15 } else { rev - 16 };
+        expected.push((rev - min + 1, min, rev));
+    }
+    assert_eq!(got, expected);
+}
+
 #[tokio::test]
 async fn reopen_keeps_objects_revisions_and_watch_resume() {
     let dir = tempfile::tempdir().expect("tempdir");
