@@ -32,6 +32,12 @@ fn decode_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))
 }
 
+/// A POST/PUT body: Kubernetes protobuf (what kubectl's typed clients send) or JSON.
+fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if skiff_api::proto::is_protobuf(ct) { skiff_api::proto::decode(body) } else { decode_json(body) }
+}
+
 /// A body in YAML or JSON (server-side apply patches are YAML; JSON is valid YAML).
 fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {
     if let Ok(v) = serde_json::from_slice(body) {
@@ -130,16 +136,16 @@ async fn dispatch(app: &Arc<App>, method: &Method, t: &Target, query: Option<&st
         }
         (&Method::POST, None, None) => {
             let opts = write_options(headers, &q, "CreateOptions", false)?;
-            let w = reg.create(t, decode_json(&body)?, &opts).await?;
+            let w = reg.create(t, decode_body(headers, &body)?, &opts).await?;
             Ok(response::json(201, &w.object, &w.warnings))
         }
         (&Method::POST, Some(name), Some(Subresource::Binding)) => {
             let opts = write_options(headers, &q, "CreateOptions", false)?;
-            reg.bind(t, name, &decode_json(&body)?, &opts).await?;
+            reg.bind(t, name, &decode_body(headers, &body)?, &opts).await?;
             Ok(response::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}), &[]))
         }
         (&Method::POST, Some(name), Some(Subresource::Eviction)) => {
-            let eviction = decode_json(&body)?;
+            let eviction = decode_body(headers, &body)?;
             let mut opts = match eviction.get("deleteOptions") {
                 Some(d) => DeleteOptions::from_body(d.to_string().as_bytes())?,
                 None => DeleteOptions::default(),
@@ -150,12 +156,12 @@ async fn dispatch(app: &Arc<App>, method: &Method, t: &Target, query: Option<&st
         }
         (&Method::PUT, Some(name), None | Some(Subresource::Status)) => {
             let opts = write_options(headers, &q, "UpdateOptions", false)?;
-            let w = reg.update(t, name, decode_json(&body)?, &opts).await?;
+            let w = reg.update(t, name, decode_body(headers, &body)?, &opts).await?;
             Ok(response::json(if w.created { 201 } else { 200 }, &w.object, &w.warnings))
         }
         (&Method::PUT, Some(name), Some(Subresource::Scale)) => {
             let opts = write_options(headers, &q, "UpdateOptions", false)?;
-            let scale = decode_json(&body)?;
+            let scale = decode_body(headers, &body)?;
             Ok(response::json(200, &reg.update_scale(t, name, ScaleChange::Replace(&scale), &opts).await?, &[]))
         }
         (&Method::PATCH, Some(name), sub) => {

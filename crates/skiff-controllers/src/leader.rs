@@ -190,3 +190,38 @@ mod tests {
         assert_eq!(decide(Some(&no_renew), "a", now), Decision::TakeOver);
     }
 }
+
+/// Runs `work` only while this process holds the Lease `kube-system/<lease>`: waits to acquire it,
+/// starts `work` with a cancellation token, and cancels it (then competes again) when leadership is
+/// lost. Returns when `stop` is cancelled.
+pub async fn run_elected<F, Fut>(
+    client: Client,
+    lease: &str,
+    identity: &str,
+    timings: Timings,
+    stop: tokio_util::sync::CancellationToken,
+    work: F,
+) where
+    F: Fn(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let elector = Elector::new(client, "kube-system", lease, identity, timings);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = elector.acquire() => {}
+        }
+        tracing::info!(lease, identity, "acquired leadership");
+        let token = stop.child_token();
+        let task = tokio::spawn(work(token.clone()));
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = elector.hold() => tracing::warn!(lease, identity, "lost leadership"),
+        }
+        token.cancel();
+        let _ = task.await;
+        if stop.is_cancelled() {
+            return;
+        }
+    }
+}

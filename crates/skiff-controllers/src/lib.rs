@@ -8,4 +8,6 @@ pub mod deployment;
 pub mod events;
 pub mod gc;
 pub mod leader;
+pub mod manager;
+pub mod namespace_defaults;
 pub mod replicaset;

@@ -23,7 +23,12 @@ fn web_deployment(name: &str) -> Value {
 /// A server with ConfigMap `keep` (data a=1) and Deployment `web`; returns them as stored.
 async fn server_with_objects() -> (Server, Value, Value) {
     let s = Server::start();
-    let cm = s.create_json(CM, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep"}, "data": {"a": "1"}})).await;
+    let cm = s
+        .create_json(
+            CM,
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep"}, "data": {"a": "1"}}),
+        )
+        .await;
     let d = s.create_json(DEPLOY, &web_deployment("web")).await;
     (s, cm, d)
 }
@@ -40,7 +45,9 @@ fn causes(status: &Value) -> Vec<(String, String)> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|c| (c["field"].as_str().unwrap_or_default().to_string(), c["reason"].as_str().unwrap_or_default().to_string()))
+        .map(|c| {
+            (c["field"].as_str().unwrap_or_default().to_string(), c["reason"].as_str().unwrap_or_default().to_string())
+        })
         .collect()
 }
 
@@ -56,8 +63,7 @@ async fn malformed_json_is_bad_request() {
     let r = s.raw("POST", CM, Some("application/json"), "[1, 2, 3]").await;
     r.expect_status(400, "BadRequest");
     assert_unchanged(&s, &format!("{CM}/keep"), &cm).await;
-    let list = s.get_json(CM).await;
-    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "nothing created: {list}");
+    s.raw("GET", &format!("{CM}/x"), None, Vec::new()).await.expect_status(404, "NotFound");
 }
 
 #[tokio::test]
@@ -86,16 +92,22 @@ async fn wrong_kind_or_api_version_in_the_body_is_bad_request() {
     let (s, _, d) = server_with_objects().await;
     let mut wrong_kind = web_deployment("other");
     wrong_kind["kind"] = json!("ReplicaSet");
-    let st = s.raw("POST", DEPLOY, Some("application/json"), wrong_kind.to_string()).await.expect_status(400, "BadRequest");
+    let st =
+        s.raw("POST", DEPLOY, Some("application/json"), wrong_kind.to_string()).await.expect_status(400, "BadRequest");
     assert!(st["message"].as_str().unwrap_or_default().contains("ReplicaSet"), "{st}");
 
     let mut wrong_version = web_deployment("other");
     wrong_version["apiVersion"] = json!("apps/v1beta1");
-    let st = s.raw("POST", DEPLOY, Some("application/json"), wrong_version.to_string()).await.expect_status(400, "BadRequest");
+    let st = s
+        .raw("POST", DEPLOY, Some("application/json"), wrong_version.to_string())
+        .await
+        .expect_status(400, "BadRequest");
     assert!(st["message"].as_str().unwrap_or_default().contains("apps/v1beta1"), "{st}");
 
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}});
-    s.raw("PUT", &format!("{DEPLOY}/web"), Some("application/json"), cm.to_string()).await.expect_status(400, "BadRequest");
+    s.raw("PUT", &format!("{DEPLOY}/web"), Some("application/json"), cm.to_string())
+        .await
+        .expect_status(400, "BadRequest");
     assert_unchanged(&s, &format!("{DEPLOY}/web"), &d).await;
     s.raw("GET", &format!("{DEPLOY}/other"), None, Vec::new()).await.expect_status(404, "NotFound");
 }
@@ -127,8 +139,12 @@ async fn missing_object_is_not_found_with_details() {
     assert_eq!(st["details"], json!({"name": "nope", "kind": "configmaps"}));
 
     s.raw("DELETE", &format!("{CM}/nope"), None, Vec::new()).await.expect_status(404, "NotFound");
-    s.raw("PATCH", &format!("{CM}/nope"), Some("application/merge-patch+json"), "{}").await.expect_status(404, "NotFound");
-    let st = s.raw("POST", "/api/v1/namespaces/missing/configmaps", Some("application/json"), r#"{"metadata":{"name":"a"}}"#).await;
+    s.raw("PATCH", &format!("{CM}/nope"), Some("application/merge-patch+json"), "{}")
+        .await
+        .expect_status(404, "NotFound");
+    let st = s
+        .raw("POST", "/api/v1/namespaces/missing/configmaps", Some("application/json"), r#"{"metadata":{"name":"a"}}"#)
+        .await;
     let st = st.expect_status(404, "NotFound");
     assert_eq!(st["message"], r#"namespaces "missing" not found"#);
 }
@@ -181,7 +197,8 @@ async fn invalid_fields_are_unprocessable_with_causes() {
 
     let mut no_selector = web_deployment("nosel");
     no_selector["spec"].as_object_mut().expect("spec").remove("selector");
-    let st = s.raw("POST", DEPLOY, Some("application/json"), no_selector.to_string()).await.expect_status(422, "Invalid");
+    let st =
+        s.raw("POST", DEPLOY, Some("application/json"), no_selector.to_string()).await.expect_status(422, "Invalid");
     assert!(causes(&st).contains(&("spec.selector".to_string(), "FieldValueRequired".to_string())), "{st}");
     assert!(st["message"].as_str().unwrap_or_default().starts_with(r#"Deployment.apps "nosel" is invalid: "#), "{st}");
     assert_eq!(st["details"]["group"], "apps");
@@ -191,14 +208,21 @@ async fn invalid_fields_are_unprocessable_with_causes() {
     negative["spec"]["replicas"] = json!(-1);
     let st = s.raw("POST", DEPLOY, Some("application/json"), negative.to_string()).await.expect_status(422, "Invalid");
     assert_eq!(causes(&st), [("spec.replicas".to_string(), "FieldValueInvalid".to_string())], "{st}");
-    assert_eq!(st["message"], r#"Deployment.apps "neg" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"#);
+    assert_eq!(
+        st["message"],
+        r#"Deployment.apps "neg" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"#
+    );
 
     // The same through PUT and PATCH of an existing object: refused, nothing written.
     let mut update = d.clone();
     update["spec"]["replicas"] = json!(-1);
-    s.raw("PUT", &format!("{DEPLOY}/web"), Some("application/json"), update.to_string()).await.expect_status(422, "Invalid");
+    s.raw("PUT", &format!("{DEPLOY}/web"), Some("application/json"), update.to_string())
+        .await
+        .expect_status(422, "Invalid");
     let patch = r#"{"spec":{"replicas":-5}}"#;
-    s.raw("PATCH", &format!("{DEPLOY}/web"), Some("application/merge-patch+json"), patch).await.expect_status(422, "Invalid");
+    s.raw("PATCH", &format!("{DEPLOY}/web"), Some("application/merge-patch+json"), patch)
+        .await
+        .expect_status(422, "Invalid");
     assert_unchanged(&s, &format!("{DEPLOY}/web"), &d).await;
     for name in ["BadName", "nosel", "neg"] {
         let path = if name == "BadName" { format!("{CM}/{name}") } else { format!("{DEPLOY}/{name}") };
@@ -210,12 +234,16 @@ async fn invalid_fields_are_unprocessable_with_causes() {
 async fn a_body_over_3_mib_is_too_large() {
     let (s, cm, _) = server_with_objects().await;
     let big = "x".repeat(3 * 1024 * 1024 + 1024);
-    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"x": big}}).to_string();
-    let st = s.raw("POST", CM, Some("application/json"), body.clone()).await.expect_status(413, "RequestEntityTooLarge");
+    let body =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"x": big}}).to_string();
+    let st =
+        s.raw("POST", CM, Some("application/json"), body.clone()).await.expect_status(413, "RequestEntityTooLarge");
     assert_eq!(st["message"], "Request entity too large: limit is 3145728");
     let mut update = cm.clone();
     update["data"]["x"] = json!(big);
-    s.raw("PUT", &format!("{CM}/keep"), Some("application/json"), update.to_string()).await.expect_status(413, "RequestEntityTooLarge");
+    s.raw("PUT", &format!("{CM}/keep"), Some("application/json"), update.to_string())
+        .await
+        .expect_status(413, "RequestEntityTooLarge");
     assert_unchanged(&s, &format!("{CM}/keep"), &cm).await;
     s.raw("GET", &format!("{CM}/big"), None, Vec::new()).await.expect_status(404, "NotFound");
 }
@@ -239,7 +267,8 @@ async fn missing_or_wrong_token_is_unauthorized() {
         }
     }
     let client = s.anonymous_client().await;
-    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep"}, "data": {"a": "evil"}}).to_string();
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep"}, "data": {"a": "evil"}})
+        .to_string();
     let r = common::send_raw(&client, "PUT", &keep, Some("application/json"), Some(&wrong), body.into_bytes()).await;
     expect_unauthorized(&r);
     let r = common::send_raw(&client, "DELETE", &keep, None, None, Vec::new()).await;
@@ -251,11 +280,79 @@ async fn missing_or_wrong_token_is_unauthorized() {
 }
 
 #[tokio::test]
+async fn failing_patches_change_nothing() {
+    let (s, _, d) = server_with_objects().await;
+    let path = format!("{DEPLOY}/web");
+    // A JSON patch whose `test` fails: 422 (`patch.go: applyJSPatch`).
+    let failing =
+        r#"[{"op":"test","path":"/spec/replicas","value":99},{"op":"replace","path":"/spec/replicas","value":3}]"#;
+    s.raw("PATCH", &path, Some("application/json-patch+json"), failing).await.expect_status(422, "Invalid");
+    // A JSON patch that is not a list of operations: 400.
+    s.raw("PATCH", &path, Some("application/json-patch+json"), r#"{"op":"add"}"#)
+        .await
+        .expect_status(400, "BadRequest");
+    // A patch changing the name: 400.
+    let rename = r#"{"metadata":{"name":"other"}}"#;
+    s.raw("PATCH", &path, Some("application/merge-patch+json"), rename).await.expect_status(400, "BadRequest");
+    // A stale resourceVersion in the patch: 409 Conflict.
+    let stale = r#"{"metadata":{"resourceVersion":"1"},"spec":{"replicas":3}}"#;
+    s.raw("PATCH", &path, Some("application/merge-patch+json"), stale).await.expect_status(409, "Conflict");
+    // A wrong uid in the patch: 409 Conflict (a precondition).
+    let uid = r#"{"metadata":{"uid":"00000000-0000-0000-0000-000000000000"},"spec":{"replicas":3}}"#;
+    s.raw("PATCH", &path, Some("application/strategic-merge-patch+json"), uid).await.expect_status(409, "Conflict");
+    assert_unchanged(&s, &path, &d).await;
+}
+
+/// A protobuf field holding bytes (wire type 2).
+fn pb_field(field: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![(field << 3) | 2];
+    let mut len = bytes.len();
+    while len >= 0x80 {
+        out.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// ConfigMap `name` with data `a: b` as client-go's protobuf serializer sends it: the `k8s\0` magic,
+/// then a `runtime.Unknown` {typeMeta, raw} whose raw is the `k8s.io.api.core.v1.ConfigMap` message.
+fn protobuf_configmap(name: &str) -> Vec<u8> {
+    let meta = pb_field(1, name.as_bytes());
+    let entry = [pb_field(1, b"a"), pb_field(2, b"b")].concat();
+    let raw = [pb_field(1, &meta), pb_field(2, &entry)].concat();
+    let type_meta = [pb_field(1, b"v1"), pb_field(2, b"ConfigMap")].concat();
+    let unknown = [pb_field(1, &type_meta), pb_field(2, &raw)].concat();
+    [b"k8s\0".as_slice(), &unknown].concat()
+}
+
+/// kubectl 1.35's typed clients (`kubectl create namespace|configmap|deployment|secret`, eviction)
+/// send protobuf bodies; the apiserver also decodes YAML, and refuses other types with 415.
+#[tokio::test]
+async fn request_body_content_types() {
+    let s = Server::start();
+    let r = s.raw("POST", CM, Some("application/vnd.kubernetes.protobuf"), protobuf_configmap("from-protobuf")).await;
+    assert_eq!(r.status, 201, "protobuf create: {}", r.text());
+    assert_eq!(r.json()["data"], json!({"a": "b"}));
+
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: b\n";
+    let r = s.raw("POST", CM, Some("application/yaml"), yaml).await;
+    assert_eq!(r.status, 201, "YAML create: {}", r.text());
+    assert_eq!(r.json()["metadata"]["name"], "from-yaml");
+
+    let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"from-text"}}"#;
+    s.raw("POST", CM, Some("text/plain"), body).await.expect_status(415, "UnsupportedMediaType");
+    s.raw("GET", &format!("{CM}/from-text"), None, Vec::new()).await.expect_status(404, "NotFound");
+}
+
+#[tokio::test]
 async fn unsupported_patch_content_type_is_415() {
     let (s, cm, _) = server_with_objects().await;
     let path = format!("{CM}/keep");
     for ct in ["text/plain", "application/json", "application/yaml"] {
-        let st = s.raw("PATCH", &path, Some(ct), r#"{"data":{"a":"2"}}"#).await.expect_status(415, "UnsupportedMediaType");
+        let st =
+            s.raw("PATCH", &path, Some(ct), r#"{"data":{"a":"2"}}"#).await.expect_status(415, "UnsupportedMediaType");
         assert!(st["message"].as_str().unwrap_or_default().contains(ct), "{ct}: {st}");
     }
     assert_unchanged(&s, &path, &cm).await;
@@ -266,10 +363,14 @@ async fn strict_field_validation_rejects_unknown_fields() {
     let (s, _, d) = server_with_objects().await;
     let mut body = web_deployment("strict");
     body["spec"]["foo"] = json!(1);
-    let st = s.raw("POST", &format!("{DEPLOY}?fieldValidation=Strict"), Some("application/json"), body.to_string()).await;
+    let st =
+        s.raw("POST", &format!("{DEPLOY}?fieldValidation=Strict"), Some("application/json"), body.to_string()).await;
     let st = st.expect_status(400, "BadRequest");
     // Create decodes the body (`handlers/create.go: transformDecodeError`); patch reports the bare error.
-    assert_eq!(st["message"], r#"Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: unknown field "spec.foo""#);
+    assert_eq!(
+        st["message"],
+        r#"Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: unknown field "spec.foo""#
+    );
     s.raw("GET", &format!("{DEPLOY}/strict"), None, Vec::new()).await.expect_status(404, "NotFound");
 
     let patch = r#"{"spec":{"foo":1}}"#;
@@ -285,7 +386,9 @@ async fn strict_field_validation_rejects_unknown_fields() {
     assert_eq!(warning, r#"299 - "unknown field \"spec.foo\"""#);
     assert!(r.json()["spec"].get("foo").is_none(), "unknown fields are dropped");
 
-    let st = s.raw("POST", &format!("{CM}?fieldValidation=Bogus"), Some("application/json"), r#"{"metadata":{"name":"v"}}"#).await;
+    let st = s
+        .raw("POST", &format!("{CM}?fieldValidation=Bogus"), Some("application/json"), r#"{"metadata":{"name":"v"}}"#)
+        .await;
     st.expect_status(400, "BadRequest");
 }
 
@@ -293,8 +396,11 @@ async fn strict_field_validation_rejects_unknown_fields() {
 async fn bad_query_parameters_are_refused() {
     let s = Server::start();
     s.raw("GET", &format!("{CM}?limit=abc"), None, Vec::new()).await.expect_status(400, "BadRequest");
-    s.raw("POST", &format!("{CM}?dryRun=Some"), Some("application/json"), r#"{"metadata":{"name":"d"}}"#).await.expect_status(400, "BadRequest");
-    let st = s.raw("GET", &format!("{CM}?resourceVersionMatch=Exact"), None, Vec::new()).await.expect_status(422, "Invalid");
+    s.raw("POST", &format!("{CM}?dryRun=Some"), Some("application/json"), r#"{"metadata":{"name":"d"}}"#)
+        .await
+        .expect_status(400, "BadRequest");
+    let st =
+        s.raw("GET", &format!("{CM}?resourceVersionMatch=Exact"), None, Vec::new()).await.expect_status(422, "Invalid");
     assert_eq!(st["details"]["kind"], "ListOptions", "{st}");
     s.raw("GET", &format!("{CM}?continue=garbage"), None, Vec::new()).await.expect_status(400, "BadRequest");
     s.raw("GET", &format!("{CM}?labelSelector=a%20in%20(b"), None, Vec::new()).await.expect_status(400, "BadRequest");

@@ -8,15 +8,17 @@ use std::os::unix::fs::PermissionsExt;
 use common::Server;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams, PostParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 const N: usize = 200;
 
 fn configmap(name: &str, i: usize) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"batch": "durability"}}, "data": {"i": i.to_string()}}))
-        .expect("a ConfigMap")
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"batch": "durability"}}, "data": {"i": i.to_string()}}),
+    )
+    .expect("a ConfigMap")
 }
 
 /// name → (resourceVersion, uid, data.i) of every listed ConfigMap with the test's label.
@@ -68,7 +70,8 @@ async fn acknowledged_writes_survive_kill_9() {
     assert!(next_rv > max_rv, "{next_rv} must be newer than {max_rv}");
     // The built-in namespaces are not created twice.
     let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(s.client().await);
-    let names: Vec<String> = ns.list(&ListParams::default()).await.expect("list ns").items.iter().map(|n| n.name_any()).collect();
+    let names: Vec<String> =
+        ns.list(&ListParams::default()).await.expect("list ns").items.iter().map(|n| n.name_any()).collect();
     assert_eq!(names, ["default", "kube-node-lease", "kube-public", "kube-system"]);
 }
 
@@ -99,7 +102,8 @@ fn credentials_and_kubeconfig_are_reused_across_restarts() {
     }
     assert!(kubeconfig.contains(&format!("token: {token}")), "{kubeconfig}");
     assert!(kubeconfig.contains(&format!("server: https://{}", s.addr)), "{kubeconfig}");
-    s.kubectl_ok(&["create", "configmap", "kept", "--from-literal=a=b"]);
+    let manifest = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept"}, "data": {"a": "b"}});
+    s.kubectl_stdin_ok(&["create", "-f", "-"], &manifest.to_string());
 
     s.restart();
     assert_eq!(s.token, token, "same token");

@@ -14,9 +14,11 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+/// Every ConfigMap a test makes carries the label `e2e`, so lists and watches can leave out the
+/// ones controllers create (`kube-root-ca.crt` in every namespace).
 fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMap {
     serde_json::from_value(json!({
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {"e2e": "true"}},
         "data": data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
     }))
     .expect("a ConfigMap")
@@ -24,7 +26,8 @@ fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMap {
 
 fn labelled(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
     let mut cm = configmap(name, &[("k", "v")]);
-    cm.metadata.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    cm.metadata.labels = Some(labels.chain([("e2e".to_string(), "true".to_string())]).collect());
     cm
 }
 
@@ -69,7 +72,7 @@ async fn configmap_crud() {
     let got = api.get("cm").await.expect("get");
     assert_eq!(got, created, "GET returns what create returned");
 
-    let listed = api.list(&ListParams::default()).await.expect("list");
+    let listed = api.list(&ListParams::default().labels("e2e")).await.expect("list");
     assert_eq!(listed.items.iter().map(|c| c.name_any()).collect::<Vec<_>>(), ["cm"]);
     let list_rv: u64 = listed.metadata.resource_version.as_deref().expect("list rv").parse().expect("numeric");
     assert!(list_rv >= rv1);
@@ -82,11 +85,18 @@ async fn configmap_crud() {
     assert_eq!(replaced.metadata.uid, created.metadata.uid);
     assert_eq!(replaced.metadata.creation_timestamp, created.metadata.creation_timestamp);
 
-    let merged = api.patch("cm", &PatchParams::default(), &Patch::Merge(json!({"data": {"a": null, "c": "3"}}))).await.expect("merge patch");
+    let merged = api
+        .patch("cm", &PatchParams::default(), &Patch::Merge(json!({"data": {"a": null, "c": "3"}})))
+        .await
+        .expect("merge patch");
     assert_eq!(merged.data, Some(BTreeMap::from([("b".into(), "2".into()), ("c".into(), "3".into())])));
 
     let applied = api
-        .patch("cm", &PatchParams::apply("e2e"), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"d": "4"}})))
+        .patch(
+            "cm",
+            &PatchParams::apply("e2e"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"d": "4"}})),
+        )
         .await
         .expect("server-side apply");
     assert_eq!(applied.data.as_ref().and_then(|d| d.get("d")).map(String::as_str), Some("4"));
@@ -109,7 +119,13 @@ async fn server_side_apply_creates_a_missing_object() {
     let s = Server::start();
     let api: Api<ConfigMap> = Api::default_namespaced(s.client().await);
     let applied = api
-        .patch("fresh", &PatchParams::apply("e2e"), &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fresh"}, "data": {"x": "y"}})))
+        .patch(
+            "fresh",
+            &PatchParams::apply("e2e"),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fresh"}, "data": {"x": "y"}}),
+            ),
+        )
         .await
         .expect("apply creates");
     assert_eq!(applied.name_any(), "fresh");
@@ -136,16 +152,24 @@ async fn deployment_crud_scale_and_defaults() {
 
     let mut next = d.clone();
     next.spec.as_mut().expect("spec").replicas = Some(4);
+    // Unconditional (no resourceVersion): a controller may have written the status meanwhile.
+    next.metadata.resource_version = None;
     let replaced = api.replace("web", &pp, &next).await.expect("replace");
     assert_eq!(replaced.metadata.generation, Some(2));
 
-    let patched = api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"tier": "a"}}}))).await.expect("patch");
+    let patched = api
+        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"tier": "a"}}})))
+        .await
+        .expect("patch");
     assert_eq!(patched.metadata.generation, Some(2), "a label change is not a spec change");
 
     let scale = api.get_scale("web").await.expect("get scale");
     assert_eq!(scale.spec.as_ref().and_then(|s| s.replicas), Some(4));
     assert_eq!(scale.status.as_ref().and_then(|s| s.selector.clone()).as_deref(), Some("app=web"));
-    let scaled = api.patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}}))).await.expect("patch scale");
+    let scaled = api
+        .patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}})))
+        .await
+        .expect("patch scale");
     assert_eq!(scaled.spec.as_ref().and_then(|s| s.replicas), Some(1));
     let after = api.get("web").await.expect("get");
     assert_eq!(after.spec.as_ref().and_then(|s| s.replicas), Some(1));
@@ -223,7 +247,7 @@ async fn list_chunks_return_every_item_once() {
     let mut pages = Vec::new();
     let mut list_rv = None;
     loop {
-        let mut lp = ListParams::default().limit(10);
+        let mut lp = ListParams::default().labels("e2e").limit(10);
         if let Some(t) = &token {
             lp = lp.continue_token(t);
         }
@@ -265,7 +289,7 @@ async fn label_and_field_selectors() {
     async fn names(api: &Api<ConfigMap>, lp: ListParams) -> Vec<String> {
         api.list(&lp).await.expect("list").items.iter().map(|c| c.name_any()).collect()
     }
-    let by_labels = |sel: &str| ListParams::default().labels(sel);
+    let by_labels = |sel: &str| ListParams::default().labels(&format!("e2e,{sel}"));
     assert_eq!(names(&api, by_labels("app=web")).await, ["a-web"]);
     assert_eq!(names(&api, by_labels("app==db")).await, ["b-db"]);
     assert_eq!(names(&api, by_labels("app!=web")).await, ["b-db", "c-cache", "d-none"]);
@@ -274,18 +298,27 @@ async fn label_and_field_selectors() {
     assert_eq!(names(&api, by_labels("tier")).await, ["a-web", "c-cache"]);
     assert_eq!(names(&api, by_labels("!tier")).await, ["b-db", "d-none"]);
     assert_eq!(names(&api, by_labels("app,tier=back")).await, ["c-cache"]);
-    let by_fields = |sel: &str| ListParams::default().fields(sel);
+    let by_fields = |sel: &str| ListParams::default().labels("e2e").fields(sel);
     assert_eq!(names(&api, by_fields("metadata.name=b-db")).await, ["b-db"]);
     assert_eq!(names(&api, by_fields("metadata.name!=b-db")).await, ["a-web", "c-cache", "d-none"]);
     assert_eq!(names(&api, by_fields("metadata.namespace=default,metadata.name=d-none")).await, ["d-none"]);
     assert_eq!(names(&api, by_fields("metadata.namespace=other")).await, Vec::<String>::new());
     assert_eq!(names(&api, by_fields("metadata.name=a-web").labels("app=db")).await, Vec::<String>::new());
 
-    let e = api_error(api.list(&by_labels("app in (web")).await, "bad label selector");
+    let e = api_error(api.list(&ListParams::default().labels("app in (web")).await, "bad label selector");
     assert_eq!((e.code, e.reason.as_str()), (400, "BadRequest"));
-    let e = api_error(api.list(&by_fields("data.k=v")).await, "unsupported field");
+    let e = api_error(api.list(&ListParams::default().fields("data.k=v")).await, "unsupported field");
     assert_eq!((e.code, e.reason.as_str()), (400, "BadRequest"));
-    assert!(e.message.contains("field label not supported: data.k"), "{}", e.message);
+    // Kinds without their own field labels answer as `runtime.DefaultMetaV1FieldSelectorConversion` does.
+    assert_eq!(e.message, r#""data.k" is not a known field selector: only "metadata.name", "metadata.namespace""#);
+    // Pods have their own set (`pkg/registry/core/pod/strategy.go`), and their own wording.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::default_namespaced(api.clone().into_client());
+    let e = api_error(pods.list(&ListParams::default().fields("spec.foo=bar")).await, "unsupported pod field");
+    assert_eq!((e.code, e.reason.as_str()), (400, "BadRequest"));
+    assert_eq!(e.message, "field label not supported: spec.foo");
+    assert!(
+        pods.list(&by_fields("spec.nodeName=,status.phase=Pending")).await.expect("pod field labels").items.is_empty()
+    );
 }
 
 /// Runs a `kube::runtime::watcher` and checks it sees the existing object, then a create, an update
@@ -297,7 +330,7 @@ async fn watcher_sees_initial_objects_and_changes(config: watcher::Config) {
     let pp = PostParams::default();
     api.create(&pp, &configmap("before", &[("a", "1")])).await.expect("create before");
 
-    let mut events = watcher(api.clone(), config).boxed();
+    let mut events = watcher(api.clone(), config.labels("e2e")).boxed();
     let mut next = async || -> watcher::Event<ConfigMap> {
         tokio::time::timeout(Duration::from_secs(20), events.try_next())
             .await
@@ -348,17 +381,25 @@ async fn watcher_with_a_label_selector_sees_objects_enter_and_leave() {
     let api: Api<ConfigMap> = Api::default_namespaced(s.client().await);
     let mut events = watcher(api.clone(), watcher::Config::default().labels("app=web").streaming_lists()).boxed();
     let mut next = async || -> watcher::Event<ConfigMap> {
-        tokio::time::timeout(Duration::from_secs(20), events.try_next()).await.expect("event within 20s").expect("no error").expect("stream open")
+        tokio::time::timeout(Duration::from_secs(20), events.try_next())
+            .await
+            .expect("event within 20s")
+            .expect("no error")
+            .expect("stream open")
     };
     assert!(matches!(next().await, watcher::Event::Init));
     assert!(matches!(next().await, watcher::Event::InitDone), "nothing matches yet");
     api.create(&PostParams::default(), &labelled("x", &[("app", "db")])).await.expect("create");
-    api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "web"}}}))).await.expect("relabel");
+    api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "web"}}})))
+        .await
+        .expect("relabel");
     match next().await {
         watcher::Event::Apply(cm) => assert_eq!(cm.labels().get("app").map(String::as_str), Some("web")),
         other => panic!("expected Apply(x) on entering the selection, got {other:?}"),
     }
-    api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}}))).await.expect("relabel");
+    api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}})))
+        .await
+        .expect("relabel");
     match next().await {
         watcher::Event::Delete(cm) => assert_eq!(cm.name_any(), "x"),
         other => panic!("expected Delete(x) on leaving the selection, got {other:?}"),
@@ -367,7 +408,7 @@ async fn watcher_with_a_label_selector_sees_objects_enter_and_leave() {
 
 /// Collects `n` events of a raw watch from `rv`, or fails after 20s.
 async fn watch_events(api: &Api<ConfigMap>, rv: &str, n: usize) -> Vec<WatchEvent<ConfigMap>> {
-    let stream = api.watch(&WatchParams::default().timeout(30), rv).await.expect("start a watch");
+    let stream = api.watch(&WatchParams::default().labels("e2e").timeout(30), rv).await.expect("start a watch");
     tokio::time::timeout(Duration::from_secs(20), stream.take(n).try_collect::<Vec<_>>())
         .await
         .unwrap_or_else(|_| panic!("{n} watch events from {rv} within 20s"))
@@ -478,7 +519,11 @@ async fn expired_continue_token_is_gone() {
     }
     let e = api_error(api.list(&ListParams::default().limit(1).continue_token(&token)).await, "expired continue");
     assert_eq!((e.code, e.reason.as_str()), (410, "Expired"));
-    assert!(e.message.starts_with("The provided continue parameter is too old to display a consistent list result."), "{}", e.message);
+    assert!(
+        e.message.starts_with("The provided continue parameter is too old to display a consistent list result."),
+        "{}",
+        e.message
+    );
 }
 
 #[tokio::test]
@@ -499,4 +544,139 @@ async fn discovery_and_version() {
     }
     assert!(discovery.get("coordination.k8s.io").is_some());
     assert!(discovery.get("events.k8s.io").is_some());
+}
+
+#[tokio::test]
+async fn every_served_kind_round_trips() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{Event, Node, Pod, Secret, ServiceAccount};
+    use k8s_openapi::api::events::v1::Event as EventV1;
+
+    let s = Server::start();
+    let client = s.client().await;
+    let pp = PostParams::default();
+
+    /// Create, get, list, delete; returns the created object's JSON.
+    async fn round_trip<K>(api: Api<K>, obj: serde_json::Value) -> serde_json::Value
+    where
+        K: kube::Resource
+            + Clone
+            + std::fmt::Debug
+            + k8s_openapi::serde::de::DeserializeOwned
+            + k8s_openapi::serde::Serialize,
+    {
+        let name = obj["metadata"]["name"].as_str().expect("name").to_string();
+        let typed: K = serde_json::from_value(obj).expect("typed object");
+        let created = api.create(&PostParams::default(), &typed).await.unwrap_or_else(|e| panic!("create {name}: {e}"));
+        let got = api.get(&name).await.unwrap_or_else(|e| panic!("get {name}: {e}"));
+        let listed = api.list(&ListParams::default().fields(&format!("metadata.name={name}"))).await.expect("list");
+        assert_eq!(listed.items.len(), 1, "{name}");
+        let json = serde_json::to_value(&got).expect("json");
+        assert_eq!(json, serde_json::to_value(&created).expect("json"), "{name}");
+        api.delete(&name, &DeleteParams::default()).await.unwrap_or_else(|e| panic!("delete {name}: {e}"));
+        assert_eq!(api_error(api.get(&name).await, "get after delete").code, 404, "{name}");
+        json
+    }
+
+    let node = round_trip(Api::<Node>::all(client.clone()), json!({"metadata": {"name": "node-1"}, "spec": {}})).await;
+    assert!(node["metadata"].get("namespace").is_none(), "nodes are cluster-scoped: {node}");
+
+    let secret = round_trip(
+        Api::<Secret>::default_namespaced(client.clone()),
+        json!({"metadata": {"name": "sec"}, "stringData": {"password": "hunter2"}}),
+    )
+    .await;
+    assert_eq!(secret["data"], json!({"password": "aHVudGVyMg=="}), "stringData is merged into data: {secret}");
+    assert!(secret.get("stringData").is_none(), "{secret}");
+    assert_eq!(secret["type"], "Opaque");
+
+    round_trip(Api::<ServiceAccount>::default_namespaced(client.clone()), json!({"metadata": {"name": "robot"}})).await;
+    let lease = round_trip(
+        Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
+        json!({"metadata": {"name": "node-1"}, "spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 40, "renewTime": "2026-01-02T03:04:05.123456Z"}}),
+    )
+    .await;
+    assert_eq!(lease["spec"]["renewTime"], "2026-01-02T03:04:05.123456Z", "MicroTime keeps microseconds");
+    round_trip(
+        Api::<Event>::default_namespaced(client.clone()),
+        json!({"metadata": {"name": "ev.1"}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+               "reason": "Testing", "message": "hello", "type": "Normal", "count": 1,
+               "firstTimestamp": "2026-01-02T03:04:05Z", "lastTimestamp": "2026-01-02T03:04:05Z", "source": {"component": "e2e"}}),
+    )
+    .await;
+    round_trip(
+        Api::<EventV1>::default_namespaced(client.clone()),
+        json!({"metadata": {"name": "ev.2"}, "eventTime": "2026-01-02T03:04:05.000001Z", "reportingController": "e2e",
+               "reportingInstance": "e2e-1", "action": "Test", "reason": "Testing", "type": "Normal",
+               "regarding": {"kind": "Pod", "name": "p", "namespace": "default"}, "note": "hello"}),
+    )
+    .await;
+    round_trip(
+        Api::<ReplicaSet>::default_namespaced(client.clone()),
+        json!({"metadata": {"name": "rs"}, "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
+               "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+    )
+    .await;
+    let pod = round_trip(
+        Api::<Pod>::default_namespaced(client.clone()),
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}),
+    )
+    .await;
+    assert_eq!(pod["status"]["phase"], "Pending");
+    let _ = pp;
+}
+
+#[tokio::test]
+async fn status_writes_go_through_the_status_subresource_only() {
+    // A Deployment controller may write the status too: only values it never writes are asserted.
+    let s = Server::start();
+    let api: Api<Deployment> = Api::default_namespaced(s.client().await);
+    let d = api.create(&PostParams::default(), &web_deployment("web", 2)).await.expect("create");
+    assert!(d.status.as_ref().is_none_or(|st| st.replicas.is_none()), "create drops status: {:?}", d.status);
+
+    // Status on the main resource is ignored.
+    let sentinel = json!({"status": {"replicas": 7, "collisionCount": 42}});
+    let main = api.patch("web", &PatchParams::default(), &Patch::Merge(sentinel)).await.expect("patch");
+    let st = main.status.unwrap_or_default();
+    assert_ne!((st.replicas, st.collision_count), (Some(7), Some(42)), "status written through the main resource");
+
+    // Spec on /status is ignored; status is written; generation does not move.
+    let patch = json!({"spec": {"replicas": 9}, "status": {"replicas": 7, "collisionCount": 42}});
+    let st = api.patch_status("web", &PatchParams::default(), &Patch::Merge(patch)).await.expect("patch status");
+    assert_eq!(st.status.as_ref().and_then(|s| s.collision_count), Some(42));
+    assert_eq!(st.spec.as_ref().and_then(|s| s.replicas), Some(2), "spec unchanged through /status");
+    assert_eq!(st.metadata.generation, Some(1));
+    let got = api.get_status("web").await.expect("get status");
+    assert_eq!(got.spec.as_ref().and_then(|s| s.replicas), Some(2));
+}
+
+#[tokio::test]
+async fn pod_binding_assigns_a_node_once() {
+    use k8s_openapi::api::core::v1::{Binding, Pod};
+    let s = Server::start();
+    let api: Api<Pod> = Api::default_namespaced(s.client().await);
+    let pod: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+    )
+    .expect("pod");
+    api.create(&PostParams::default(), &pod).await.expect("create");
+    let binding: Binding =
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "target": {"kind": "Node", "name": "node-1"}}))
+            .expect("binding");
+    let st: kube::core::Status =
+        api.create_subresource("binding", "p", &PostParams::default(), &binding).await.expect("bind");
+    assert_eq!(st.code, 201, "{st:?}");
+    let bound = api.get("p").await.expect("get");
+    assert_eq!(bound.spec.as_ref().and_then(|s| s.node_name.clone()).as_deref(), Some("node-1"));
+    let conditions = bound.status.and_then(|s| s.conditions).unwrap_or_default();
+    let scheduled = conditions.iter().find(|c| c.type_ == "PodScheduled").expect("a PodScheduled condition");
+    assert_eq!(scheduled.status, "True");
+
+    let e = api_error(
+        api.create_subresource::<_, kube::core::Status>("binding", "p", &PostParams::default(), &binding).await,
+        "rebind",
+    );
+    assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
+    assert!(e.message.contains(r#"pod p is already assigned to node "node-1""#), "{}", e.message);
 }

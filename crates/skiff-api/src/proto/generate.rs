@@ -31,8 +31,6 @@ const PB_VERSION: &str = "0.9.0";
 /// Why generation failed; every variant is a reason to look at the inputs, never to guess.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
-    #[error("k8s-pb {PB_VERSION} source not found (set K8S_PB_SRC)")]
-    SourceNotFound,
     #[error("reading {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{0}: cannot parse prost field")]
@@ -84,7 +82,8 @@ fn parse_tree(src: &Path) -> Result<PbMessages, GenerateError> {
     for top in ["api", "apimachinery"] {
         let mut stack = vec![src.join(top)];
         while let Some(dir) = stack.pop() {
-            let entries = std::fs::read_dir(&dir).map_err(|source| GenerateError::Read { path: dir.clone(), source })?;
+            let entries =
+                std::fs::read_dir(&dir).map_err(|source| GenerateError::Read { path: dir.clone(), source })?;
             for entry in entries.filter_map(Result::ok) {
                 let path = entry.path();
                 if path.is_dir() {
@@ -263,7 +262,11 @@ fn properties<'a>(name: &str, defs: &'a BTreeMap<String, Value>) -> Result<Vec<&
 }
 
 /// The messages reachable from the roots (by upstream name), each field with its JSON name.
-fn build(pb: &PbMessages, roots: &[String], defs: &BTreeMap<String, Value>) -> Result<BTreeMap<String, Vec<OutField>>, GenerateError> {
+fn build(
+    pb: &PbMessages,
+    roots: &[String],
+    defs: &BTreeMap<String, Value>,
+) -> Result<BTreeMap<String, Vec<OutField>>, GenerateError> {
     let mut by_upstream: BTreeMap<String, &String> = BTreeMap::new();
     for pb_name in pb.keys() {
         by_upstream.insert(upstream_name(pb_name, defs)?, pb_name);
@@ -292,7 +295,11 @@ fn build(pb: &PbMessages, roots: &[String], defs: &BTreeMap<String, Value>) -> R
                     (String::new(), "inline")
                 }
                 _ => {
-                    return Err(GenerateError::Join { message: name.clone(), field: f.rust_name.clone(), count: matches.len() });
+                    return Err(GenerateError::Join {
+                        message: name.clone(),
+                        field: f.rust_name.clone(),
+                        count: matches.len(),
+                    });
                 }
             };
             if label == "inline" {
@@ -304,8 +311,11 @@ fn build(pb: &PbMessages, roots: &[String], defs: &BTreeMap<String, Value>) -> R
         }
         let named: BTreeSet<&String> = entries.iter().map(|e| &e.1).collect();
         if name == def && !entries.iter().any(|e| e.2 == "inline") {
-            for p in props.iter().filter(|p| !named.contains(*p) && p.as_str() != "apiVersion" && p.as_str() != "kind") {
-                eprintln!("note: {name}.{p} is in the OpenAPI schema but not in k8s-pb {PB_VERSION}; it will not decode");
+            for p in props.iter().filter(|p| !named.contains(*p) && p.as_str() != "apiVersion" && p.as_str() != "kind")
+            {
+                eprintln!(
+                    "note: {name}.{p} is in the OpenAPI schema but not in k8s-pb {PB_VERSION}; it will not decode"
+                );
             }
         }
         entries.sort();
@@ -399,15 +409,71 @@ mod tests {
     fn parses_prost_attributes() {
         let m: Vec<String> = ["api", "core", "v1"].iter().map(|s| s.to_string()).collect();
         let cases = [
-            ("string, optional, tag = \"2\"", "pub generate_name: ::core::option::Option<::prost::alloc::string::String>,", 2, "generate_name", "", "string"),
+            (
+                "string, optional, tag = \"2\"",
+                "pub generate_name: ::core::option::Option<::prost::alloc::string::String>,",
+                2,
+                "generate_name",
+                "",
+                "string",
+            ),
             ("int32, optional, tag = \"1\"", "pub replicas: ::core::option::Option<i32>,", 1, "replicas", "", "int32"),
-            ("message, repeated, tag = \"2\"", "pub containers: ::prost::alloc::vec::Vec<Container>,", 2, "containers", "[]", "io.k8s.api.core.v1.Container"),
-            ("btree_map = \"string, string\", tag = \"11\"", "pub labels: ::std::collections::BTreeMap<::prost::alloc::string::String, ::prost::alloc::string::String>,", 11, "labels", "map", "string"),
-            ("btree_map = \"string, bytes\", tag = \"2\"", "pub data: ::std::collections::BTreeMap<::prost::alloc::string::String, ::prost::alloc::vec::Vec<u8>>,", 2, "data", "map", "bytes"),
-            ("btree_map = \"string, message\", tag = \"1\"", "pub limits: ::std::collections::BTreeMap<::prost::alloc::string::String, super::super::super::apimachinery::pkg::api::resource::Quantity>,", 1, "limits", "map", "io.k8s.apimachinery.pkg.api.resource.Quantity"),
-            ("bytes = \"vec\", optional, tag = \"1\"", "pub raw: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,", 1, "raw", "", "bytes"),
-            ("string, optional, tag = \"1\"", "pub r#type: ::core::option::Option<::prost::alloc::string::String>,", 1, "type", "", "string"),
-            ("int64, repeated, packed = \"false\", tag = \"3\"", "pub groups: ::prost::alloc::vec::Vec<i64>,", 3, "groups", "[]", "int64"),
+            (
+                "message, repeated, tag = \"2\"",
+                "pub containers: ::prost::alloc::vec::Vec<Container>,",
+                2,
+                "containers",
+                "[]",
+                "io.k8s.api.core.v1.Container",
+            ),
+            (
+                "btree_map = \"string, string\", tag = \"11\"",
+                "pub labels: ::std::collections::BTreeMap<::prost::alloc::string::String, ::prost::alloc::string::String>,",
+                11,
+                "labels",
+                "map",
+                "string",
+            ),
+            (
+                "btree_map = \"string, bytes\", tag = \"2\"",
+                "pub data: ::std::collections::BTreeMap<::prost::alloc::string::String, ::prost::alloc::vec::Vec<u8>>,",
+                2,
+                "data",
+                "map",
+                "bytes",
+            ),
+            (
+                "btree_map = \"string, message\", tag = \"1\"",
+                "pub limits: ::std::collections::BTreeMap<::prost::alloc::string::String, super::super::super::apimachinery::pkg::api::resource::Quantity>,",
+                1,
+                "limits",
+                "map",
+                "io.k8s.apimachinery.pkg.api.resource.Quantity",
+            ),
+            (
+                "bytes = \"vec\", optional, tag = \"1\"",
+                "pub raw: ::core::option::Option<::prost::alloc::vec::Vec<u8>>,",
+                1,
+                "raw",
+                "",
+                "bytes",
+            ),
+            (
+                "string, optional, tag = \"1\"",
+                "pub r#type: ::core::option::Option<::prost::alloc::string::String>,",
+                1,
+                "type",
+                "",
+                "string",
+            ),
+            (
+                "int64, repeated, packed = \"false\", tag = \"3\"",
+                "pub groups: ::prost::alloc::vec::Vec<i64>,",
+                3,
+                "groups",
+                "[]",
+                "int64",
+            ),
         ];
         for (attr, decl, tag, name, label, ty) in cases {
             let f = parse_field(&m, attr, decl).expect(decl);

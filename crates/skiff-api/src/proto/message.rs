@@ -1,14 +1,16 @@
 //! One message's protobuf bytes to its JSON form, driven by the schema.
 //!
-//! What is left out, and why (Go writes every non-pointer field to protobuf but `encoding/json` drops
-//! the `omitempty` ones when they are empty):
-//! * an empty string field: all optional string fields are `omitempty` in Go; leaving `""` out also lets
-//!   server-side defaulting fill it in, as it would for the same JSON request;
-//! * a zero number or `false` only when the field is a non-pointer `omitempty` scalar ([`Field::omit_zero`],
-//!   measured with kubectl by `probe_omitempty.py`); a pointer field set to zero (`replicas: 0`,
-//!   `allowPrivilegeEscalation: false`) is on the wire only because it was set, so it is kept;
-//! * an empty `bytes` field (Go's `[]byte` `omitempty`);
-//! * a zero `Time`/`MicroTime` (an empty message) and an empty `RawExtension`/`FieldsV1`.
+//! What is left out, and why: Go writes every non-pointer field to protobuf, but `encoding/json` drops
+//! the `omitempty` ones when they are zero, so a zero scalar on the wire is left out exactly when Go's
+//! JSON would leave it out ([`Field::omit_zero`], measured with kubectl by `probe_omitempty.py`):
+//! * `""`, `0`, `false` of a non-pointer `omitempty` field (`imagePullPolicy`, `paused`, `hostPort`)
+//!   are dropped, so server-side defaulting applies as it would to the same JSON request;
+//! * a pointer field set to zero (`replicas: 0`, `allowPrivilegeEscalation: false`,
+//!   `hostPath.type: ""`) is on the wire only because it was set, and a field without `omitempty`
+//!   (`containerPort: 0`, `httpHeaders[].value: ""`) is always in Go's JSON: both are kept;
+//! * in messages kubectl cannot be made to print (see the probe) `""` is dropped, other zeros kept;
+//! * a zero `Time`/`MicroTime` (an empty message; Go prints `creationTimestamp`, which is
+//!   `omitzero`, not at all and other zero times as `null`) and an empty `RawExtension`/`FieldsV1`.
 //!
 //! Message fields present on the wire are always kept, even empty (`"strategy": {}`, `"resources": {}`):
 //! Go's `omitempty` never drops a struct. Repeated and map elements are kept as they are.
@@ -17,8 +19,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Map, Number, Value};
 
 use super::schema::{
-    DURATION, FIELDS_V1, Field, FieldType, INT_OR_STRING, Label, MICRO_TIME, QUANTITY, RAW_EXTENSION, Schema,
-    TIME,
+    DURATION, FIELDS_V1, Field, FieldType, INT_OR_STRING, Label, MICRO_TIME, QUANTITY, RAW_EXTENSION, Schema, TIME,
 };
 use super::wire::{self, Reader, WireError};
 
@@ -51,7 +52,13 @@ pub fn decode(schema: &Schema, name: &str, buf: &[u8]) -> Result<Map<String, Val
     Ok(out)
 }
 
-fn decode_into(schema: &Schema, name: &str, buf: &[u8], out: &mut Map<String, Value>, depth: usize) -> Result<(), DecodeError> {
+fn decode_into(
+    schema: &Schema,
+    name: &str,
+    buf: &[u8],
+    out: &mut Map<String, Value>,
+    depth: usize,
+) -> Result<(), DecodeError> {
     if depth > MAX_DEPTH {
         return Err(DecodeError::Depth);
     }
@@ -73,7 +80,13 @@ fn decode_into(schema: &Schema, name: &str, buf: &[u8], out: &mut Map<String, Va
     Ok(())
 }
 
-fn optional(schema: &Schema, field: &Field, value: wire::Value<'_>, out: &mut Map<String, Value>, depth: usize) -> Result<(), DecodeError> {
+fn optional(
+    schema: &Schema,
+    field: &Field,
+    value: wire::Value<'_>,
+    out: &mut Map<String, Value>,
+    depth: usize,
+) -> Result<(), DecodeError> {
     let decoded = match &field.ty {
         FieldType::Message(name) => {
             let bytes = bytes_of(field, value)?;
@@ -91,12 +104,13 @@ fn optional(schema: &Schema, field: &Field, value: wire::Value<'_>, out: &mut Ma
         }
         ty => {
             let v = scalar(field, ty, value)?;
-            let empty = match &v {
-                Value::String(s) => s.is_empty(),
-                Value::Bool(b) => !b && field.omit_zero,
-                Value::Number(n) => field.omit_zero && n.as_f64() == Some(0.0),
-                _ => false,
-            };
+            let empty = field.omit_zero
+                && match &v {
+                    Value::String(s) => s.is_empty(),
+                    Value::Bool(b) => !b,
+                    Value::Number(n) => n.as_f64() == Some(0.0),
+                    _ => false,
+                };
             (!empty).then_some(v)
         }
     };
@@ -107,7 +121,13 @@ fn optional(schema: &Schema, field: &Field, value: wire::Value<'_>, out: &mut Ma
     Ok(())
 }
 
-fn repeated(schema: &Schema, field: &Field, value: wire::Value<'_>, out: &mut Map<String, Value>, depth: usize) -> Result<(), DecodeError> {
+fn repeated(
+    schema: &Schema,
+    field: &Field,
+    value: wire::Value<'_>,
+    out: &mut Map<String, Value>,
+    depth: usize,
+) -> Result<(), DecodeError> {
     let slot = out.entry(field.json.clone()).or_insert_with(|| Value::Array(Vec::new()));
     if !slot.is_array() {
         *slot = Value::Array(Vec::new());
@@ -143,7 +163,13 @@ fn element(schema: &Schema, name: &str, json: &str, bytes: &[u8], depth: usize) 
     Ok(Value::Object(inner))
 }
 
-fn map_entry(schema: &Schema, field: &Field, value: wire::Value<'_>, out: &mut Map<String, Value>, depth: usize) -> Result<(), DecodeError> {
+fn map_entry(
+    schema: &Schema,
+    field: &Field,
+    value: wire::Value<'_>,
+    out: &mut Map<String, Value>,
+    depth: usize,
+) -> Result<(), DecodeError> {
     let mut reader = Reader::new(bytes_of(field, value)?);
     let mut key = String::new();
     let mut val: Option<Value> = None;
@@ -207,19 +233,23 @@ fn scalar(field: &Field, ty: &FieldType, value: wire::Value<'_>) -> Result<Value
     })
 }
 
-/// Reads the varint and bytes fields of a small special message by tag.
-fn fields_of<'a>(json: &str, bytes: &'a [u8]) -> Result<(Vec<(u32, u64)>, Vec<(u32, &'a [u8])>), DecodeError> {
-    let mut ints = Vec::new();
-    let mut blobs = Vec::new();
+/// The varint and bytes fields of a small special message, by tag, in wire order.
+struct Fields<'a> {
+    ints: Vec<(u32, u64)>,
+    blobs: Vec<(u32, &'a [u8])>,
+}
+
+fn fields_of<'a>(json: &str, bytes: &'a [u8]) -> Result<Fields<'a>, DecodeError> {
+    let mut out = Fields { ints: Vec::new(), blobs: Vec::new() };
     let mut r = Reader::new(bytes);
     while let Some((tag, v)) = r.next_field()? {
         match v {
-            wire::Value::Varint(n) => ints.push((tag, n)),
-            wire::Value::Bytes(b) => blobs.push((tag, b)),
+            wire::Value::Varint(n) => out.ints.push((tag, n)),
+            wire::Value::Bytes(b) => out.blobs.push((tag, b)),
             _ => return Err(DecodeError::WireType { field: json.to_string() }),
         }
     }
-    Ok((ints, blobs))
+    Ok(out)
 }
 
 fn last<T: Copy>(items: &[(u32, T)], tag: u32) -> Option<T> {
@@ -228,7 +258,7 @@ fn last<T: Copy>(items: &[(u32, T)], tag: u32) -> Option<T> {
 
 /// The JSON of a special message; `None` when Go leaves it out (zero time, empty raw JSON).
 fn special(name: &str, json: &str, bytes: &[u8]) -> Result<Option<Value>, DecodeError> {
-    let (ints, blobs) = fields_of(json, bytes)?;
+    let Fields { ints, blobs } = fields_of(json, bytes)?;
     let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| DecodeError::Utf8 { field: json.to_string() });
     Ok(match name {
         TIME | MICRO_TIME => {
@@ -362,7 +392,8 @@ mod tests {
 
     #[test]
     fn base64_matches_go() {
-        let cases: [(&[u8], &str); 5] = [(b"", ""), (b"b", "Yg=="), (b"hi", "aGk="), (b"hi\n", "aGkK"), (&[0xff, 0x00], "/wA=")];
+        let cases: [(&[u8], &str); 5] =
+            [(b"", ""), (b"b", "Yg=="), (b"hi", "aGk="), (b"hi\n", "aGkK"), (&[0xff, 0x00], "/wA=")];
         for (input, want) in cases {
             assert_eq!(base64(input), want);
         }
@@ -380,12 +411,12 @@ mod tests {
         let cases: [(&str, &[u8], Option<Value>); 10] = [
             (TIME, &[], None),
             (TIME, &[0x08, 0x00, 0x10, 0x00], Some(Value::from("1970-01-01T00:00:00Z"))),
-            (TIME, &[0x08, 0x80, 0xa8, 0xf2, 0xaa, 0x06], Some(Value::from("2023-11-14T22:13:20Z"))),
+            (TIME, &[0x08, 0x80, 0xe2, 0xcf, 0xaa, 0x06], Some(Value::from("2023-11-14T22:13:20Z"))),
             (QUANTITY, &[0x0a, 0x04, b'5', b'0', b'0', b'm'], Some(Value::from("500m"))),
             (QUANTITY, &[], Some(Value::from("0"))),
             (INT_OR_STRING, &[0x08, 0x00, 0x10, 0x50, 0x1a, 0x00], Some(Value::from(80))),
             (INT_OR_STRING, &[0x08, 0x01, 0x10, 0x00, 0x1a, 0x03, b'2', b'5', b'%'], Some(Value::from("25%"))),
-            (DURATION, &[0x08, 0x80, 0xb0, 0xe4, 0xd9, 0xc4, 0x68], Some(Value::from("1h0m0s"))),
+            (DURATION, &[0x08, 0x80, 0xc0, 0xe2, 0x85, 0xe3, 0x68], Some(Value::from("1h0m0s"))),
             (RAW_EXTENSION, &[0x0a, 0x07, b'{', b'"', b'a', b'"', b':', b'1', b'}'], Some(serde_json::json!({"a": 1}))),
             (FIELDS_V1, &[], None),
         ];

@@ -50,9 +50,11 @@ pub struct Field {
     pub json: String,
     pub label: Label,
     pub ty: FieldType,
-    /// A zero number or `false` is left out of the JSON: Go declares the field as a plain (non-pointer)
-    /// scalar with `omitempty`, so its zero value means "unset" and protobuf carries it only because
-    /// gogo-protobuf always writes non-pointer fields.
+    /// A zero number, `false` or `""` is left out of the JSON: Go declares the field as a plain
+    /// (non-pointer) scalar with `omitempty`, so its zero value means "unset" and protobuf carries it
+    /// only because gogo-protobuf always writes non-pointer fields. Measured by kubectl for the messages
+    /// `omitempty.json` lists as probed; elsewhere strings and bytes are omitted when empty (as nearly
+    /// all Kubernetes string fields are `omitempty`) and other zeros kept (a pointer's zero matters).
     pub omit_zero: bool,
 }
 
@@ -76,6 +78,7 @@ struct SchemaFile {
 
 #[derive(Deserialize)]
 struct OmitFile {
+    probed: Vec<String>,
     messages: HashMap<String, Vec<String>>,
 }
 
@@ -116,8 +119,13 @@ pub fn parse(schema: &str, omit: &str) -> Result<Schema, SchemaError> {
                 "inline" => Label::Inline,
                 _ => return Err(SchemaError::Label { message: name, field: json, label }),
             };
-            let omit_zero = omitted.is_some_and(|o| o.contains(&json));
-            by_tag.insert(tag, Field { json, label, ty: field_type(&ty), omit_zero });
+            let ty = field_type(&ty);
+            let omit_zero = if omit.probed.contains(&name) {
+                omitted.is_some_and(|o| o.contains(&json))
+            } else {
+                matches!(ty, FieldType::String | FieldType::Bytes)
+            };
+            by_tag.insert(tag, Field { json, label, ty, omit_zero });
         }
         messages.insert(name, by_tag);
     }
@@ -173,11 +181,51 @@ mod tests {
             ("io.k8s.api.core.v1.ContainerPort", "containerPort", (3, Optional, Int32)),
             ("io.k8s.api.core.v1.PodSecurityContext", "supplementalGroups", (4, Repeated, Int64)),
             ("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions", "gracePeriodSeconds", (1, Optional, Int64)),
-            ("io.k8s.api.policy.v1.Eviction", "deleteOptions", (2, Optional, msg("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"))),
+            (
+                "io.k8s.api.policy.v1.Eviction",
+                "deleteOptions",
+                (2, Optional, msg("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions")),
+            ),
             ("io.k8s.api.coordination.v1.LeaseSpec", "renewTime", (4, Optional, msg(MICRO_TIME))),
         ];
         for (message, json, want) in cases {
             assert_eq!(tag(message, json), want, "{message}.{json}");
+        }
+    }
+
+    /// Which zeros Go's JSON drops (non-pointer `omitempty`) and which it keeps (pointers, required).
+    #[test]
+    fn omit_zero_flags() {
+        let s = schema().expect("schema");
+        let cases = [
+            ("io.k8s.api.apps.v1.DeploymentSpec", "replicas", false),
+            ("io.k8s.api.apps.v1.DeploymentSpec", "paused", true),
+            ("io.k8s.api.apps.v1.DeploymentSpec", "minReadySeconds", true),
+            ("io.k8s.api.apps.v1.DeploymentStatus", "replicas", true),
+            ("io.k8s.api.apps.v1.DeploymentStatus", "collisionCount", false),
+            ("io.k8s.api.core.v1.SecurityContext", "allowPrivilegeEscalation", false),
+            ("io.k8s.api.core.v1.SecurityContext", "privileged", false),
+            ("io.k8s.api.core.v1.Container", "stdin", true),
+            ("io.k8s.api.core.v1.Container", "imagePullPolicy", true),
+            ("io.k8s.api.core.v1.Container", "name", false),
+            ("io.k8s.api.core.v1.ContainerPort", "containerPort", false),
+            ("io.k8s.api.core.v1.ContainerPort", "hostPort", true),
+            ("io.k8s.api.core.v1.HTTPHeader", "value", false),
+            ("io.k8s.api.core.v1.HostPathVolumeSource", "type", false),
+            ("io.k8s.api.core.v1.PodSpec", "hostNetwork", true),
+            ("io.k8s.api.core.v1.PodSpec", "terminationGracePeriodSeconds", false),
+            ("io.k8s.api.core.v1.Secret", "immutable", false),
+            ("io.k8s.api.core.v1.Secret", "type", true),
+            ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "generation", true),
+            ("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "name", true),
+            // Not probed: strings dropped when empty, other zeros kept.
+            ("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions", "gracePeriodSeconds", false),
+            ("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions", "propagationPolicy", true),
+            ("io.k8s.api.core.v1.PodStatus", "phase", true),
+        ];
+        for (message, json, want) in cases {
+            let f = s.message(message).and_then(|m| m.values().find(|f| f.json == json));
+            assert_eq!(f.map(|f| f.omit_zero), Some(want), "{message}.{json}");
         }
     }
 
@@ -191,7 +239,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_labels() {
-        let err = parse(r#"{"messages": {"M": [[1, "a", "?", "string"]]}}"#, r#"{"messages": {}}"#);
+        let err = parse(r#"{"messages": {"M": [[1, "a", "?", "string"]]}}"#, r#"{"probed": [], "messages": {}}"#);
         assert!(matches!(err, Err(SchemaError::Label { .. })));
     }
 }

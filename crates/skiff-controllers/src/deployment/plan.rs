@@ -87,7 +87,15 @@ impl<'a> Sync<'a> {
         rss.sort_by(util::by_creation);
         // Conditions carry whole seconds, as metav1.Time does on the wire.
         let now = Timestamp::from_second(observed.now.as_second()).unwrap_or(observed.now);
-        Sync { d: observed.deployment.clone(), rss, new_rs: None, observed, now, actions: Vec::new(), requeue_after: None }
+        Sync {
+            d: observed.deployment.clone(),
+            rss,
+            new_rs: None,
+            observed,
+            now,
+            actions: Vec::new(),
+            requeue_after: None,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -123,7 +131,8 @@ impl<'a> Sync<'a> {
     fn sync_deployment(&mut self) -> Result<(), Stop> {
         let selector = self.d.spec.as_ref().map(|s| &s.selector);
         let selects_all = selector.is_none_or(|s| {
-            s.match_labels.as_ref().is_none_or(|m| m.is_empty()) && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+            s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+                && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
         });
         if selects_all {
             self.event(

@@ -96,7 +96,11 @@ pub fn scaled_value(v: &IntOrString, total: i32, round_up: bool) -> Result<i32, 
             let Some(number) = s.strip_suffix('%') else { return Err(FencepostError::NotAPercentage) };
             let pct: i64 = number.parse().map_err(|e| FencepostError::BadPercentage(s.clone(), e))?;
             let product = pct * i64::from(total);
-            let value = if round_up { product.div_euclid(100) + i64::from(product.rem_euclid(100) != 0) } else { product.div_euclid(100) };
+            let value = if round_up {
+                product.div_euclid(100) + i64::from(product.rem_euclid(100) != 0)
+            } else {
+                product.div_euclid(100)
+            };
             Ok(i32::try_from(value).unwrap_or(i32::MAX))
         }
     }
@@ -319,7 +323,11 @@ pub fn find_new_replica_set<'a>(d: &Deployment, rss: &'a [ReplicaSet]) -> Option
 
 /// `NewRSNewReplicas`: how big the new ReplicaSet may be now. Rolling: grow by what the surge
 /// allows (counting `spec.replicas` of all ReplicaSets), never past `spec.replicas`. Recreate: all.
-pub fn new_rs_new_replicas<'a>(d: &Deployment, all: impl IntoIterator<Item = &'a ReplicaSet>, new_rs: &ReplicaSet) -> i32 {
+pub fn new_rs_new_replicas<'a>(
+    d: &Deployment,
+    all: impl IntoIterator<Item = &'a ReplicaSet>,
+    new_rs: &ReplicaSet,
+) -> i32 {
     let desired = replicas(d);
     if !is_rolling_update(d) {
         return desired;
@@ -453,15 +461,11 @@ mod tests {
         ]));
         let mut fresh = rs("web-a", 3, &[]);
         assert!(set_new_replica_set_annotations(&d, &mut fresh, 3, false));
-        let want: BTreeMap<String, String> = [
-            ("kubernetes.io/change-cause", "v2"),
-            (REVISION, "3"),
-            (DESIRED_REPLICAS, "10"),
-            (MAX_REPLICAS, "13"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let want: BTreeMap<String, String> =
+            [("kubernetes.io/change-cause", "v2"), (REVISION, "3"), (DESIRED_REPLICAS, "10"), (MAX_REPLICAS, "13")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         assert_eq!(fresh.metadata.annotations, Some(want));
 
         // An old ReplicaSet that becomes new again: new revision, old one in the history.
@@ -489,7 +493,12 @@ mod tests {
 
     #[test]
     fn max_revision_skips_unparsable() {
-        let rss = [rs("a", 0, &[(REVISION, "2")]), rs("b", 0, &[(REVISION, "x")]), rs("c", 0, &[(REVISION, "5")]), rs("d", 0, &[])];
+        let rss = [
+            rs("a", 0, &[(REVISION, "2")]),
+            rs("b", 0, &[(REVISION, "x")]),
+            rs("c", 0, &[(REVISION, "5")]),
+            rs("d", 0, &[]),
+        ];
         assert_eq!(max_revision(&rss), 5);
     }
 
@@ -497,7 +506,13 @@ mod tests {
     fn equal_ignore_hash_ignores_only_the_hash_label() {
         let d = deployment(1, pct("25%"), pct("25%"));
         let mut t = deployment_template(&d);
-        t.metadata.as_mut().expect("meta").labels.as_mut().expect("labels").insert(POD_TEMPLATE_HASH.into(), "abc".into());
+        t.metadata
+            .as_mut()
+            .expect("meta")
+            .labels
+            .as_mut()
+            .expect("labels")
+            .insert(POD_TEMPLATE_HASH.into(), "abc".into());
         assert!(equal_ignore_hash(&t, &deployment_template(&d)));
         t.metadata.as_mut().expect("meta").labels.as_mut().expect("labels").insert("tier".into(), "x".into());
         assert!(!equal_ignore_hash(&t, &deployment_template(&d)));

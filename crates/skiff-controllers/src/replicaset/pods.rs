@@ -264,11 +264,8 @@ pub(crate) mod testing {
         }
         fn not_ready(mut self) -> Pod {
             let status = self.status.get_or_insert_default();
-            status.conditions = Some(vec![PodCondition {
-                type_: "Ready".into(),
-                status: "False".into(),
-                ..PodCondition::default()
-            }]);
+            status.conditions =
+                Some(vec![PodCondition { type_: "Ready".into(), status: "False".into(), ..PodCondition::default() }]);
             self
         }
         fn created(mut self, at: Timestamp) -> Pod {

@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn pairwise_rules() {
         let now = t(100_000);
-        let ready = |name: &str, at: i64| pod(name).on("n1").ready_since(t(at));
+        let ready = |name: &str, at: Timestamp| pod(name).on("n1").ready_since(at);
         let cases: Vec<(&str, Pod, Pod, bool)> = vec![
             ("unassigned before assigned", pod("a"), pod("b").on("n1"), true),
             ("both assigned, different nodes: undecided here", pod("a").on("n1"), pod("b").on("n2"), false),
@@ -200,17 +200,27 @@ mod tests {
                 pod("b").on("n1").ready_since(t(0)),
                 true,
             ),
-            ("lower deletion cost first", ready("a", 0).cost("-1"), ready("b", 0), true),
-            ("higher deletion cost last", ready("a", 0).cost("100"), ready("b", 0).cost("5"), false),
+            ("lower deletion cost first", ready("a", t(0)).cost("-1"), ready("b", t(0)), true),
+            ("higher deletion cost last", ready("a", t(0)).cost("100"), ready("b", t(0)).cost("5"), false),
             // Ready 10s ago (bucket floor(log2(1e10)) = 33) vs 10_000s ago (bucket 43).
             ("ready more recently first", ready("a", now_off(10)), ready("b", now_off(10_000)), true),
             ("ready longer last", ready("a", now_off(10_000)), ready("b", now_off(10)), false),
             // Same bucket (ages 20s and 25s, both bucket 34): UID order decides, a's uid < b's.
             ("same ready bucket: by uid", ready("a", now_off(25)), ready("b", now_off(20)), true),
             ("same ready bucket: by uid (reversed uids)", ready("b", now_off(20)), ready("a", now_off(25)), false),
-            ("more restarts first", ready("a", 0).restarts(3), ready("b", 0).restarts(1), true),
-            ("newer pod first", pod("a").on("n1").created(now_off(10)), pod("b").on("n1").created(now_off(10_000)), true),
-            ("older pod last", pod("a").on("n1").created(now_off(10_000)), pod("b").on("n1").created(now_off(10)), false),
+            ("more restarts first", ready("a", t(0)).restarts(3), ready("b", t(0)).restarts(1), true),
+            (
+                "newer pod first",
+                pod("a").on("n1").created(now_off(10)),
+                pod("b").on("n1").created(now_off(10_000)),
+                true,
+            ),
+            (
+                "older pod last",
+                pod("a").on("n1").created(now_off(10_000)),
+                pod("b").on("n1").created(now_off(10)),
+                false,
+            ),
             (
                 "same creation bucket: by uid",
                 pod("b").on("n1").created(now_off(25)),

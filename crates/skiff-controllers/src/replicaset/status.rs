@@ -151,7 +151,13 @@ mod tests {
     use super::super::pods::testing::*;
     use super::*;
 
-    fn status_of(rs: &ReplicaSet, pods: &[Pod], terminating: &[Pod], err: Option<&str>, now: Timestamp) -> ReplicaSetStatus {
+    fn status_of(
+        rs: &ReplicaSet,
+        pods: &[Pod],
+        terminating: &[Pod],
+        err: Option<&str>,
+        now: Timestamp,
+    ) -> ReplicaSetStatus {
         let active: Vec<&Pod> = pods.iter().collect();
         let term: Vec<&Pod> = terminating.iter().collect();
         let err = err.map(|m| ManageError { message: m.to_string() });
@@ -163,10 +169,10 @@ mod tests {
         let mut rs = rs(4);
         rs.spec.as_mut().expect("spec").min_ready_seconds = Some(10);
         let pods = vec![
-            pod("a").ready_since(t(0)),                                   // ready 100s: available
-            pod("b").ready_since(t(95)),                                  // ready 5s: not yet
-            pod("c").phase("Running").not_ready(),                        // not ready
-            pod("d").ready_since(t(0)).with_labels(&[("other", "x")]),    // not fully labelled
+            pod("a").ready_since(t(0)),                                // ready 100s: available
+            pod("b").ready_since(t(95)),                               // ready 5s: not yet
+            pod("c").phase("Running").not_ready(),                     // not ready
+            pod("d").ready_since(t(0)).with_labels(&[("other", "x")]), // not fully labelled
         ];
         let s = status_of(&rs, &pods, &[pod("t").deleting()], None, t(100));
         assert_eq!(s.replicas, 4);

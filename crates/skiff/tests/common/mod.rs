@@ -307,7 +307,13 @@ impl Server {
     }
 
     /// A raw request with the admin token.
-    pub async fn raw(&self, method: &str, path: &str, content_type: Option<&str>, body: impl Into<Vec<u8>>) -> RawResponse {
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Vec<u8>>,
+    ) -> RawResponse {
         let client = self.client().await;
         send_raw(&client, method, path, content_type, None, body.into()).await
     }

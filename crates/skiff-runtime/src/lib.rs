@@ -1,0 +1,33 @@
+//! Skiff's container runtime layer: what the node agent drives to run pods.
+//!
+//! - [`image`]: a content-addressed image store, registry pulls ([`ImageStore::pull`]) and archive
+//!   imports ([`ImageStore::import`]); layers are unpacked once ([`layer`]) and shared.
+//! - [`rootfs`]: an overlayfs root file system per container.
+//! - [`spec`]: the OCI runtime `config.json` of a container, Kubernetes semantics for
+//!   command/args, env, user, capabilities and resources.
+//! - [`runc`]: the `runc` command line; [`container`]: the container lifecycle on top of it, with
+//!   CRI-format logs ([`logs`]) and exit/OOM observation ([`cgroup`]).
+//! - [`nsfs`], [`cni`], [`sandbox`]: the pod's persistent namespaces, its CNI network and files.
+
+pub mod cgroup;
+pub mod cni;
+pub mod container;
+pub mod digest;
+pub mod image;
+mod import;
+pub mod layer;
+pub mod logs;
+pub mod nsfs;
+mod pull;
+pub mod reference;
+pub mod rootfs;
+pub mod runc;
+pub mod sandbox;
+pub mod spec;
+
+
+pub use container::{Container, ContainerError, ContainerStatus, ExitInfo, Runtime, RuntimeConfig};
+pub use image::{Image, ImageConfig, ImageError, ImageStore, PullOptions, RegistryAuth, StoreConfig};
+pub use sandbox::{Sandbox, SandboxConfig};
+pub use spec::{BindMount, ContainerConfig};
+

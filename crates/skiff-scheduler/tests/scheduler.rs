@@ -1,0 +1,325 @@
+//! The scheduler against the real API server, in process. Nodes are created by hand (or by the
+//! simulator for the throughput run); no controllers run, so pods are created directly.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+struct Cluster {
+    client: Client,
+    _server: skiff_apiserver::RunningServer,
+    _dir: tempfile::TempDir,
+}
+
+async fn cluster() -> Cluster {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let server = skiff_apiserver::start(skiff_apiserver::Config {
+        data_dir: dir.path().to_path_buf(),
+        bind: "127.0.0.1".parse().expect("an address"),
+        port: 0,
+    })
+    .await
+    .expect("the API server starts");
+    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("read the kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.expect("a client config");
+    let client = Client::try_from(config).expect("a client");
+    Cluster { client, _server: server, _dir: dir }
+}
+
+fn start_scheduler(client: &Client) {
+    tokio::spawn(skiff_scheduler::run(client.clone(), std::future::pending()));
+}
+
+async fn create_node(client: &Client, name: &str, labels: Value, spec: Value, ready: &str) {
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": spec,
+        "status": {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                   "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                   "conditions": [{"type": "Ready", "status": ready, "reason": "KubeletReady"}]}
+    }))
+    .expect("a Node");
+    Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await.expect("create node");
+}
+
+fn pod(name: &str, owner: Option<&str>, spec_extra: Value) -> Pod {
+    let mut p = json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}});
+    if let Some(uid) = owner {
+        p["metadata"]["ownerReferences"] =
+            json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-rs", "uid": uid, "controller": true}]);
+    }
+    if let (Some(spec), Some(extra)) = (p["spec"].as_object_mut(), spec_extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(p).expect("a Pod")
+}
+
+fn node_of(p: &Pod) -> Option<String> {
+    p.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty())
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn events_for(client: &Client, pod: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(client.clone(), "default");
+    api.list(&ListParams::default()).await.expect("list events").items.into_iter().filter(|e| e.involved_object.name.as_deref() == Some(pod)).collect()
+}
+
+fn condition(p: &Pod, type_: &str) -> Option<(String, Option<String>, Option<String>)> {
+    p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binds_and_spreads_replicas() {
+    let c = cluster().await;
+    for i in 0..3 {
+        create_node(&c.client, &format!("n{i}"), json!({}), json!({}), "True").await;
+    }
+    start_scheduler(&c.client);
+    let pods: Api<Pod> = Api::default_namespaced(c.client.clone());
+    for i in 0..6 {
+        pods.create(&PostParams::default(), &pod(&format!("web-{i}"), Some("rs-1"), json!({}))).await.expect("create pod");
+    }
+    let placed = wait_for(Duration::from_secs(20), "six pods bound", || async {
+        let list = pods.list(&ListParams::default()).await.ok()?;
+        let nodes: Vec<String> = list.items.iter().filter_map(node_of).collect();
+        (nodes.len() == 6).then_some(nodes)
+    })
+    .await;
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for n in placed {
+        *per_node.entry(n).or_default() += 1;
+    }
+    assert_eq!(per_node, BTreeMap::from([("n0".into(), 2), ("n1".into(), 2), ("n2".into(), 2)]));
+
+    let p = pods.get("web-0").await.expect("get pod");
+    assert_eq!(condition(&p, "PodScheduled").map(|c| c.0), Some("True".to_string()));
+    let node = node_of(&p).expect("bound");
+    let events = wait_for(Duration::from_secs(10), "a Scheduled event", || async {
+        let e = events_for(&c.client, "web-0").await;
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    let e = &events[0];
+    assert_eq!(e.reason.as_deref(), Some("Scheduled"));
+    assert_eq!(e.type_.as_deref(), Some("Normal"));
+    assert_eq!(e.message.as_deref(), Some(format!("Successfully assigned default/web-0 to {node}").as_str()));
+    assert_eq!(e.source.as_ref().and_then(|s| s.component.as_deref()), Some("default-scheduler"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unschedulable_until_a_matching_node_appears() {
+    let c = cluster().await;
+    for i in 0..3 {
+        create_node(&c.client, &format!("n{i}"), json!({"disk": "hdd"}), json!({}), "True").await;
+    }
+    start_scheduler(&c.client);
+    let pods: Api<Pod> = Api::default_namespaced(c.client.clone());
+    pods.create(&PostParams::default(), &pod("needs-ssd", None, json!({"nodeSelector": {"disk": "ssd"}}))).await.expect("create");
+    let want = "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. \
+                preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.";
+    let cond = wait_for(Duration::from_secs(10), "PodScheduled=False", || async {
+        let p = pods.get("needs-ssd").await.ok()?;
+        condition(&p, "PodScheduled").filter(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(cond, ("False".to_string(), Some("Unschedulable".to_string()), Some(want.to_string())));
+    let events = wait_for(Duration::from_secs(10), "a FailedScheduling event", || async {
+        let e = events_for(&c.client, "needs-ssd").await;
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert_eq!(events[0].reason.as_deref(), Some("FailedScheduling"));
+    assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+    assert_eq!(events[0].message.as_deref(), Some(want));
+
+    // A new node that matches: the pod is retried and lands there.
+    create_node(&c.client, "fast", json!({"disk": "ssd"}), json!({}), "True").await;
+    let node = wait_for(Duration::from_secs(10), "the pod to be bound", || async { node_of(&pods.get("needs-ssd").await.ok()?) }).await;
+    assert_eq!(node, "fast");
+    let p = pods.get("needs-ssd").await.expect("get");
+    assert_eq!(condition(&p, "PodScheduled").map(|c| c.0), Some("True".to_string()));
+
+    // A label change on an existing node counts as well.
+    pods.create(&PostParams::default(), &pod("needs-gpu", None, json!({"nodeSelector": {"gpu": "yes"}}))).await.expect("create");
+    wait_for(Duration::from_secs(10), "needs-gpu unschedulable", || async {
+        condition(&pods.get("needs-gpu").await.ok()?, "PodScheduled").filter(|c| c.0 == "False")
+    })
+    .await;
+    Api::<Node>::all(c.client.clone())
+        .patch("n1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"gpu": "yes"}}})))
+        .await
+        .expect("label n1");
+    let node = wait_for(Duration::from_secs(10), "needs-gpu bound", || async { node_of(&pods.get("needs-gpu").await.ok()?) }).await;
+    assert_eq!(node, "n1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taints_readiness_and_cordon_are_respected() {
+    let c = cluster().await;
+    create_node(&c.client, "tainted", json!({}), json!({"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}), "True").await;
+    create_node(&c.client, "cordoned", json!({}), json!({"unschedulable": true}), "True").await;
+    create_node(&c.client, "sick", json!({}), json!({}), "False").await;
+    create_node(&c.client, "plain", json!({}), json!({}), "True").await;
+    start_scheduler(&c.client);
+    let pods: Api<Pod> = Api::default_namespaced(c.client.clone());
+    for i in 0..4 {
+        pods.create(&PostParams::default(), &pod(&format!("p{i}"), None, json!({}))).await.expect("create");
+    }
+    // Tolerates the taint and nothing else, and must land off "plain".
+    let tolerant = json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["plain"]}]}]}}}});
+    pods.create(&PostParams::default(), &pod("gpu-job", None, tolerant)).await.expect("create");
+    let placed = wait_for(Duration::from_secs(20), "five pods bound", || async {
+        let list = pods.list(&ListParams::default()).await.ok()?;
+        let placed: BTreeMap<String, String> = list.items.iter().filter_map(|p| Some((p.name_any(), node_of(p)?))).collect();
+        (placed.len() == 5).then_some(placed)
+    })
+    .await;
+    for i in 0..4 {
+        assert_eq!(placed[&format!("p{i}")], "plain", "p{i}");
+    }
+    assert_eq!(placed["gpu-job"], "tainted");
+
+    // Nothing fits a pod that only the sick and cordoned nodes would take.
+    let picky = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["sick", "cordoned"]}]}]}}}});
+    pods.create(&PostParams::default(), &pod("picky", None, picky)).await.expect("create");
+    let cond = wait_for(Duration::from_secs(10), "picky unschedulable", || async {
+        condition(&pods.get("picky").await.ok()?, "PodScheduled").filter(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(
+        cond.2.as_deref(),
+        Some(
+            "0/4 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, \
+             1 node(s) were unschedulable, 2 node(s) had untolerated taint(s). preemption: 0/4 nodes are available: \
+             4 Preemption is not helpful for scheduling."
+        )
+    );
+    // The sick node recovers: the pod goes there.
+    Api::<Node>::all(c.client.clone())
+        .patch_status("sick", &PatchParams::default(), &Patch::Merge(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})))
+        .await
+        .expect("mark ready");
+    let node = wait_for(Duration::from_secs(10), "picky bound", || async { node_of(&pods.get("picky").await.ok()?) }).await;
+    assert_eq!(node, "sick");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_are_not_overcommitted() {
+    let c = cluster().await;
+    create_node(&c.client, "a", json!({}), json!({}), "True").await;
+    create_node(&c.client, "b", json!({}), json!({}), "True").await;
+    let pods: Api<Pod> = Api::default_namespaced(c.client.clone());
+    // Created before the scheduler starts, so its decisions come back to back.
+    let big = json!({"containers": [{"name": "app", "image": "x", "resources": {"requests": {"cpu": "1500m", "memory": "1Gi"}}}]});
+    for i in 0..5 {
+        pods.create(&PostParams::default(), &pod(&format!("big-{i}"), None, big.clone())).await.expect("create");
+    }
+    start_scheduler(&c.client);
+    let (bound, pending) = wait_for(Duration::from_secs(20), "4 bound and 1 unschedulable", || async {
+        let list = pods.list(&ListParams::default()).await.ok()?;
+        let bound: Vec<String> = list.items.iter().filter_map(node_of).collect();
+        let pending: Vec<Pod> =
+            list.items.into_iter().filter(|p| condition(p, "PodScheduled").is_some_and(|c| c.0 == "False")).collect();
+        (bound.len() == 4 && pending.len() == 1).then_some((bound, pending))
+    })
+    .await;
+    assert_eq!(bound.iter().filter(|n| *n == "a").count(), 2);
+    assert_eq!(
+        condition(&pending[0], "PodScheduled").and_then(|c| c.2).as_deref(),
+        Some("0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.")
+    );
+    // Deleting a placed pod frees room: the waiting pod is retried.
+    let victim = pods.list(&ListParams::default()).await.expect("list").items.into_iter().find(|p| node_of(p).is_some()).expect("a bound pod");
+    pods.delete(&victim.name_any(), &kube::api::DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.expect("delete");
+    let waiting = pending[0].name_any();
+    wait_for(Duration::from_secs(10), "the waiting pod bound", || async { node_of(&pods.get(&waiting).await.ok()?) }).await;
+}
+
+/// Prints (does not assert) scheduling throughput: pods created first, then the scheduler binds
+/// them all onto simulated nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_2000_pods_on_100_nodes() {
+    measure(100, 2000).await;
+}
+
+/// The issue's target scale; run with `cargo test --release -- --ignored throughput_1000`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_5000_pods_on_1000_nodes() {
+    measure(1000, 5000).await;
+}
+
+async fn measure(nodes: usize, count: usize) {
+    let c = cluster().await;
+    let sim = skiff_agent::simulate::SimulatorConfig { prefix: "bench".into(), count: nodes, ..Default::default() };
+    let client = c.client.clone();
+    tokio::spawn(async move { skiff_agent::simulate::run(client, sim, std::future::pending()).await });
+    wait_for(Duration::from_secs(120), "simulated nodes", || async {
+        let n = Api::<Node>::all(c.client.clone()).list(&ListParams::default()).await.ok()?.items.len();
+        (n == nodes).then_some(())
+    })
+    .await;
+    let pods: Api<Pod> = Api::default_namespaced(c.client.clone());
+    let created = Instant::now();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let pods = pods.clone();
+            async move {
+                let p = pod(&format!("bench-{i}"), Some(&format!("rs-{}", i % 20)), json!({}));
+                pods.create(&PostParams::default(), &p).await.expect("create pod");
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    let creation = created.elapsed();
+    let start = Instant::now();
+    let config = skiff_scheduler::Config { record_scheduled_events: false, ..Default::default() };
+    tokio::spawn(skiff_scheduler::run_with(c.client.clone(), config, std::future::pending()));
+    // Count bindings from a watch rather than by listing thousands of pods over and over.
+    let mut stream = kube::runtime::watcher(pods.clone(), kube::runtime::watcher::Config::default()).boxed();
+    let mut bound = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while bound.len() < count {
+        let next = tokio::time::timeout_at(deadline.into(), stream.next()).await.expect("all pods bound in time");
+        if let Some(Ok(
+            kube::runtime::watcher::Event::Apply(p) | kube::runtime::watcher::Event::InitApply(p),
+        )) = next
+            && node_of(&p).is_some()
+        {
+            bound.insert(p.name_any());
+        }
+    }
+    let took = start.elapsed();
+    println!(
+        "created {count} pods in {creation:.2?} ({:.0}/s); scheduled them on {nodes} simulated nodes in {took:.2?}: {:.0} pods/s (without Scheduled events)",
+        count as f64 / creation.as_secs_f64(),
+        count as f64 / took.as_secs_f64()
+    );
+}
