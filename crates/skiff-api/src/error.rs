@@ -169,10 +169,8 @@ impl ApiError {
             "code": self.code,
         });
         // Errors the apiserver did not classify (plain 500s) carry no reason at all.
-        if self.reason.is_empty() {
-            if let Some(o) = status.as_object_mut() {
-                o.remove("reason");
-            }
+        if let Some(o) = status.as_object_mut().filter(|_| self.reason.is_empty()) {
+            o.remove("reason");
         }
         let mut details = serde_json::Map::new();
         if let Some(name) = &self.name {

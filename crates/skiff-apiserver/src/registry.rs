@@ -213,11 +213,10 @@ impl Registry {
         if (r.group, r.kind) == ("", "Pod") {
             defaults::admit_pod(&mut obj);
         }
-        if let Some(prefix) = &generate {
-            if meta::name(&obj).is_empty() {
+        if let Some(prefix) = &generate
+            && meta::name(&obj).is_empty() {
                 meta::set_meta(&mut obj, "name", json!(meta::generate_name(prefix)));
             }
-        }
         validate(r, &obj, None)?;
         self.check_namespace(r, meta::namespace(&obj))?;
         patch::managed_fields::record_update(r, None, &mut obj, &opts.manager, None, &now);
@@ -320,11 +319,10 @@ impl Registry {
         let r = req.target.resource;
         for _ in 0..MAX_RETRIES {
             let current = self.current(req.target, req.name)?;
-            if let Some(rv) = req.expected {
-                if rv != current.rev {
+            if let Some(rv) = req.expected
+                && rv != current.rev {
                     return Err(ApiError::stale(r.group, r.plural, req.name));
                 }
-            }
             let (next, delete) = self.prepare(&req, &current.value, opts)?;
             if opts.dry_run {
                 return Ok(Written { object: next, created: false, warnings: Vec::new() });
@@ -362,11 +360,10 @@ impl Registry {
                 };
             }
             m.insert("resourceVersion".into(), json!(meta::resource_version(old)));
-            if !m.contains_key("managedFields") {
-                if let Some(mf) = old_meta.and_then(|om| om.get("managedFields")) {
+            if !m.contains_key("managedFields")
+                && let Some(mf) = old_meta.and_then(|om| om.get("managedFields")) {
                     m.insert("managedFields".into(), mf.clone());
                 }
-            }
         }
         strategy::prepare_update(r, &mut new, old, req.subresource == Some(Subresource::Status));
         defaults::apply_defaults(r, &mut new);
@@ -427,7 +424,9 @@ impl Registry {
                 )));
             }
             let rv = meta::resource_version(&patched).to_string();
-            let precondition = rv != meta::resource_version(old);
+            // A resourceVersion the patch itself carries is a precondition, even when it equals the
+            // current one: a concurrent write must then fail the patch, not be patched over.
+            let precondition = rv != meta::resource_version(old) || patch_sets_resource_version(kind, patch_body);
             let expected = if precondition { parse_rv(r, name, &rv)? } else { Some(current.rev) };
             if precondition && expected != Some(current.rev) {
                 return Err(ApiError::stale(r.group, r.plural, name));
@@ -553,6 +552,16 @@ fn same_ignoring_managed_fields(a: &Value, b: &Value) -> bool {
     strip(a) == strip(b)
 }
 
+/// Whether a patch body names `metadata.resourceVersion` (an optimistic-lock precondition).
+fn patch_sets_resource_version(kind: PatchType, body: &Value) -> bool {
+    match kind {
+        PatchType::Json => body.as_array().is_some_and(|ops| {
+            ops.iter().any(|op| op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion"))
+        }),
+        _ => body.pointer("/metadata/resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()),
+    }
+}
+
 /// `metadata.deletionGracePeriodSeconds`, 0 when unset.
 fn grace_seconds(obj: &Value) -> i64 {
     meta::at(obj, &["metadata", "deletionGracePeriodSeconds"]).and_then(Value::as_i64).unwrap_or(0)
@@ -608,11 +617,10 @@ impl DeleteOptions {
                 ));
             }
         }
-        if let Some(g) = self.grace_period_seconds {
-            if g < 0 {
+        if let Some(g) = self.grace_period_seconds
+            && g < 0 {
                 causes.push(Cause::new("FieldValueInvalid", "gracePeriodSeconds", format!("Invalid value: {g}: must be >= 0")));
             }
-        }
         if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid("DeleteOptions", "meta.k8s.io", "", causes)) }
     }
 
@@ -635,22 +643,20 @@ impl Registry {
         for _ in 0..MAX_RETRIES {
             let current = self.current(t, name)?;
             let obj = &*current.value;
-            if let Some(uid) = &opts.precondition_uid {
-                if uid != meta::uid(obj) {
+            if let Some(uid) = &opts.precondition_uid
+                && uid != meta::uid(obj) {
                     return Err(ApiError::conflict(r.group, r.plural, name, &format!(
                         "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
                         meta::uid(obj)
                     )));
                 }
-            }
-            if let Some(rv) = &opts.precondition_rv {
-                if rv != meta::resource_version(obj) {
+            if let Some(rv) = &opts.precondition_rv
+                && rv != meta::resource_version(obj) {
                     return Err(ApiError::conflict(r.group, r.plural, name, &format!(
                         "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
                         meta::resource_version(obj)
                     )));
                 }
-            }
             let grace = self.grace_period(r, obj, opts);
             let mut finalizers = meta::finalizers(obj);
             if let Some(f) = opts.finalizer() {

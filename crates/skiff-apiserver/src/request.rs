@@ -51,11 +51,10 @@ fn parse_rest(group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiEr
             _ => return Err(ApiError::not_found_path()),
         },
     };
-    if let Some(n) = name {
-        if n.is_empty() {
+    if let Some(n) = name
+        && n.is_empty() {
             return Err(ApiError::not_found_path());
         }
-    }
     Ok(Target { resource, namespace, name: name.map(str::to_string), subresource })
 }
 

@@ -34,11 +34,10 @@ pub fn raw(code: u16, content_type: &str, body: Vec<u8>, warnings: &[String]) ->
 /// A `Status` error response.
 pub fn error(e: &ApiError) -> Response {
     let mut resp = json(e.code, &e.to_status(), &[]);
-    if let Some(secs) = e.retry_after {
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+    if let Some(secs) = e.retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
-    }
     resp
 }
 

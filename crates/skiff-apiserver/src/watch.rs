@@ -161,11 +161,10 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
         }
         for e in watch.backlog {
             last_rev = e.rev;
-            if let Some((kind, obj)) = filter.translate(&e) {
-                if tx.send(Ok(enc.line(kind, obj))).await.is_err() {
+            if let Some((kind, obj)) = filter.translate(&e)
+                && tx.send(Ok(enc.line(kind, obj))).await.is_err() {
                     return;
                 }
-            }
         }
         let mut live = watch.live;
         loop {
@@ -182,11 +181,10 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
                             continue;
                         }
                         last_rev = e.rev;
-                        if let Some((kind, obj)) = filter.translate(&e) {
-                            if tx.send(Ok(enc.line(kind, obj))).await.is_err() {
+                        if let Some((kind, obj)) = filter.translate(&e)
+                            && tx.send(Ok(enc.line(kind, obj))).await.is_err() {
                                 return;
                             }
-                        }
                     }
                     // A watcher too slow to keep up is closed; it resumes from the last revision it saw.
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,

@@ -43,10 +43,9 @@ impl Env {
             .await
             .expect("client config");
         // As kube-controller-manager identifies itself (the server derives managedFields' manager).
-        config.headers.push((
-            "user-agent".parse().expect("header name"),
-            "kube-controller-manager/v1.35.0 (linux/amd64) kubernetes".parse().expect("header value"),
-        ));
+        config
+            .headers
+            .push(("user-agent".parse().expect("header name"), replicaset::USER_AGENT.parse().expect("header value")));
         let client = Client::try_from(config).expect("client");
         let (stop, stopped) = oneshot::channel::<()>();
         let options = replicaset::Options { workers: 2, ..replicaset::Options::default() };

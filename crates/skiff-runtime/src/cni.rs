@@ -218,9 +218,7 @@ impl Network {
     }
 
     fn cache_file(&self, attach: &Attachment) -> PathBuf {
-        self.config
-            .cache_dir
-            .join(format!("{}-{}-{}.json", self.config.name, attach.container_id, attach.ifname))
+        self.config.cache_dir.join(format!("{}-{}-{}.json", self.config.name, attach.container_id, attach.ifname))
     }
 
     fn plugins(&self) -> Vec<Value> {
@@ -434,7 +432,8 @@ mod tests {
         assert_eq!(bridge["name"], "skiff");
         assert_eq!(bridge["cniVersion"], "1.0.0");
         assert!(bridge.get("prevResult").is_none() && bridge.get("runtimeConfig").is_none());
-        let ports = vec![PortMapping { host_port: 8080, container_port: 80, protocol: "tcp".into(), host_ip: String::new() }];
+        let ports =
+            vec![PortMapping { host_port: 8080, container_port: 80, protocol: "tcp".into(), host_ip: String::new() }];
         let portmap = plugin_config(&list, &list["plugins"][1], Some(&prev), &attach(ports));
         assert_eq!(portmap["prevResult"], prev);
         assert_eq!(

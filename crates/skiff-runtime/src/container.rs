@@ -214,31 +214,26 @@ impl Runtime {
             try_!(std::fs::create_dir_all(parent).map_err(io("creating", parent)));
         }
         let log_file = try_!(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&c.log_path)
-                .map_err(io("opening", &c.log_path))
+            std::fs::OpenOptions::new().create(true).append(true).open(&c.log_path).map_err(io("opening", &c.log_path))
         );
         let log: SharedLog = Arc::new(parking_lot::Mutex::new(log_file));
-        let (out_r, out_w) = try_!(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe", &c.bundle)(e.into())));
-        let (err_r, err_w) = try_!(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe", &c.bundle)(e.into())));
+        let (out_r, out_w) =
+            try_!(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe", &c.bundle)(e.into())));
+        let (err_r, err_w) =
+            try_!(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe", &c.bundle)(e.into())));
         let pid_file = c.bundle.join("init.pid");
-        let created = self
-            .runc
-            .create(&c.id, &c.bundle, &pid_file, Stdio::from(out_w), Stdio::from(err_w))
-            .await;
+        let created = self.runc.create(&c.id, &c.bundle, &pid_file, Stdio::from(out_w), Stdio::from(err_w)).await;
         // Our copies of the write ends are gone (moved into the runc child and dropped with it);
         // only the container holds them now, so the copiers see EOF when it exits.
-        let copiers = vec![
-            spawn_copier(out_r, Stream::Stdout, log.clone()),
-            spawn_copier(err_r, Stream::Stderr, log),
-        ];
+        let copiers = vec![spawn_copier(out_r, Stream::Stdout, log.clone()), spawn_copier(err_r, Stream::Stderr, log)];
         try_!(created);
         let pid_text = try_!(std::fs::read_to_string(&pid_file).map_err(io("reading", &pid_file)));
-        let pid: i32 = try_!(pid_text.trim().parse().map_err(|_| io("parsing", &pid_file)(
-            std::io::Error::other(format!("bad pid {pid_text:?}"))
-        )));
+        let pid: i32 = try_!(
+            pid_text
+                .trim()
+                .parse()
+                .map_err(|_| io("parsing", &pid_file)(std::io::Error::other(format!("bad pid {pid_text:?}"))))
+        );
         let (tx, rx) = watch::channel(None);
         tokio::spawn(observe_exit(
             pid,

@@ -12,8 +12,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// The hex part of a `sha256:<hex>` digest, if it is one (64 lowercase hex digits).
 pub fn sha256_hex(digest: &str) -> Option<&str> {
     let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then_some(hex)
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(hex)
 }
 
 /// Wraps a reader and hashes every byte read through it.
@@ -50,10 +49,7 @@ mod tests {
 
     #[test]
     fn digests() {
-        assert_eq!(
-            sha256(b""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(sha256(b""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         let mut r = HashingReader::new(&b"abc"[..]);
         let mut first = [0u8; 1];
         r.read_exact(&mut first).expect("read");

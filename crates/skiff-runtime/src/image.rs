@@ -205,8 +205,8 @@ pub(crate) struct RawRootfs {
 
 /// Parses an image config blob into its run-time defaults and diffIDs.
 pub(crate) fn parse_config(bytes: &[u8]) -> Result<(ImageConfig, Vec<String>), ImageError> {
-    let raw: RawConfig = serde_json::from_slice(bytes)
-        .map_err(|e| ImageError::Invalid(format!("image config: {e}")))?;
+    let raw: RawConfig =
+        serde_json::from_slice(bytes).map_err(|e| ImageError::Invalid(format!("image config: {e}")))?;
     let rc = raw.config.unwrap_or_default();
     Ok((
         ImageConfig {
@@ -270,12 +270,11 @@ impl ImageStore {
                 None => {
                     let store = self.clone();
                     let k = key.clone();
-                    let fut: BoxFuture<'static, Result<Image, Arc<ImageError>>> =
-                        Box::pin(async move {
-                            let result = crate::pull::pull(&store, &k, &options).await.map_err(Arc::new);
-                            store.inner.inflight.lock().remove(&k);
-                            result
-                        });
+                    let fut: BoxFuture<'static, Result<Image, Arc<ImageError>>> = Box::pin(async move {
+                        let result = crate::pull::pull(&store, &k, &options).await.map_err(Arc::new);
+                        store.inner.inflight.lock().remove(&k);
+                        result
+                    });
                     let shared = futures::FutureExt::shared(fut);
                     inflight.insert(key.clone(), shared.clone());
                     shared
@@ -326,10 +325,8 @@ impl ImageStore {
         let _guard = self.inner.records.lock().await;
         let mounted = mounted_lowerdirs();
         if self.layer_dirs(&image).iter().any(|d| mounted.contains(d)) {
-            let others_share = self
-                .list()?
-                .iter()
-                .any(|i| i.reference != image.reference && i.config_digest == image.config_digest);
+            let others_share =
+                self.list()?.iter().any(|i| i.reference != image.reference && i.config_digest == image.config_digest);
             if !others_share {
                 return Err(ImageError::InUse(image.reference));
             }
@@ -441,8 +438,8 @@ impl ImageStore {
         }
         let path = self.record_path(&image.reference);
         let tmp = self.tmp_path("record");
-        let bytes = serde_json::to_vec_pretty(image)
-            .map_err(|e| ImageError::Invalid(format!("encoding record: {e}")))?;
+        let bytes =
+            serde_json::to_vec_pretty(image).map_err(|e| ImageError::Invalid(format!("encoding record: {e}")))?;
         std::fs::write(&tmp, bytes).map_err(io_err("writing", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err("writing", &path))
     }
@@ -529,8 +526,7 @@ mod tests {
         );
         assert_eq!(diff_ids, vec!["sha256:aa".to_string(), "sha256:bb".to_string()]);
         let (empty, ids) =
-            parse_config(br#"{"rootfs":{"type":"layers","diff_ids":[]},"config":{"Cmd":null}}"#)
-                .expect("parse");
+            parse_config(br#"{"rootfs":{"type":"layers","diff_ids":[]},"config":{"Cmd":null}}"#).expect("parse");
         assert_eq!(empty, ImageConfig::default());
         assert!(ids.is_empty());
         assert!(parse_config(b"{}").is_err());
@@ -541,8 +537,7 @@ mod tests {
         let mounts = "proc /proc proc rw 0 0\n\
             overlay /run/c1/rootfs overlay rw,relatime,lowerdir=/s/layers/sha256/b:/s/layers/sha256/a,upperdir=/u,workdir=/w 0 0\n";
         let got = parse_lowerdirs(mounts);
-        let want: BTreeSet<PathBuf> =
-            ["/s/layers/sha256/a", "/s/layers/sha256/b"].iter().map(PathBuf::from).collect();
+        let want: BTreeSet<PathBuf> = ["/s/layers/sha256/a", "/s/layers/sha256/b"].iter().map(PathBuf::from).collect();
         assert_eq!(got, want);
     }
 

@@ -9,10 +9,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
+const INDEX_TYPES: [&str; 2] =
+    ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -66,9 +64,7 @@ struct DockerSaveEntry {
 fn image_name(annotation: Option<&str>, fallback: Option<&str>) -> Result<String, ImageError> {
     let missing = || ImageError::Invalid("archive names no image and no name was given".into());
     match annotation.filter(|a| !a.is_empty()) {
-        Some(a) if a.contains('/') || a.contains(':') || a.contains('@') => {
-            Ok(reference::normalize(a)?)
-        }
+        Some(a) if a.contains('/') || a.contains(':') || a.contains('@') => Ok(reference::normalize(a)?),
         Some(tag) => {
             let base = reference::parse(fallback.ok_or_else(missing)?)?;
             Ok(reference::normalize(&format!("{}/{}:{tag}", base.registry(), base.repository()))?)
@@ -128,11 +124,7 @@ impl ImageStore {
         self.commit_blob_file(&dir.join("blobs/sha256").join(hex), digest)
     }
 
-    fn read_layout_json<T: for<'de> Deserialize<'de>>(
-        &self,
-        dir: &Path,
-        digest: &str,
-    ) -> Result<T, ImageError> {
+    fn read_layout_json<T: for<'de> Deserialize<'de>>(&self, dir: &Path, digest: &str) -> Result<T, ImageError> {
         self.take_layout_blob(dir, digest)?;
         let path = self.blob_path(digest);
         let bytes = std::fs::read(&path).map_err(io_err("reading", &path))?;
@@ -142,8 +134,8 @@ impl ImageStore {
     fn import_oci_layout(&self, dir: &Path, name: Option<&str>) -> Result<Vec<Image>, ImageError> {
         let index_path = dir.join("index.json");
         let bytes = std::fs::read(&index_path).map_err(io_err("reading", &index_path))?;
-        let index: Index = serde_json::from_slice(&bytes)
-            .map_err(|e| ImageError::Invalid(format!("index.json: {e}")))?;
+        let index: Index =
+            serde_json::from_slice(&bytes).map_err(|e| ImageError::Invalid(format!("index.json: {e}")))?;
         let mut images = Vec::new();
         for entry in &index.manifests {
             let annotation = entry
@@ -158,14 +150,8 @@ impl ImageStore {
                 let chosen = nested
                     .manifests
                     .iter()
-                    .find(|m| {
-                        m.platform
-                            .as_ref()
-                            .is_some_and(|p| p.os == "linux" && p.architecture == go_arch())
-                    })
-                    .ok_or_else(|| {
-                        ImageError::Invalid(format!("{reference}: no linux/{} manifest", go_arch()))
-                    })?;
+                    .find(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == go_arch()))
+                    .ok_or_else(|| ImageError::Invalid(format!("{reference}: no linux/{} manifest", go_arch())))?;
                 manifest_digest = chosen.digest.clone();
             }
             let manifest: Manifest = self.read_layout_json(dir, &manifest_digest)?;
@@ -208,8 +194,8 @@ impl ImageStore {
     fn import_docker_save(&self, dir: &Path, name: Option<&str>) -> Result<Vec<Image>, ImageError> {
         let manifest_path = dir.join("manifest.json");
         let bytes = std::fs::read(&manifest_path).map_err(io_err("reading", &manifest_path))?;
-        let entries: Vec<DockerSaveEntry> = serde_json::from_slice(&bytes)
-            .map_err(|e| ImageError::Invalid(format!("manifest.json: {e}")))?;
+        let entries: Vec<DockerSaveEntry> =
+            serde_json::from_slice(&bytes).map_err(|e| ImageError::Invalid(format!("manifest.json: {e}")))?;
         let mut images = Vec::new();
         for entry in entries {
             let inside = |rel: &str| -> Result<std::path::PathBuf, ImageError> {
@@ -238,11 +224,8 @@ impl ImageStore {
                 let digest = hash_file(&p)?;
                 let size = std::fs::metadata(&p).map_err(io_err("reading", &p))?.len();
                 let mut head = [0u8; 4];
-                let n = std::io::Read::read(
-                    &mut std::fs::File::open(&p).map_err(io_err("opening", &p))?,
-                    &mut head,
-                )
-                .map_err(io_err("reading", &p))?;
+                let n = std::io::Read::read(&mut std::fs::File::open(&p).map_err(io_err("opening", &p))?, &mut head)
+                    .map_err(io_err("reading", &p))?;
                 let media_type = match crate::layer::sniff(&head[..n]) {
                     crate::layer::Compression::Gzip => "application/vnd.docker.image.rootfs.diff.tar.gzip",
                     _ => "application/vnd.docker.image.rootfs.diff.tar",

@@ -149,8 +149,7 @@ fn unpack_tar(stream: impl Read, dest: &Path) -> Result<(), LayerError> {
             EntryAction::Whiteout(hidden) => {
                 let target = prepare_parent(dest, &hidden)?;
                 remove_any(&target).map_err(io)?;
-                mknod(&target, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
-                    .map_err(|e| io(e.into()))?;
+                mknod(&target, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).map_err(|e| io(e.into()))?;
             }
             EntryAction::Regular(path) => {
                 let kind = entry.header().entry_type();
@@ -167,11 +166,7 @@ fn unpack_tar(stream: impl Read, dest: &Path) -> Result<(), LayerError> {
 }
 
 /// Creates a device node or fifo from its header (the tar crate skips them).
-fn make_special(
-    entry: &tar::Entry<'_, impl Read>,
-    kind: tar::EntryType,
-    target: &Path,
-) -> std::io::Result<()> {
+fn make_special(entry: &tar::Entry<'_, impl Read>, kind: tar::EntryType, target: &Path) -> std::io::Result<()> {
     let header = entry.header();
     let mode = header.mode()? & 0o7777;
     let major = header.device_major()?.unwrap_or(0);
@@ -282,10 +277,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let diff_id = unpack(&blob[..], dir.path()).expect("unpack");
         assert_eq!(diff_id, crate::digest::sha256(&tar));
-        assert_eq!(
-            std::fs::read(dir.path().join("etc/hosts")).expect("hosts"),
-            b"127.0.0.1 localhost\n"
-        );
+        assert_eq!(std::fs::read(dir.path().join("etc/hosts")).expect("hosts"), b"127.0.0.1 localhost\n");
         let wh = std::fs::symlink_metadata(dir.path().join("etc/passwd")).expect("whiteout");
         assert!(wh.file_type().is_char_device());
         assert_eq!(std::os::unix::fs::MetadataExt::rdev(&wh), 0);

@@ -25,9 +25,7 @@ pub mod runc;
 pub mod sandbox;
 pub mod spec;
 
-
 pub use container::{Container, ContainerError, ContainerStatus, ExitInfo, Runtime, RuntimeConfig};
 pub use image::{Image, ImageConfig, ImageError, ImageStore, PullOptions, RegistryAuth, StoreConfig};
 pub use sandbox::{Sandbox, SandboxConfig};
 pub use spec::{BindMount, ContainerConfig};
-

@@ -140,9 +140,6 @@ mod tests {
         assert_eq!(run(b"a\n\nb\nlast").await, vec![e("F", "a"), e("F", ""), e("F", "b"), e("F", "last")]);
         assert_eq!(run(b"").await, vec![]);
         let long = "x".repeat(MAX_LINE + 5);
-        assert_eq!(
-            run(format!("{long}\n").as_bytes()).await,
-            vec![e("P", &"x".repeat(MAX_LINE)), e("F", "xxxxx")]
-        );
+        assert_eq!(run(format!("{long}\n").as_bytes()).await, vec![e("P", &"x".repeat(MAX_LINE)), e("F", "xxxxx")]);
     }
 }

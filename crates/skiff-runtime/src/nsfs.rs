@@ -53,12 +53,14 @@ impl PodNamespaces {
 /// Creates new network, IPC and UTS namespaces held by files in `dir`, with `hostname` set in
 /// the UTS namespace. On failure nothing stays mounted.
 pub fn create(dir: &Path, hostname: &str) -> Result<PodNamespaces, NsError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|source| NsError::Io { context: "creating", path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| NsError::Io {
+        context: "creating",
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let ns = PodNamespaces::paths(dir);
     for f in [&ns.net, &ns.ipc, &ns.uts] {
-        std::fs::File::create(f)
-            .map_err(|source| NsError::Io { context: "creating", path: f.clone(), source })?;
+        std::fs::File::create(f).map_err(|source| NsError::Io { context: "creating", path: f.clone(), source })?;
     }
     let (paths, host) = (ns.clone(), hostname.to_string());
     // unshare() changes the calling thread only; a throw-away thread keeps the caller's

@@ -10,20 +10,10 @@ use oci_client::{Client, Reference};
 use tokio::io::AsyncWriteExt;
 
 /// Pulls `normalized` into `store` (see [`ImageStore::pull`]).
-pub(crate) async fn pull(
-    store: &ImageStore,
-    normalized: &str,
-    options: &PullOptions,
-) -> Result<Image, ImageError> {
+pub(crate) async fn pull(store: &ImageStore, normalized: &str, options: &PullOptions) -> Result<Image, ImageError> {
     install_crypto_provider();
     let reference = reference::parse(normalized)?;
-    let mirrors = store
-        .inner
-        .config
-        .mirrors
-        .get(reference.registry())
-        .cloned()
-        .unwrap_or_default();
+    let mirrors = store.inner.config.mirrors.get(reference.registry()).cloned().unwrap_or_default();
     for mirror in &mirrors {
         let mut via = reference.clone();
         via.set_mirror_registry(mirror.clone());
@@ -45,11 +35,8 @@ fn install_crypto_provider() {
 }
 
 fn client_for(registry: &str, insecure: &[String]) -> Client {
-    let protocol = if reference::is_insecure_registry(registry, insecure) {
-        ClientProtocol::Http
-    } else {
-        ClientProtocol::Https
-    };
+    let protocol =
+        if reference::is_insecure_registry(registry, insecure) { ClientProtocol::Http } else { ClientProtocol::Https };
     Client::new(ClientConfig { protocol, ..Default::default() })
 }
 
@@ -72,10 +59,8 @@ async fn pull_from(
     let client = client_for(reference.resolve_registry(), &store.inner.config.insecure_registries);
     let auth = to_client_auth(&options.auth);
     let registry_err = |source| ImageError::Registry { reference: normalized.to_string(), source };
-    let (manifest, manifest_digest, config) = client
-        .pull_manifest_and_config(reference, &auth)
-        .await
-        .map_err(registry_err)?;
+    let (manifest, manifest_digest, config) =
+        client.pull_manifest_and_config(reference, &auth).await.map_err(registry_err)?;
     let config_bytes = config.into_bytes();
     let config_digest = crate::digest::sha256(&config_bytes);
     if config_digest != manifest.config.digest {
@@ -104,9 +89,7 @@ async fn pull_from(
         if !blob.exists() && !unpacked {
             let tmp = store.tmp_path("download");
             let result = download(&client, reference, descriptor, &tmp).await;
-            let result = result.map_err(registry_err).and_then(|()| {
-                store.commit_blob_file(&tmp, &descriptor.digest)
-            });
+            let result = result.map_err(registry_err).and_then(|()| store.commit_blob_file(&tmp, &descriptor.digest));
             if let Err(e) = result {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);

@@ -18,10 +18,7 @@ pub struct ReferenceError {
 
 /// Parses `text` into a fully qualified reference (registry, repository, tag and/or digest).
 pub fn parse(text: &str) -> Result<Reference, ReferenceError> {
-    text.parse::<Reference>().map_err(|source| ReferenceError {
-        reference: text.to_string(),
-        source,
-    })
+    text.parse::<Reference>().map_err(|source| ReferenceError { reference: text.to_string(), source })
 }
 
 /// The normalized string form of `text`: `docker.io/library/nginx:latest`,

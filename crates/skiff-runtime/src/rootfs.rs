@@ -58,12 +58,7 @@ pub struct Rootfs {
 /// The overlay mount options for `layers` (bottom first; overlayfs wants the top-most first).
 pub fn overlay_options(layers: &[PathBuf], upper: &Path, work: &Path) -> String {
     let lower: Vec<String> = layers.iter().rev().map(|p| p.display().to_string()).collect();
-    format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        upper.display(),
-        work.display()
-    )
+    format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display())
 }
 
 /// Mounts an overlay of `layers` (bottom first) at `<dir>/rootfs`. On failure nothing is left
@@ -88,13 +83,7 @@ pub fn mount_overlay(layers: &[PathBuf], dir: &Path) -> Result<Rootfs, RootfsErr
     for d in [&path, &upper, &work] {
         std::fs::create_dir_all(d).map_err(io("creating", d))?;
     }
-    let result = mount(
-        Some("overlay"),
-        &path,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(options.as_str()),
-    );
+    let result = mount(Some("overlay"), &path, Some("overlay"), MsFlags::empty(), Some(options.as_str()));
     if let Err(source) = result {
         let _ = remove_dirs(dir);
         return Err(RootfsError::Mount { target: path, source });
@@ -168,7 +157,12 @@ mod tests {
         std::fs::write(base.join("var/cache/old"), "x").expect("write");
         let layer = {
             let mut b = tar::Builder::new(Vec::new());
-            for (p, d) in [("etc/hosts", &b"new"[..]), ("etc/.wh.passwd", b""), ("var/cache/.wh..wh..opq", b""), ("var/cache/fresh", b"y")] {
+            for (p, d) in [
+                ("etc/hosts", &b"new"[..]),
+                ("etc/.wh.passwd", b""),
+                ("var/cache/.wh..wh..opq", b""),
+                ("var/cache/fresh", b"y"),
+            ] {
                 let mut h = tar::Header::new_gnu();
                 h.set_size(d.len() as u64);
                 h.set_mode(0o644);

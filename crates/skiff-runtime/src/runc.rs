@@ -144,8 +144,7 @@ impl Runc {
     /// `runc state`.
     pub async fn state(&self, id: &str) -> Result<State, RuncError> {
         let out = self.run("state", id, &[]).await?;
-        serde_json::from_slice(&out)
-            .map_err(|e| RuncError::BadState { id: id.to_string(), message: e.to_string() })
+        serde_json::from_slice(&out).map_err(|e| RuncError::BadState { id: id.to_string(), message: e.to_string() })
     }
 
     /// `runc kill <id> <signal>` (`TERM`, `KILL`, `9`...).

@@ -115,20 +115,16 @@ fn write(path: &Path, text: &str) -> Result<(), SandboxError> {
 impl Sandbox {
     /// Creates the pod's namespaces under `<root>/<pod-uid>`, attaches the network and writes the
     /// pod's files. On failure everything created is removed again.
-    pub async fn create(
-        config: &SandboxConfig,
-        root: &Path,
-        network: &Network,
-    ) -> Result<Sandbox, SandboxError> {
+    pub async fn create(config: &SandboxConfig, root: &Path, network: &Network) -> Result<Sandbox, SandboxError> {
         let uid = &config.pod_uid;
         if uid.is_empty() || uid.contains('/') || uid.starts_with('.') {
             return Err(SandboxError::InvalidUid(uid.clone()));
         }
         let dir = root.join(uid);
         let (d, h) = (dir.clone(), config.hostname.clone());
-        let namespaces = tokio::task::spawn_blocking(move || nsfs::create(&d, &h))
-            .await
-            .map_err(|e| NsError::Io { context: "namespace task", path: dir.clone(), source: std::io::Error::other(e) })??;
+        let namespaces = tokio::task::spawn_blocking(move || nsfs::create(&d, &h)).await.map_err(|e| {
+            NsError::Io { context: "namespace task", path: dir.clone(), source: std::io::Error::other(e) }
+        })??;
         let attachment = Attachment {
             container_id: uid.clone(),
             netns: namespaces.net.clone(),

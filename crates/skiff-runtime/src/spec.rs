@@ -28,14 +28,46 @@ pub const DEFAULT_CAPABILITIES: [&str; 14] = [
 
 /// Every capability runc 1.1 knows, in kernel order: what `privileged` and `add: [ALL]` grant.
 pub const ALL_CAPABILITIES: [&str; 41] = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 ];
 
@@ -353,13 +385,18 @@ pub fn build_spec(
     });
     if !config.privileged {
         linux["maskedPaths"] = json!([
-            "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+            "/proc/acpi",
+            "/proc/asound",
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/latency_stats",
+            "/proc/timer_list",
+            "/proc/timer_stats",
+            "/proc/sched_debug",
+            "/proc/scsi",
             "/sys/firmware"
         ]);
-        linux["readonlyPaths"] = json!([
-            "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
-        ]);
+        linux["readonlyPaths"] = json!(["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]);
     }
     let mut user_json = json!({"uid": user.uid, "gid": user.gid});
     if !user.additional_gids.is_empty() {
@@ -376,7 +413,6 @@ pub fn build_spec(
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps,
             },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1_048_576u64, "soft": 1_048_576u64}],
             "noNewPrivileges": config.no_new_privileges,
         },
         "root": {"path": ctx.rootfs, "readonly": config.readonly_rootfs},
@@ -385,8 +421,7 @@ pub fn build_spec(
         "linux": linux,
     });
     // Typed check: what runc gets is a valid runtime spec.
-    serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone())
-        .map_err(|e| SpecError::Invalid(e.to_string()))?;
+    serde_json::from_value::<oci_spec::runtime::Spec>(spec.clone()).map_err(|e| SpecError::Invalid(e.to_string()))?;
     Ok(spec)
 }
 
@@ -403,10 +438,9 @@ pub fn write_config(bundle: &Path, spec: &Value) -> Result<PathBuf, SpecError> {
     let typed: oci_spec::runtime::Spec =
         serde_json::from_value(spec.clone()).map_err(|e| SpecError::Invalid(e.to_string()))?;
     let path = bundle.join("config.json");
-    typed.save(&path).map_err(|e| SpecError::Write {
-        path: path.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    typed
+        .save(&path)
+        .map_err(|e| SpecError::Write { path: path.clone(), source: std::io::Error::other(e.to_string()) })?;
     Ok(path)
 }
 
@@ -420,11 +454,7 @@ mod tests {
 
     #[test]
     fn args_follow_kubernetes_rules() {
-        let image = ImageConfig {
-            entrypoint: s(&["/entry"]),
-            cmd: s(&["--default"]),
-            ..Default::default()
-        };
+        let image = ImageConfig { entrypoint: s(&["/entry"]), cmd: s(&["--default"]), ..Default::default() };
         let cases: [(&[&str], &[&str], &[&str]); 4] = [
             (&[], &[], &["/entry", "--default"]),
             (&["/bin/sh"], &[], &["/bin/sh"]),
@@ -440,13 +470,11 @@ mod tests {
     fn env_overrides_by_name() {
         let image = ImageConfig { env: s(&["PATH=/bin", "A=1", "B"]), ..Default::default() };
         let env = vec![("A".to_string(), "2".to_string()), ("C".to_string(), "3".to_string())];
-        assert_eq!(
-            effective_env(&image, "pod-a", &env),
-            s(&["PATH=/bin", "HOSTNAME=pod-a", "A=2", "B=", "C=3"])
-        );
+        assert_eq!(effective_env(&image, "pod-a", &env), s(&["PATH=/bin", "HOSTNAME=pod-a", "A=2", "B=", "C=3"]));
     }
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnginx:x:101:102:nginx:/:/bin/false\nbob:x:1000:1000::/home/bob:/bin/sh\n";
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/sh\nnginx:x:101:102:nginx:/:/bin/false\nbob:x:1000:1000::/home/bob:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nnginx:x:102:\nwheel:x:10:bob,alice\nbob:x:1000:\n";
 
     #[test]
@@ -484,10 +512,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(capabilities(&cfg(&[], &[], false)).expect("caps"), s(&DEFAULT_CAPABILITIES));
-        assert_eq!(
-            capabilities(&cfg(&["NET_ADMIN"], &["ALL"], false)).expect("caps"),
-            s(&["CAP_NET_ADMIN"])
-        );
+        assert_eq!(capabilities(&cfg(&["NET_ADMIN"], &["ALL"], false)).expect("caps"), s(&["CAP_NET_ADMIN"]));
         let dropped = capabilities(&cfg(&[], &["net_raw", "CAP_KILL"], false)).expect("caps");
         assert_eq!(dropped.len(), 12);
         assert!(!dropped.contains(&"CAP_NET_RAW".to_string()));
@@ -535,7 +560,10 @@ mod tests {
                    {"type": "ipc", "path": "/run/skiff/ns/p1-ipc"}, {"type": "uts"}])
         );
         let mounts = spec["mounts"].as_array().expect("mounts");
-        assert_eq!(mounts[7], json!({"destination": "/etc/hosts", "type": "bind", "source": "/pods/p1/hosts", "options": ["rbind", "rprivate"]}));
+        assert_eq!(
+            mounts[7],
+            json!({"destination": "/etc/hosts", "type": "bind", "source": "/pods/p1/hosts", "options": ["rbind", "rprivate"]})
+        );
         assert_eq!(mounts[8]["options"], json!(["rbind", "rprivate", "ro"]));
         assert_eq!(mounts[5]["options"], json!(["nosuid", "noexec", "nodev", "ro"]));
         let dir = tempfile::tempdir().expect("tempdir");

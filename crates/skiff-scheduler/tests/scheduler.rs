@@ -277,7 +277,14 @@ async fn throughput_5000_pods_on_1000_nodes() {
 
 async fn measure(nodes: usize, count: usize) {
     let c = cluster().await;
-    let sim = skiff_agent::simulate::SimulatorConfig { prefix: "bench".into(), count: nodes, ..Default::default() };
+    // SKIFF_BENCH_START_DELAY_MS delays the simulator's pod writes, to measure binding alone.
+    let start_delay = std::env::var("SKIFF_BENCH_START_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let sim = skiff_agent::simulate::SimulatorConfig {
+        prefix: "bench".into(),
+        count: nodes,
+        start_delay: Duration::from_millis(start_delay),
+        ..Default::default()
+    };
     let client = c.client.clone();
     tokio::spawn(async move { skiff_agent::simulate::run(client, sim, std::future::pending()).await });
     wait_for(Duration::from_secs(120), "simulated nodes", || async {
@@ -300,7 +307,8 @@ async fn measure(nodes: usize, count: usize) {
         .await;
     let creation = created.elapsed();
     let start = Instant::now();
-    let config = skiff_scheduler::Config { record_scheduled_events: false, ..Default::default() };
+    let in_flight = std::env::var("SKIFF_BENCH_IN_FLIGHT").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let config = skiff_scheduler::Config { record_scheduled_events: false, max_in_flight: in_flight, ..Default::default() };
     tokio::spawn(skiff_scheduler::run_with(c.client.clone(), config, std::future::pending()));
     // Count bindings from a watch rather than by listing thousands of pods over and over.
     let mut stream = kube::runtime::watcher(pods.clone(), kube::runtime::watcher::Config::default()).boxed();

@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run the API server (with its store) on this machine.
     Server(ServerArgs),
+    /// Run a node agent. Only simulated nodes (`--simulate N`) exist so far.
+    Agent(AgentArgs),
 }
 
 #[derive(clap::Args)]
@@ -48,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
+        Command::Agent(args) => runtime.block_on(agent(args)),
     }
 }
 
@@ -99,4 +102,84 @@ async fn kube_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Clien
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "skiff".into())
+}
+
+// ------------------------------------------------------------------------------------- agent
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The API server URL (with --token), e.g. https://10.0.0.1:6443.
+    #[arg(long, requires = "token")]
+    server: Option<String>,
+    /// The bearer token for --server.
+    #[arg(long, requires = "server")]
+    token: Option<String>,
+    /// The CA certificate (PEM) that signed the server's certificate, for --server.
+    #[arg(long)]
+    certificate_authority: Option<PathBuf>,
+    /// Do not verify the server's certificate (--server without a CA).
+    #[arg(long)]
+    insecure_skip_tls_verify: bool,
+    /// A kubeconfig to connect with, instead of --server and --token.
+    #[arg(long, conflicts_with = "server")]
+    kubeconfig: Option<PathBuf>,
+    /// Simulate this many nodes (no containers run), named `<node-name>-0` … `<node-name>-(N-1)`.
+    #[arg(long)]
+    simulate: Option<usize>,
+    /// The node name; with --simulate, the prefix of the simulated nodes' names.
+    #[arg(long, default_value = "sim")]
+    node_name: String,
+    /// Milliseconds from Running to Ready for simulated pods.
+    #[arg(long, default_value_t = 0)]
+    ready_delay: u64,
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let Some(count) = args.simulate else {
+        anyhow::bail!("the real node agent is not implemented yet (use --simulate N)");
+    };
+    let client = agent_client(&args).await?;
+    let config = skiff_agent::simulate::SimulatorConfig {
+        prefix: args.node_name.clone(),
+        count,
+        ready_delay: std::time::Duration::from_millis(args.ready_delay),
+        ..Default::default()
+    };
+    println!("skiff agent simulating {count} nodes {}-0 … {}-{}", args.node_name, args.node_name, count.saturating_sub(1));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
+    let stop = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    skiff_agent::simulate::run(client, config, stop).await.context("the node simulator failed")
+}
+
+/// The agent's client: from --kubeconfig, or from --server and --token.
+async fn agent_client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
+    if let Some(path) = &args.kubeconfig {
+        return kube_client(path).await;
+    }
+    let (Some(server), Some(token)) = (&args.server, &args.token) else {
+        anyhow::bail!("give --server and --token, or --kubeconfig");
+    };
+    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let ca = match &args.certificate_authority {
+        Some(path) => format!("certificate-authority: {}", quote(&path.display().to_string())),
+        None if args.insecure_skip_tls_verify => "insecure-skip-tls-verify: true".to_string(),
+        None => anyhow::bail!("give --certificate-authority FILE (or --insecure-skip-tls-verify) with --server"),
+    };
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    {ca}\n\
+         users:\n- name: agent\n  user:\n    token: {}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: agent\n\
+         current-context: skiff\n",
+        quote(server),
+        quote(token)
+    );
+    let kc = kube::config::Kubeconfig::from_yaml(&yaml).context("cannot build a kubeconfig from --server and --token")?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .context("cannot use --server and --token")?;
+    kube::Client::try_from(config).context("cannot build a client")
 }

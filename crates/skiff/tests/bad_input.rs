@@ -1,4 +1,7 @@
 //! End-to-end: bad requests get the HTTP code and `Status` body Kubernetes gives, and change nothing.
+//!
+//! These run the API server alone (`--no-controllers`), so that "the stored object is unchanged"
+//! can be checked by its resourceVersion.
 
 mod common;
 
@@ -22,7 +25,7 @@ fn web_deployment(name: &str) -> Value {
 
 /// A server with ConfigMap `keep` (data a=1) and Deployment `web`; returns them as stored.
 async fn server_with_objects() -> (Server, Value, Value) {
-    let s = Server::start();
+    let s = Server::start_api_only();
     let cm = s
         .create_json(
             CM,
@@ -114,7 +117,7 @@ async fn wrong_kind_or_api_version_in_the_body_is_bad_request() {
 
 #[tokio::test]
 async fn unknown_resource_paths_are_not_found() {
-    let s = Server::start();
+    let s = Server::start_api_only();
     for path in [
         "/api/v1/namespaces/default/widgets",
         "/apis/nope.example.com/v1/things",
@@ -129,7 +132,7 @@ async fn unknown_resource_paths_are_not_found() {
 
 #[tokio::test]
 async fn missing_object_is_not_found_with_details() {
-    let s = Server::start();
+    let s = Server::start_api_only();
     let st = s.raw("GET", &format!("{DEPLOY}/nope"), None, Vec::new()).await.expect_status(404, "NotFound");
     assert_eq!(st["message"], r#"deployments.apps "nope" not found"#);
     assert_eq!(st["details"], json!({"name": "nope", "group": "apps", "kind": "deployments"}));
@@ -331,7 +334,7 @@ fn protobuf_configmap(name: &str) -> Vec<u8> {
 /// send protobuf bodies; the apiserver also decodes YAML, and refuses other types with 415.
 #[tokio::test]
 async fn request_body_content_types() {
-    let s = Server::start();
+    let s = Server::start_api_only();
     let r = s.raw("POST", CM, Some("application/vnd.kubernetes.protobuf"), protobuf_configmap("from-protobuf")).await;
     assert_eq!(r.status, 201, "protobuf create: {}", r.text());
     assert_eq!(r.json()["data"], json!({"a": "b"}));
@@ -394,7 +397,7 @@ async fn strict_field_validation_rejects_unknown_fields() {
 
 #[tokio::test]
 async fn bad_query_parameters_are_refused() {
-    let s = Server::start();
+    let s = Server::start_api_only();
     s.raw("GET", &format!("{CM}?limit=abc"), None, Vec::new()).await.expect_status(400, "BadRequest");
     s.raw("POST", &format!("{CM}?dryRun=Some"), Some("application/json"), r#"{"metadata":{"name":"d"}}"#)
         .await
@@ -412,7 +415,7 @@ async fn bad_query_parameters_are_refused() {
 
 #[tokio::test]
 async fn unsupported_methods_are_405() {
-    let s = Server::start();
+    let s = Server::start_api_only();
     s.raw("PUT", CM, Some("application/json"), "{}").await.expect_status(405, "MethodNotAllowed");
     s.raw("POST", "/version", Some("application/json"), "{}").await.expect_status(405, "MethodNotAllowed");
 }

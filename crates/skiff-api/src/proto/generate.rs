@@ -10,9 +10,10 @@
 //!   join must be unique or the generator fails.
 //!
 //! Regenerate (after bumping either crate) with
-//! `cargo test -p skiff-api proto::generate -- --ignored --exact proto::generate::tests::regenerate_schema`;
-//! the source of k8s-pb is found in `$CARGO_HOME/registry/src/*/k8s-pb-<PB_VERSION>/src` or at
-//! `$K8S_PB_SRC`. `schema_matches_generator` (not ignored) fails when the committed file is stale.
+//! `cargo test -p skiff-api --lib proto::generate::tests::regenerate_schema -- --ignored`, then
+//! `python3 crates/skiff-api/src/proto/probe_omitempty.py` (which reads `schema.json`). The source of
+//! k8s-pb is found in `$CARGO_HOME/registry/src/*/k8s-pb-<PB_VERSION>/src` or at `$K8S_PB_SRC`.
+//! `schema_matches_generator` (not ignored) fails when the committed file is stale.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -33,13 +33,15 @@ pub fn history(rss: &[ReplicaSet]) -> Vec<(i64, String)> {
     out
 }
 
-/// The ReplicaSet `kubectl rollout undo --to-revision=N` picks: N, or for 0 the second-highest
-/// revision ("previous").
+/// The ReplicaSet `kubectl rollout undo --to-revision=N` picks: revision N, or for 0 the one with
+/// the second-highest revision ("previous"; ReplicaSets without a positive, parsable revision never
+/// count as previous).
 pub fn revision_to_roll_back_to(rss: &[ReplicaSet], to_revision: i64) -> Option<&ReplicaSet> {
+    let revised = rss.iter().filter_map(|rs| util::revision(&rs.metadata).ok().map(|r| (r, rs)));
     if to_revision > 0 {
-        return rss.iter().find(|rs| util::revision(&rs.metadata).ok() == Some(to_revision));
+        return revised.into_iter().find(|(r, _)| *r == to_revision).map(|(_, rs)| rs);
     }
-    let mut by_revision: Vec<&ReplicaSet> = rss.iter().collect();
-    by_revision.sort_by(|a, b| util::by_revision(a, b));
-    by_revision.len().checked_sub(2).and_then(|i| by_revision.get(i).copied())
+    let mut positive: Vec<(i64, &ReplicaSet)> = revised.filter(|(r, _)| *r > 0).collect();
+    positive.sort_by_key(|(r, _)| *r);
+    positive.len().checked_sub(2).map(|i| positive[i].1)
 }

@@ -58,7 +58,7 @@ struct Context {
 }
 
 /// Runs the Deployment controller until `shutdown` completes. Syncs in flight finish first.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'static) {
+pub async fn run(client: Client, shutdown: impl Future<Output = ()>) {
     let (deployments, d_writer) = reflector::store::<Deployment>();
     let (replica_sets, rs_writer) = reflector::store::<ReplicaSet>();
     let (pods, pod_writer) = reflector::store::<Pod>();
@@ -194,9 +194,15 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Requeue, Syn
         .map(|rs| (**rs).clone())
         .collect();
     let owned = claim(&ctx, &d, &in_namespace).await?;
-    let all_pods: Vec<Pod> = ctx.pods.state().iter().map(|p| (**p).clone()).collect();
+    let pods_in_namespace: Vec<Pod> = ctx
+        .pods
+        .state()
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .map(|p| (**p).clone())
+        .collect();
     let observed = Observed {
-        pods: adoption::pods_of(&d, &owned, &all_pods),
+        pods: adoption::pods_of(&d, &owned, &pods_in_namespace),
         replica_sets: owned,
         taken_names: in_namespace.iter().filter_map(|rs| rs.metadata.name.clone()).collect::<BTreeSet<_>>(),
         deployment: (*d).clone(),

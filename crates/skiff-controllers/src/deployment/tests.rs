@@ -293,7 +293,7 @@ fn first_sync_creates_the_replica_set_at_revision_1() {
         ))
     );
     assert_eq!(condition(&w.d, progress::AVAILABLE).map(|c| c.1), Some(reason::MINIMUM_REPLICAS_AVAILABLE.into()));
-    assert_eq!(progress::rollout_status(&w.d), Ok((format!("deployment \"web\" successfully rolled out\n"), true)));
+    assert_eq!(progress::rollout_status(&w.d), Ok(("deployment \"web\" successfully rolled out\n".to_string(), true)));
     let idle = w.sync();
     assert_eq!(idle, Plan::default());
 }

@@ -33,3 +33,7 @@ pub const CONTROLLER_NAME: &str = "replicaset-controller";
 /// The field manager of the controller's writes, as the API server derives it from
 /// kube-controller-manager's User-Agent.
 pub const FIELD_MANAGER: &str = "kube-controller-manager";
+
+/// A User-Agent like kube-controller-manager's; set it on the client's `kube::Config::headers` so
+/// the API server derives the same field manager for every write, Events included.
+pub const USER_AGENT: &str = "kube-controller-manager/v1.35.0 (linux/amd64) kubernetes";

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 /// Applets the tests use, linked to /bin/busybox.
 const APPLETS: &[&str] = &[
-    "sh", "echo", "cat", "sleep", "nc", "httpd", "ls", "true", "false", "head", "dd", "hostname",
-    "id", "mkdir", "wget", "tail", "yes", "env", "trap", "kill",
+    "sh", "echo", "cat", "sleep", "nc", "httpd", "ls", "true", "false", "head", "dd", "hostname", "id", "mkdir",
+    "wget", "tail", "yes", "env", "trap", "kill",
 ];
 
 fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
@@ -116,6 +116,7 @@ pub fn tar_dir(dir: &Path, out: &Path) {
 
 /// A test's world: temp dirs, image store with the test image imported, runtime, network.
 pub struct Env {
+    pub pods: std::sync::Mutex<Vec<String>>,
     pub tmp: tempfile::TempDir,
     pub store: ImageStore,
     pub runtime: Runtime,
@@ -132,11 +133,7 @@ impl Env {
         write_oci_layout(&layout, "v1");
         let archive = tmp.path().join("image.tar");
         tar_dir(&layout, &archive);
-        let image = store
-            .import(&archive, Some("localhost/skiff-test"))
-            .await
-            .expect("import")
-            .remove(0);
+        let image = store.import(&archive, Some("localhost/skiff-test")).await.expect("import").remove(0);
         let runtime = Runtime::new(
             RuntimeConfig {
                 state_dir: tmp.path().join("containers"),
@@ -156,10 +153,11 @@ impl Env {
             ip_masq: false,
             ..Default::default()
         });
-        Env { tmp, store, runtime, network, image }
+        Env { pods: Default::default(), tmp, store, runtime, network, image }
     }
 
     pub async fn sandbox(&self, uid: &str) -> Sandbox {
+        self.pods.lock().expect("pods").push(uid.to_string());
         let config = SandboxConfig {
             pod_uid: uid.into(),
             pod_name: format!("pod-{uid}"),
@@ -174,10 +172,45 @@ impl Env {
         self.tmp.path().join("logs").join(format!("{name}.log"))
     }
 
-    /// Removes the bridge this test's network created (CNI DEL leaves bridges in place).
-    pub async fn teardown(self) {
+    /// Ends the test; [`Drop`] removes what is left (the bridge CNI DEL keeps, and everything
+    /// a failed test did not clean up).
+    pub async fn teardown(self) {}
+}
+
+/// A safety net for failing tests: deletes this test's runc containers, unmounts everything under
+/// its temp dir, deletes its bridge and its pods' cgroup directories. Only this test's objects.
+impl Drop for Env {
+    fn drop(&mut self) {
+        use std::process::Command;
+        let root = self.tmp.path().join("runc");
+        if let Ok(out) = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", id]).status();
+            }
+        }
+        let prefix = format!("{}/", self.tmp.path().display());
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> =
+            info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).collect();
+        mounts.reverse();
+        for m in mounts {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
         let bridge = self.network.config().bridge.clone();
-        let _ = tokio::process::Command::new("ip").args(["link", "del", &bridge]).status().await;
+        let _ = Command::new("ip").args(["link", "del", &bridge]).stderr(std::process::Stdio::null()).status();
+        for uid in self.pods.lock().map(|p| p.clone()).unwrap_or_default() {
+            if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+                for h in hierarchies.flatten() {
+                    let pod = h.path().join("skiff").join(&uid);
+                    if let Ok(children) = std::fs::read_dir(&pod) {
+                        for c in children.flatten().filter(|c| c.path().is_dir()) {
+                            let _ = std::fs::remove_dir(c.path());
+                        }
+                    }
+                    let _ = std::fs::remove_dir(&pod);
+                }
+            }
+        }
     }
 }
 

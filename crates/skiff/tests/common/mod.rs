@@ -31,15 +31,24 @@ pub struct Server {
     data_dir: PathBuf,
     home: PathBuf,
     log: PathBuf,
+    /// Extra `skiff server` arguments, kept for restarts.
+    extra_args: Vec<String>,
     child: Option<Child>,
     // Dropped last: removes the data directory, the home and the log.
     _root: tempfile::TempDir,
 }
 
 impl Server {
-    /// Starts a server on a new data directory and a free port.
+    /// Starts a server (API server, controllers and scheduler, as `skiff server` runs by default) on
+    /// a new data directory and a free port.
     pub fn start() -> Server {
         Server::start_with_args(&[])
+    }
+
+    /// Starts the API server alone (`--no-controllers`): nothing but the test writes objects, so a
+    /// test can assert that a refused request left an object's resourceVersion unchanged.
+    pub fn start_api_only() -> Server {
+        Server::start_with_args(&["--no-controllers"])
     }
 
     /// Starts a server with extra `skiff server` arguments (e.g. store tuning knobs).
@@ -56,10 +65,11 @@ impl Server {
             data_dir,
             home,
             log,
+            extra_args: extra.iter().map(|a| a.to_string()).collect(),
             child: None,
             _root: root,
         };
-        server.spawn(0, extra);
+        server.spawn(0);
         server
     }
 
@@ -78,12 +88,12 @@ impl Server {
         format!("https://{}", self.addr)
     }
 
-    fn spawn(&mut self, port: u16, extra: &[&str]) {
+    fn spawn(&mut self, port: u16) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open the server log");
         let port = port.to_string();
         let data_dir = self.data_dir.to_str().expect("UTF-8 temp path");
         let mut args = vec!["server", "--data-dir", data_dir, "--port", port.as_str(), "--bind", "127.0.0.1"];
-        args.extend_from_slice(extra);
+        args.extend(self.extra_args.iter().map(String::as_str));
         let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(&args)
             .env("SKIFF_LOG", std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
@@ -172,12 +182,12 @@ impl Server {
         }
     }
 
-    /// Kills the server with SIGKILL (if it runs) and starts it again on the same data directory and
-    /// the same port, so kubeconfigs and clients made before stay valid.
+    /// Kills the server with SIGKILL (if it runs) and starts it again on the same data directory, the
+    /// same port and the same arguments, so kubeconfigs and clients made before stay valid.
     pub fn restart(&mut self) {
         self.kill9();
         let port = self.addr.port();
-        self.spawn(port, &[]);
+        self.spawn(port);
         assert_eq!(self.addr.port(), port, "the restarted server listens on the same port");
     }
 
