@@ -50,7 +50,14 @@ pub fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
     }
 }
 
+/// The field manager of Event writes, as upstream's controllers appear in managedFields.
+const FIELD_MANAGER: &str = "kube-controller-manager";
+
 impl Recorder {
+    fn patch_params() -> PatchParams {
+        PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() }
+    }
+
     pub fn new(client: Client, component: &str) -> Recorder {
         Recorder { client, component: component.to_string(), seen: Arc::default() }
     }
@@ -80,7 +87,7 @@ impl Recorder {
         };
         if count > 1 {
             let patch = serde_json::json!({"count": count, "lastTimestamp": now});
-            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api.patch(&name, &Self::patch_params(), &Patch::Merge(&patch)).await {
                 Ok(_) => return Ok(()),
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -100,11 +107,11 @@ impl Recorder {
             last_timestamp: Some(now),
             ..Event::default()
         };
-        match api.create(&PostParams::default(), &event).await {
+        match api.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() }, &event).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 let patch = serde_json::json!({"count": count, "lastTimestamp": event.last_timestamp});
-                api.patch(event.name_any().as_str(), &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+                api.patch(event.name_any().as_str(), &Self::patch_params(), &Patch::Merge(&patch)).await.map(|_| ())
             }
             Err(e) => Err(e),
         }
