@@ -1,5 +1,21 @@
 //! Skiff's node agent (the kubelet's role): registers its Node, keeps its Lease fresh and runs the
 //! pods bound to it. [`simulate`] provides simulated nodes (like KWOK) that do all of that without
 //! containers, for tests and scale benchmarks.
+//!
+//! The real agent is a pure plan ([`plan::compute_pod_actions`]) and a pure status
+//! ([`status::pod_status`]) driven by an executor ([`agent::Agent`]) over two seams: the
+//! [`runtime::ContainerRuntime`] (a fake in [`fake`]) and the [`probe::Prober`].
 
+pub mod agent;
+pub mod backoff;
+pub mod env;
+pub mod events;
+pub mod fake;
+pub mod node;
+pub mod observed;
+pub mod plan;
+pub mod probe;
+pub mod runtime;
 pub mod simulate;
+pub mod status;
+pub mod volumes;

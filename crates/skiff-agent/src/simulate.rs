@@ -287,9 +287,7 @@ pub fn node_object(config: &SimulatorConfig, index: usize, now: Timestamp) -> Va
 /// A healthy node's conditions, in the kubelet's order.
 pub fn node_conditions(now: Timestamp) -> Value {
     let t = time(now);
-    let c = |type_: &str, status: &str, reason: &str, message: &str| {
-        json!({"type": type_, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": t, "lastTransitionTime": t})
-    };
+    let c = |type_: &str, status: &str, reason: &str, message: &str| json!({"type": type_, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": t, "lastTransitionTime": t});
     json!([
         c("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
         c("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
@@ -434,8 +432,17 @@ pub fn status_after(pod: &Pod, step: &Step, placement: &Placement, now: Timestam
     let ready_condition = if !containers_ready {
         condition("Ready", false, Some(cr_reason), cr_message.clone())
     } else if !gates_ready {
-        let missing = gates.iter().find(|g| !old_conditions.iter().any(|c| c.type_ == **g && c.status == "True")).cloned().unwrap_or_default();
-        condition("Ready", false, Some("ReadinessGatesNotReady"), Some(format!("corresponding condition of pod readiness gate \"{missing}\" does not exist.")))
+        let missing = gates
+            .iter()
+            .find(|g| !old_conditions.iter().any(|c| c.type_ == **g && c.status == "True"))
+            .cloned()
+            .unwrap_or_default();
+        condition(
+            "Ready",
+            false,
+            Some("ReadinessGatesNotReady"),
+            Some(format!("corresponding condition of pod readiness gate \"{missing}\" does not exist.")),
+        )
     } else {
         condition("Ready", true, None, None)
     };
@@ -477,7 +484,11 @@ pub fn status_after(pod: &Pod, step: &Step, placement: &Placement, now: Timestam
 
 /// Runs `config.count` simulated nodes until `shutdown` completes: registers the Nodes and their
 /// Leases, then keeps the Leases fresh and drives the pods bound to the nodes.
-pub async fn run(client: Client, config: SimulatorConfig, shutdown: impl Future<Output = ()> + Send) -> Result<(), SimulateError> {
+pub async fn run(
+    client: Client,
+    config: SimulatorConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), SimulateError> {
     let config = Arc::new(config);
     let writes = Arc::new(Semaphore::new(config.max_concurrent_writes.max(1)));
     let uids = register_nodes(&client, &config).await?;
@@ -499,7 +510,9 @@ async fn register_nodes(client: &Client, config: &Arc<SimulatorConfig>) -> Resul
             let config = config.clone();
             async move {
                 let name = config.node_name(i);
-                let uid = register_node(&client, &config, i).await.map_err(|source| SimulateError::Register { node: name.clone(), source })?;
+                let uid = register_node(&client, &config, i)
+                    .await
+                    .map_err(|source| SimulateError::Register { node: name.clone(), source })?;
                 renew_lease(&client, &name, uid.as_deref()).await;
                 Ok(uid)
             }
@@ -519,8 +532,15 @@ async fn register_node(client: &Client, config: &SimulatorConfig, i: usize) -> k
         Err(kube::Error::Api(s)) if s.code == 409 => {
             // Re-registration: refresh labels and status, as the kubelet's tryUpdateNode does.
             let name = config.node_name(i);
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": body["metadata"]["labels"]}}))).await?;
-            let updated = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": body["status"]}))).await?;
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": body["metadata"]["labels"]}})),
+            )
+            .await?;
+            let updated = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": body["status"]})))
+                .await?;
             Ok(updated.metadata.uid)
         }
         Err(e) => Err(e),
@@ -548,12 +568,19 @@ async fn renew_lease(client: &Client, node: &str, node_uid: Option<&str>) {
 
 /// Renews each Lease every `lease_renew_interval`, spread evenly over it, and posts each node's
 /// status every `node_status_interval`.
-async fn heartbeat_loop(client: Client, config: Arc<SimulatorConfig>, writes: Arc<Semaphore>, uids: Vec<Option<String>>) {
+async fn heartbeat_loop(
+    client: Client,
+    config: Arc<SimulatorConfig>,
+    writes: Arc<Semaphore>,
+    uids: Vec<Option<String>>,
+) {
     let n = config.count.max(1);
     let step = (config.lease_renew_interval / n as u32).max(Duration::from_millis(1));
     // With more nodes than milliseconds in the interval, renew several per tick.
-    let per_tick = (n as u128 * step.as_millis()).div_ceil(config.lease_renew_interval.as_millis().max(1)).max(1) as usize;
-    let status_every = (config.node_status_interval.as_millis() / config.lease_renew_interval.as_millis().max(1)).max(1) as u64;
+    let per_tick =
+        (n as u128 * step.as_millis()).div_ceil(config.lease_renew_interval.as_millis().max(1)).max(1) as usize;
+    let status_every =
+        (config.node_status_interval.as_millis() / config.lease_renew_interval.as_millis().max(1)).max(1) as u64;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut i = 0usize;
@@ -564,7 +591,7 @@ async fn heartbeat_loop(client: Client, config: Arc<SimulatorConfig>, writes: Ar
             let index = i % n;
             let name = config.node_name(index);
             let uid = uids.get(index).cloned().flatten();
-            let post_status = round > 0 && round % status_every == 0;
+            let post_status = round > 0 && round.is_multiple_of(status_every);
             let (client, writes) = (client.clone(), writes.clone());
             tokio::spawn(async move {
                 let Ok(_permit) = writes.acquire().await else { return };
@@ -589,8 +616,13 @@ async fn heartbeat_loop(client: Client, config: Arc<SimulatorConfig>, writes: Ar
 enum Msg {
     Pod(watcher::Event<Pod>),
     /// A step finished: the pod as written (`None`: deleted or failed), or an error to retry.
-    Done { uid: String, result: Result<Option<Pod>, String> },
-    Retry { uid: String },
+    Done {
+        uid: String,
+        result: Result<Option<Pod>, String>,
+    },
+    Retry {
+        uid: String,
+    },
 }
 
 struct Tracked {
@@ -635,7 +667,11 @@ async fn pod_loop(client: Client, config: Arc<SimulatorConfig>, writes: Arc<Sema
                 if !on_ours {
                     continue;
                 }
-                let entry = tracked.entry(uid.clone()).or_insert_with(|| Tracked { pod: pod.clone(), busy: None, last_write: None });
+                let entry = tracked.entry(uid.clone()).or_insert_with(|| Tracked {
+                    pod: pod.clone(),
+                    busy: None,
+                    last_write: None,
+                });
                 if resource_version(&pod) >= resource_version(&entry.pod) {
                     entry.pod = pod;
                 }
@@ -717,7 +753,15 @@ async fn pod_loop(client: Client, config: Arc<SimulatorConfig>, writes: Arc<Sema
 }
 
 /// Waits `delay`, then writes `step` for `pod` and reports back.
-async fn perform(client: Client, writes: Arc<Semaphore>, tx: mpsc::Sender<Msg>, pod: Pod, step: Step, delay: Duration, placement: Placement) {
+async fn perform(
+    client: Client,
+    writes: Arc<Semaphore>,
+    tx: mpsc::Sender<Msg>,
+    pod: Pod,
+    step: Step,
+    delay: Duration,
+    placement: Placement,
+) {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -788,7 +832,12 @@ mod tests {
     }
 
     fn condition(p: &Value, type_: &str) -> (String, String) {
-        let c = p["status"]["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == type_).expect("condition");
+        let c = p["status"]["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .find(|c| c["type"] == type_)
+            .expect("condition");
         (c["status"].as_str().unwrap_or("").to_string(), c["reason"].as_str().unwrap_or("").to_string())
     }
 
@@ -802,17 +851,32 @@ mod tests {
         assert_eq!(started["status"]["phase"], json!("Running"));
         assert_eq!(started["status"]["podIP"], json!("100.64.0.1"));
         assert_eq!(started["status"]["startTime"], json!("2025-06-15T15:06:40Z"));
-        assert_eq!(started["status"]["containerStatuses"][0]["state"], json!({"running": {"startedAt": "2025-06-15T15:06:40Z"}}));
+        assert_eq!(
+            started["status"]["containerStatuses"][0]["state"],
+            json!({"running": {"startedAt": "2025-06-15T15:06:40Z"}})
+        );
         assert_eq!(started["status"]["containerStatuses"][0]["ready"], json!(false));
-        let types: Vec<&str> = started["status"]["conditions"].as_array().expect("list").iter().filter_map(|c| c["type"].as_str()).collect();
+        let types: Vec<&str> = started["status"]["conditions"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|c| c["type"].as_str())
+            .collect();
         assert_eq!(types, ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]);
         assert_eq!(condition(&started, "Ready"), ("False".into(), "ContainersNotReady".into()));
         let ready_msg = started["status"]["conditions"][2]["message"].clone();
         assert_eq!(ready_msg, json!("containers with unready status: [app]"));
-        assert_eq!(started["status"]["conditions"][4]["lastTransitionTime"], json!("2025-01-01T00:00:00Z"), "PodScheduled kept");
+        assert_eq!(
+            started["status"]["conditions"][4]["lastTransitionTime"],
+            json!("2025-01-01T00:00:00Z"),
+            "PodScheduled kept"
+        );
 
         // Ready after the rest of the delay.
-        assert_eq!(plan(&pod(started.clone()), &c, Some(Duration::from_millis(500))), Some((Duration::from_millis(1500), Step::Ready)));
+        assert_eq!(
+            plan(&pod(started.clone()), &c, Some(Duration::from_millis(500))),
+            Some((Duration::from_millis(1500), Step::Ready))
+        );
         let ready = apply(started, &Step::Ready, now);
         assert_eq!(condition(&ready, "Ready"), ("True".into(), "".into()));
         assert_eq!(condition(&ready, "ContainersReady"), ("True".into(), "".into()));
@@ -820,7 +884,10 @@ mod tests {
         assert_eq!(plan(&pod(ready.clone()), &c, Some(Duration::from_secs(9))), None, "steady");
 
         // Without a ready delay, one write.
-        assert_eq!(plan(&pod(base(None, "Always")), &config(0), None), Some((Duration::ZERO, Step::Start { ready: true })));
+        assert_eq!(
+            plan(&pod(base(None, "Always")), &config(0), None),
+            Some((Duration::ZERO, Step::Start { ready: true }))
+        );
 
         // Deletion is confirmed after the kill delay.
         let mut deleting = ready;
@@ -849,16 +916,25 @@ mod tests {
         let now = Timestamp::from_second(1_750_000_000).expect("time");
         let c = config(0);
         let p = apply(base(Some("fail"), "Always"), &Step::Start { ready: false }, now);
-        assert_eq!(plan(&pod(p.clone()), &c, Some(Duration::from_millis(200))), Some((Duration::from_millis(800), Step::Exit { exit_code: 1 })));
+        assert_eq!(
+            plan(&pod(p.clone()), &c, Some(Duration::from_millis(200))),
+            Some((Duration::from_millis(800), Step::Exit { exit_code: 1 }))
+        );
         let crashed = apply(p, &Step::Exit { exit_code: 1 }, now);
         let cs = &crashed["status"]["containerStatuses"][0];
         assert_eq!(crashed["status"]["phase"], json!("Running"), "restartPolicy Always keeps the pod Running");
         assert_eq!(cs["restartCount"], json!(1));
         assert_eq!(cs["state"]["waiting"]["reason"], json!("CrashLoopBackOff"));
-        assert_eq!(cs["state"]["waiting"]["message"], json!("back-off 10s restarting failed container=app pod=web-1_default(u1)"));
+        assert_eq!(
+            cs["state"]["waiting"]["message"],
+            json!("back-off 10s restarting failed container=app pod=web-1_default(u1)")
+        );
         assert_eq!(cs["lastState"]["terminated"]["exitCode"], json!(1));
         assert_eq!(cs["lastState"]["terminated"]["reason"], json!("Error"));
-        assert_eq!(plan(&pod(crashed.clone()), &c, Some(Duration::ZERO)), Some((Duration::from_secs(10), Step::Restart)));
+        assert_eq!(
+            plan(&pod(crashed.clone()), &c, Some(Duration::ZERO)),
+            Some((Duration::from_secs(10), Step::Restart))
+        );
         let restarted = apply(crashed, &Step::Restart, now);
         assert_eq!(restarted["status"]["containerStatuses"][0]["restartCount"], json!(1));
         assert!(restarted["status"]["containerStatuses"][0]["state"]["running"].is_object());
@@ -894,18 +970,27 @@ mod tests {
         assert_eq!(n["metadata"]["name"], json!("rack1-2"));
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/hostname"], json!("rack1-2"));
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/os"], json!("linux"));
-        assert_eq!(n["status"]["capacity"], json!({"cpu": "32", "memory": "256Gi", "ephemeral-storage": "100Gi", "pods": "110"}));
+        assert_eq!(
+            n["status"]["capacity"],
+            json!({"cpu": "32", "memory": "256Gi", "ephemeral-storage": "100Gi", "pods": "110"})
+        );
         assert_eq!(n["status"]["allocatable"], n["status"]["capacity"]);
         assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], json!(KUBELET_VERSION));
         let ready = &n["status"]["conditions"][3];
-        assert_eq!((ready["type"].clone(), ready["status"].clone(), ready["reason"].clone()), (json!("Ready"), json!("True"), json!("KubeletReady")));
+        assert_eq!(
+            (ready["type"].clone(), ready["status"].clone(), ready["reason"].clone()),
+            (json!("Ready"), json!("True"), json!("KubeletReady"))
+        );
         assert_eq!(ready["message"], json!("kubelet is posting ready status"));
         assert_eq!(n["status"]["addresses"][0]["address"], json!(node_ip("rack1", 2).to_string()));
         let typed: Node = serde_json::from_value(n).expect("a valid Node");
         assert_eq!(typed.status.and_then(|s| s.node_info).map(|i| i.machine_id.len()), Some(32));
 
         let l = lease_object("rack1-2", Some("uid-9"), now);
-        assert_eq!(l["spec"], json!({"holderIdentity": "rack1-2", "leaseDurationSeconds": 40, "renewTime": "2025-06-15T15:06:40.000000Z"}));
+        assert_eq!(
+            l["spec"],
+            json!({"holderIdentity": "rack1-2", "leaseDurationSeconds": 40, "renewTime": "2025-06-15T15:06:40.000000Z"})
+        );
         assert_eq!(l["metadata"]["ownerReferences"][0]["uid"], json!("uid-9"));
         serde_json::from_value::<Lease>(l).expect("a valid Lease");
     }

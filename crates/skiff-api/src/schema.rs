@@ -72,6 +72,45 @@ pub fn check(resource: &ResourceInfo, obj: &Value) -> Result<Vec<String>, ApiErr
     Ok(walk.unknown)
 }
 
+/// Removes the fields [`check`] reported unknown, as decoding into the typed object drops them
+/// (under `fieldValidation=Warn` or `Ignore` the object is stored without them). Paths are
+/// `a.b[2].c`: object keys separated by dots, list indexes in brackets.
+pub fn prune(obj: &mut Value, unknown: &[String]) {
+    // Deepest and last first, so earlier removals never shift an index a later path relies on.
+    for path in unknown.iter().rev() {
+        let segments = split_path(path);
+        let Some((last, parents)) = segments.split_last() else { continue };
+        let parent = parents.iter().try_fold(&mut *obj, |v, seg| match seg {
+            Segment::Key(k) => v.get_mut(k.as_str()),
+            Segment::Index(i) => v.get_mut(*i),
+        });
+        if let (Some(Value::Object(map)), Segment::Key(k)) = (parent, last) {
+            map.remove(k.as_str());
+        }
+    }
+}
+
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn split_path(path: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (key, rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
+        if !key.is_empty() {
+            out.push(Segment::Key(key.to_string()));
+        }
+        for idx in rest.split('[') {
+            if let Ok(i) = idx.trim_end_matches(']').parse() {
+                out.push(Segment::Index(i));
+            }
+        }
+    }
+    out
+}
+
 /// 400 for a body the apiserver could not decode: `<Kind> in version "<v>" cannot be handled as a
 /// <Kind>: <detail>` (`transformDecodeError`).
 pub fn decode_error(resource: &ResourceInfo, detail: &str) -> ApiError {
@@ -456,5 +495,17 @@ mod tests {
             "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.replicass\""
         );
         assert_eq!(warning_text("spec.foo"), "unknown field \"spec.foo\"");
+    }
+
+    #[test]
+    fn prune_removes_unknown_fields_by_path() {
+        let mut obj = serde_json::json!({
+            "spec": {"foo": 1, "template": {"spec": {"containers": [{"name": "a"}, {"name": "b", "imagee": "x"}]}}}
+        });
+        prune(&mut obj, &["spec.foo".to_string(), "spec.template.spec.containers[1].imagee".to_string()]);
+        assert_eq!(
+            obj,
+            serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}}})
+        );
     }
 }

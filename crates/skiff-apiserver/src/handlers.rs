@@ -33,9 +33,21 @@ fn decode_json(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// A POST/PUT body: Kubernetes protobuf (what kubectl's typed clients send) or JSON.
+/// A POST or PUT body, decoded by its Content-Type: JSON (also when none is given), YAML or
+/// Kubernetes protobuf; anything else is 415, as the apiserver answers.
 fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if skiff_api::proto::is_protobuf(ct) { skiff_api::proto::decode(body) } else { decode_json(body) }
+    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match media.as_str() {
+        "" | "application/json" => decode_json(body),
+        "application/yaml" => decode_yaml(body),
+        _ if skiff_api::proto::is_protobuf(ct) => skiff_api::proto::decode(body),
+        _ => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {ct:?}"),
+        )),
+    }
 }
 
 /// A body in YAML or JSON (server-side apply patches are YAML; JSON is valid YAML).

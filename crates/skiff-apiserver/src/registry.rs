@@ -108,18 +108,34 @@ pub fn check_type(r: &ResourceInfo, obj: &mut Value, expected_kind: &str, expect
 }
 
 /// Unknown fields, handled as `fieldValidation` asks: an error under Strict, warnings under Warn.
-fn check_fields(r: &ResourceInfo, obj: &Value, v: FieldValidation, warnings: &mut Vec<String>) -> Result<(), ApiError> {
+/// A create or update words the error with the decoding context; a patch gives it bare (`patch.go`).
+fn check_fields(r: &ResourceInfo, obj: &mut Value, v: FieldValidation, warnings: &mut Vec<String>) -> Result<(), ApiError> {
+    check_fields_as(r, obj, v, warnings, false)
+}
+
+fn check_fields_as(
+    r: &ResourceInfo,
+    obj: &mut Value,
+    v: FieldValidation,
+    warnings: &mut Vec<String>,
+    patch: bool,
+) -> Result<(), ApiError> {
     let unknown = schema::check(r, obj)?;
     if unknown.is_empty() {
         return Ok(());
     }
     match v {
+        FieldValidation::Strict if patch => Err(schema::strict_error(&unknown)),
         FieldValidation::Strict => Err(schema::strict_error_for(r, &unknown)),
         FieldValidation::Warn => {
             warnings.extend(unknown.iter().map(|f| schema::warning_text(f)));
+            schema::prune(obj, &unknown);
             Ok(())
         }
-        FieldValidation::Ignore => Ok(()),
+        FieldValidation::Ignore => {
+            schema::prune(obj, &unknown);
+            Ok(())
+        }
     }
 }
 
@@ -167,11 +183,16 @@ impl Registry {
     }
 
     /// POST: creates an object (`rest.BeforeCreate` + the store's create).
-    pub async fn create(&self, t: &Target, mut obj: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
+    pub async fn create(&self, t: &Target, obj: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
+        self.create_as(t, obj, opts, false).await
+    }
+
+    /// Create; `fields_recorded` when server-side apply already wrote the Apply entry of managedFields.
+    async fn create_as(&self, t: &Target, mut obj: Value, opts: &WriteOptions, fields_recorded: bool) -> Result<Written, ApiError> {
         let r = t.resource;
         check_type(r, &mut obj, r.kind, &r.api_version())?;
         let mut warnings = Vec::new();
-        check_fields(r, &obj, opts.validation, &mut warnings)?;
+        check_fields(r, &mut obj, opts.validation, &mut warnings)?;
         match (r.namespaced(), t.namespace.as_deref()) {
             (true, Some(ns)) => {
                 let given = meta::namespace(&obj);
@@ -219,7 +240,9 @@ impl Registry {
             }
         validate(r, &obj, None)?;
         self.check_namespace(r, meta::namespace(&obj))?;
-        patch::managed_fields::record_update(r, None, &mut obj, &opts.manager, None, &now);
+        if !fields_recorded {
+            patch::managed_fields::record_update(r, None, &mut obj, &opts.manager, None, &now);
+        }
 
         for _attempt in 0..MAX_RETRIES {
             let name = meta::name(&obj).to_string();
@@ -291,7 +314,7 @@ impl Registry {
         let r = t.resource;
         check_type(r, &mut body, r.kind, &r.api_version())?;
         let mut warnings = Vec::new();
-        check_fields(r, &body, opts.validation, &mut warnings)?;
+        check_fields(r, &mut body, opts.validation, &mut warnings)?;
         let body_name = meta::name(&body);
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -395,7 +418,7 @@ impl Registry {
                         meta::set_meta(&mut obj, "name", json!(name));
                     }
                     let applied = patch::apply::apply(r, None, &obj, &opts.manager, force, &meta::now_rfc3339())?;
-                    return self.create(t, applied, opts).await;
+                    return self.create_as(t, applied, opts, true).await;
                 }
                 None => return Err(ApiError::not_found(r.group, r.plural, name)),
             };
@@ -408,14 +431,14 @@ impl Registry {
                 PatchType::Apply => {
                     let mut applied = patch_body.clone();
                     check_type(r, &mut applied, r.kind, &r.api_version())?;
-                    check_fields(r, &applied, opts.validation, &mut warnings)?;
+                    check_fields_as(r, &mut applied, opts.validation, &mut warnings, true)?;
                     (patch::apply::apply(r, Some(old), &applied, &opts.manager, force, &meta::now_rfc3339())?, true)
                 }
             };
             let mut patched = patched;
             check_type(r, &mut patched, r.kind, &r.api_version())?;
             if kind != PatchType::Apply {
-                check_fields(r, &patched, opts.validation, &mut warnings)?;
+                check_fields_as(r, &mut patched, opts.validation, &mut warnings, true)?;
             }
             if meta::name(&patched) != name {
                 return Err(ApiError::bad_request(format!(

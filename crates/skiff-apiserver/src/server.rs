@@ -21,6 +21,8 @@ pub struct Config {
     pub bind: IpAddr,
     /// 0 picks a free port (tests).
     pub port: u16,
+    /// How many recent changes the store keeps for watches to resume from (`None`: the default).
+    pub history: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +69,11 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir { path: dir.clone(), source })?;
     let creds = pki::load_or_create(dir, &[config.bind.to_string()])?;
     let tls = pki::server_tls_config(&creds)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("state.db"), SqliteOptions::default())?);
+    let mut options = SqliteOptions::default();
+    if let Some(h) = config.history {
+        options.history_len = h;
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("state.db"), options)?);
 
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Listen { addr, source })?;

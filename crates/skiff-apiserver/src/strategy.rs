@@ -10,8 +10,30 @@ pub fn tracks_generation(r: &ResourceInfo) -> bool {
     matches!((r.group, r.kind), ("apps", "Deployment") | ("apps", "ReplicaSet") | ("", "Pod"))
 }
 
+/// A Secret's `stringData` is write-only: merged (base64-encoded) into `data`, then dropped, on every
+/// create and update (`pkg/apis/core/v1/conversion.go`).
+pub fn merge_string_data(r: &ResourceInfo, obj: &mut Value) {
+    if (r.group, r.kind) != ("", "Secret") {
+        return;
+    }
+    let Some(map) = obj.as_object_mut() else { return };
+    let Some(Value::Object(string_data)) = map.remove("stringData") else { return };
+    let data = map.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    if let Some(data) = data.as_object_mut() {
+        use base64::Engine;
+        for (k, v) in string_data {
+            let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+        }
+    }
+}
+
 /// Resets what a create may not set: the status of kinds whose status only controllers write.
 pub fn prepare_create(r: &ResourceInfo, obj: &mut Value) {
+    merge_string_data(r, obj);
     match (r.group, r.kind) {
         ("apps", "Deployment") | ("apps", "ReplicaSet") => {
             if let Some(o) = obj.as_object_mut() {
@@ -35,6 +57,7 @@ pub fn prepare_create(r: &ResourceInfo, obj: &mut Value) {
 /// A write to the main resource keeps the stored status; a write to `/status` keeps the stored spec
 /// (and, per kind, some metadata).
 pub fn prepare_update(r: &ResourceInfo, new: &mut Value, old: &Value, status_write: bool) {
+    merge_string_data(r, new);
     if !r.has_status() {
         return;
     }
@@ -144,6 +167,14 @@ mod tests {
         prepare_create(pods, &mut pod);
         assert_eq!(pod["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
         assert_eq!(pod["metadata"]["generation"], json!(1));
+    }
+
+    #[test]
+    fn secret_string_data_moves_into_data() {
+        let secrets = lookup("", "v1", "secrets").expect("secrets");
+        let mut s = json!({"data": {"a": "eA=="}, "stringData": {"password": "hunter2", "a": "y"}});
+        prepare_create(secrets, &mut s);
+        assert_eq!(s, json!({"data": {"a": "eQ==", "password": "aHVudGVyMg=="}}));
     }
 
     #[test]

@@ -159,38 +159,6 @@ impl Elector {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lease(holder: &str, renewed_secs_ago: i64, duration: i32, now: Timestamp) -> Lease {
-        Lease {
-            metadata: ObjectMeta::default(),
-            spec: Some(LeaseSpec {
-                holder_identity: Some(holder.to_string()),
-                lease_duration_seconds: Some(duration),
-                renew_time: Some(MicroTime(now - SignedDuration::from_secs(renewed_secs_ago))),
-                ..LeaseSpec::default()
-            }),
-        }
-    }
-
-    #[test]
-    fn decisions() {
-        let now = Timestamp::from_second(1_000_000).expect("timestamp");
-        assert_eq!(decide(None, "a", now), Decision::Create);
-        assert_eq!(decide(Some(&lease("a", 100, 15, now)), "a", now), Decision::Renew);
-        assert_eq!(decide(Some(&lease("b", 5, 15, now)), "a", now), Decision::Wait);
-        assert_eq!(decide(Some(&lease("b", 16, 15, now)), "a", now), Decision::TakeOver);
-        assert_eq!(decide(Some(&lease("", 0, 15, now)), "a", now), Decision::TakeOver);
-        let mut no_renew = lease("b", 0, 15, now);
-        if let Some(s) = no_renew.spec.as_mut() {
-            s.renew_time = None;
-        }
-        assert_eq!(decide(Some(&no_renew), "a", now), Decision::TakeOver);
-    }
-}
-
 /// Runs `work` only while this process holds the Lease `kube-system/<lease>`: waits to acquire it,
 /// starts `work` with a cancellation token, and cancels it (then competes again) when leadership is
 /// lost. Returns when `stop` is cancelled.
@@ -223,5 +191,37 @@ pub async fn run_elected<F, Fut>(
         if stop.is_cancelled() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(holder: &str, renewed_secs_ago: i64, duration: i32, now: Timestamp) -> Lease {
+        Lease {
+            metadata: ObjectMeta::default(),
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.to_string()),
+                lease_duration_seconds: Some(duration),
+                renew_time: Some(MicroTime(now - SignedDuration::from_secs(renewed_secs_ago))),
+                ..LeaseSpec::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let now = Timestamp::from_second(1_000_000).expect("timestamp");
+        assert_eq!(decide(None, "a", now), Decision::Create);
+        assert_eq!(decide(Some(&lease("a", 100, 15, now)), "a", now), Decision::Renew);
+        assert_eq!(decide(Some(&lease("b", 5, 15, now)), "a", now), Decision::Wait);
+        assert_eq!(decide(Some(&lease("b", 16, 15, now)), "a", now), Decision::TakeOver);
+        assert_eq!(decide(Some(&lease("", 0, 15, now)), "a", now), Decision::TakeOver);
+        let mut no_renew = lease("b", 0, 15, now);
+        if let Some(s) = no_renew.spec.as_mut() {
+            s.renew_time = None;
+        }
+        assert_eq!(decide(Some(&no_renew), "a", now), Decision::TakeOver);
     }
 }

@@ -30,6 +30,7 @@ impl Cluster {
             data_dir: dir.path().to_path_buf(),
             bind: "127.0.0.1".parse().expect("ip"),
             port: 0,
+            history: None,
         })
         .await
         .expect("server starts");

@@ -35,6 +35,7 @@ impl Env {
             data_dir: dir.path().to_path_buf(),
             bind: "127.0.0.1".parse().expect("ip"),
             port: 0,
+            history: None,
         })
         .await
         .expect("start the API server");

@@ -277,7 +277,8 @@ mod tests {
 
     #[test]
     fn names_imported_images() {
-        let cases: [(Option<&str>, Option<&str>, Result<&str, ()>); 7] = [
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, Result<&'a str, ()>);
+        let cases: [Case; 7] = [
             (Some("docker.io/library/busybox:1.36"), None, Ok("docker.io/library/busybox:1.36")),
             (Some("busybox:latest"), None, Ok("docker.io/library/busybox:latest")),
             (Some("v1"), Some("localhost/test"), Ok("localhost/test:v1")),

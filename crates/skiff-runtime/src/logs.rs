@@ -61,11 +61,7 @@ pub async fn copy_stream(reader: impl AsyncRead + Unpin, stream: Stream, log: Sh
     loop {
         line.clear();
         let (mut partial, mut newline) = (false, false);
-        loop {
-            let buf = match reader.fill_buf().await {
-                Ok(b) => b,
-                Err(_) => break,
-            };
+        while let Ok(buf) = reader.fill_buf().await {
             if buf.is_empty() {
                 break;
             }

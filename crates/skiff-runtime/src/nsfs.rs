@@ -77,7 +77,7 @@ pub fn create(dir: &Path, hostname: &str) -> Result<PodNamespaces, NsError> {
         Ok(())
     })
     .join()
-    .unwrap_or_else(|_| Err(NsError::Sys { call: "namespace thread", source: nix::Error::EIO }));
+    .unwrap_or(Err(NsError::Sys { call: "namespace thread", source: nix::Error::EIO }));
     if let Err(e) = result {
         remove(&ns);
         return Err(e);

@@ -191,10 +191,10 @@ fn last_error(log: &str) -> String {
         msg: String,
     }
     log.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-        .filter(|l| l.level == "error" || l.level == "fatal")
+        .find(|l| l.level == "error" || l.level == "fatal")
         .map(|l| l.msg)
-        .last()
         .or_else(|| log.lines().last().map(str::to_string))
         .unwrap_or_else(|| "failed without a message".to_string())
 }

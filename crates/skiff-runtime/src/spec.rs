@@ -260,10 +260,11 @@ pub fn resolve_user(
     let mut additional: Vec<u32> = Vec::new();
     if let Some(name) = &name {
         for f in &groups {
-            if f.len() > 3 && f[3].split(',').any(|m| m == name) {
-                if let Ok(g) = f[2].parse::<u32>() {
-                    additional.push(g);
-                }
+            if f.len() > 3
+                && f[3].split(',').any(|m| m == name)
+                && let Ok(g) = f[2].parse::<u32>()
+            {
+                additional.push(g);
             }
         }
     }
@@ -486,7 +487,8 @@ mod tests {
             supplemental_groups: sup.to_vec(),
             ..Default::default()
         };
-        let cases: Vec<(&str, ContainerConfig, (u32, u32, Vec<u32>))> = vec![
+        type Case<'a> = (&'a str, ContainerConfig, (u32, u32, Vec<u32>));
+        let cases: Vec<Case> = vec![
             ("", base.clone(), (0, 0, vec![])),
             ("nginx", base.clone(), (101, 102, vec![])),
             ("101", base.clone(), (101, 102, vec![])),

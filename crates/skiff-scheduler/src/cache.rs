@@ -147,7 +147,11 @@ mod tests {
     }
 
     fn usage(cpu: i64) -> PodUsage {
-        PodUsage { requests: Resources { milli_cpu: cpu, pods: 1, ..Resources::default() }, nonzero_cpu: cpu, ..PodUsage::default() }
+        PodUsage {
+            requests: Resources { milli_cpu: cpu, pods: 1, ..Resources::default() },
+            nonzero_cpu: cpu,
+            ..PodUsage::default()
+        }
     }
 
     fn cpu_of(c: &Cache, name: &str) -> i64 {

@@ -12,7 +12,15 @@ use kube::api::{Api, PostParams};
 /// The Event upstream's scheduler records about `pod`: named `<pod>.<nanoseconds in hex>` like
 /// client-go's recorder, from `component` (`default-scheduler`), with an `action`
 /// (`Binding`, `Scheduling`).
-pub fn pod_event(pod: &Pod, component: &str, kind: &str, reason: &str, action: &str, message: &str, now: Timestamp) -> Event {
+pub fn pod_event(
+    pod: &Pod,
+    component: &str,
+    kind: &str,
+    reason: &str,
+    action: &str,
+    message: &str,
+    now: Timestamp,
+) -> Event {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".to_string());
     Event {
@@ -61,10 +69,20 @@ mod tests {
 
     #[test]
     fn scheduled_event_shape() {
-        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "web-1", "namespace": "prod", "uid": "u1", "resourceVersion": "7"}}))
-            .expect("a Pod");
+        let pod: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "web-1", "namespace": "prod", "uid": "u1", "resourceVersion": "7"}}),
+        )
+        .expect("a Pod");
         let now = Timestamp::from_second(1_700_000_000).expect("a time");
-        let e = pod_event(&pod, "default-scheduler", "Normal", "Scheduled", "Binding", "Successfully assigned prod/web-1 to n1", now);
+        let e = pod_event(
+            &pod,
+            "default-scheduler",
+            "Normal",
+            "Scheduled",
+            "Binding",
+            "Successfully assigned prod/web-1 to n1",
+            now,
+        );
         let v = serde_json::to_value(&e).expect("serializes");
         assert_eq!(v["metadata"]["name"], json!("web-1.17979cfe362a0000"));
         assert_eq!(v["metadata"]["namespace"], json!("prod"));
@@ -73,7 +91,10 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "Pod", "name": "web-1", "namespace": "prod", "uid": "u1", "resourceVersion": "7"})
         );
         assert_eq!(v["source"], json!({"component": "default-scheduler"}));
-        assert_eq!((v["type"].clone(), v["reason"].clone(), v["action"].clone()), (json!("Normal"), json!("Scheduled"), json!("Binding")));
+        assert_eq!(
+            (v["type"].clone(), v["reason"].clone(), v["action"].clone()),
+            (json!("Normal"), json!("Scheduled"), json!("Binding"))
+        );
         assert_eq!(v["firstTimestamp"], json!("2023-11-14T22:13:20Z"));
     }
 }

@@ -136,7 +136,9 @@ pub fn node_affinity_matches(pod: &PodInfo, node_name: &str, labels: &BTreeMap<S
     }
     match &pod.required_affinity {
         None => true,
-        Some(NodeSelector { node_selector_terms }) => node_selector_terms.iter().any(|t| term_matches(t, node_name, labels)),
+        Some(NodeSelector { node_selector_terms }) => {
+            node_selector_terms.iter().any(|t| term_matches(t, node_name, labels))
+        }
     }
 }
 
@@ -151,7 +153,9 @@ pub fn term_matches(term: &NodeSelectorTerm, node_name: &str, labels: &BTreeMap<
     exprs.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
         && fields.iter().all(|r| {
             // Only `metadata.name` is a valid field (with In or NotIn).
-            r.key == "metadata.name" && matches!(r.operator.as_str(), "In" | "NotIn") && requirement_matches(r, Some(node_name))
+            r.key == "metadata.name"
+                && matches!(r.operator.as_str(), "In" | "NotIn")
+                && requirement_matches(r, Some(node_name))
         })
 }
 
@@ -166,7 +170,9 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
         "DoesNotExist" => values.is_empty() && value.is_none(),
         "Gt" | "Lt" => {
             let [bound] = values else { return false };
-            let (Some(v), Ok(bound)) = (value.and_then(|v| v.parse::<i64>().ok()), bound.parse::<i64>()) else { return false };
+            let (Some(v), Ok(bound)) = (value.and_then(|v| v.parse::<i64>().ok()), bound.parse::<i64>()) else {
+                return false;
+            };
             if r.operator == "Gt" { v > bound } else { v < bound }
         }
         _ => false,
@@ -232,9 +238,24 @@ mod tests {
             ),
             ("other node name", json!({}), json!({"nodeName": "n2"}), Some(vec![NodeName])),
             ("same node name", json!({}), json!({"nodeName": "n1"}), None),
-            ("NoSchedule taint", json!({"spec": {"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}}), json!({}), Some(vec![UntoleratedTaint])),
-            ("NoExecute taint", json!({"spec": {"taints": [{"key": "k", "effect": "NoExecute"}]}}), json!({}), Some(vec![UntoleratedTaint])),
-            ("PreferNoSchedule does not filter", json!({"spec": {"taints": [{"key": "k", "effect": "PreferNoSchedule"}]}}), json!({}), None),
+            (
+                "NoSchedule taint",
+                json!({"spec": {"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}}),
+                json!({}),
+                Some(vec![UntoleratedTaint]),
+            ),
+            (
+                "NoExecute taint",
+                json!({"spec": {"taints": [{"key": "k", "effect": "NoExecute"}]}}),
+                json!({}),
+                Some(vec![UntoleratedTaint]),
+            ),
+            (
+                "PreferNoSchedule does not filter",
+                json!({"spec": {"taints": [{"key": "k", "effect": "PreferNoSchedule"}]}}),
+                json!({}),
+                None,
+            ),
             (
                 "taint tolerated by Equal",
                 json!({"spec": {"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}}),
@@ -253,17 +274,62 @@ mod tests {
                 json!({"tolerations": [{"key": "k", "operator": "Exists", "effect": "NoExecute"}]}),
                 Some(vec![UntoleratedTaint]),
             ),
-            ("tolerate everything", json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}}), json!({"tolerations": [{"operator": "Exists"}]}), None),
-            ("not ready", json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}), json!({}), Some(vec![UntoleratedTaint])),
+            (
+                "tolerate everything",
+                json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}}),
+                json!({"tolerations": [{"operator": "Exists"}]}),
+                None,
+            ),
+            (
+                "not ready",
+                json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}),
+                json!({}),
+                Some(vec![UntoleratedTaint]),
+            ),
             ("nodeSelector matches", json!({}), json!({"nodeSelector": {"zone": "a"}}), None),
             ("nodeSelector misses", json!({}), json!({"nodeSelector": {"zone": "b"}}), Some(vec![NodeAffinity])),
-            ("In", json!({}), affinity(json!([{"matchExpressions": [{"key": "disk", "operator": "In", "values": ["hdd", "ssd"]}]}])), None),
-            ("NotIn", json!({}), affinity(json!([{"matchExpressions": [{"key": "disk", "operator": "NotIn", "values": ["ssd"]}]}])), Some(vec![NodeAffinity])),
-            ("NotIn absent label", json!({}), affinity(json!([{"matchExpressions": [{"key": "x", "operator": "NotIn", "values": ["1"]}]}])), None),
-            ("Exists", json!({}), affinity(json!([{"matchExpressions": [{"key": "zone", "operator": "Exists"}]}])), None),
-            ("DoesNotExist", json!({}), affinity(json!([{"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}])), Some(vec![NodeAffinity])),
-            ("Gt", json!({}), affinity(json!([{"matchExpressions": [{"key": "gen", "operator": "Gt", "values": ["4"]}]}])), None),
-            ("Lt", json!({}), affinity(json!([{"matchExpressions": [{"key": "gen", "operator": "Lt", "values": ["4"]}]}])), Some(vec![NodeAffinity])),
+            (
+                "In",
+                json!({}),
+                affinity(json!([{"matchExpressions": [{"key": "disk", "operator": "In", "values": ["hdd", "ssd"]}]}])),
+                None,
+            ),
+            (
+                "NotIn",
+                json!({}),
+                affinity(json!([{"matchExpressions": [{"key": "disk", "operator": "NotIn", "values": ["ssd"]}]}])),
+                Some(vec![NodeAffinity]),
+            ),
+            (
+                "NotIn absent label",
+                json!({}),
+                affinity(json!([{"matchExpressions": [{"key": "x", "operator": "NotIn", "values": ["1"]}]}])),
+                None,
+            ),
+            (
+                "Exists",
+                json!({}),
+                affinity(json!([{"matchExpressions": [{"key": "zone", "operator": "Exists"}]}])),
+                None,
+            ),
+            (
+                "DoesNotExist",
+                json!({}),
+                affinity(json!([{"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}])),
+                Some(vec![NodeAffinity]),
+            ),
+            (
+                "Gt",
+                json!({}),
+                affinity(json!([{"matchExpressions": [{"key": "gen", "operator": "Gt", "values": ["4"]}]}])),
+                None,
+            ),
+            (
+                "Lt",
+                json!({}),
+                affinity(json!([{"matchExpressions": [{"key": "gen", "operator": "Lt", "values": ["4"]}]}])),
+                Some(vec![NodeAffinity]),
+            ),
             (
                 "terms are ORed",
                 json!({}),
@@ -281,9 +347,24 @@ mod tests {
                 Some(vec![NodeAffinity]),
             ),
             ("empty term selects nothing", json!({}), affinity(json!([{}])), Some(vec![NodeAffinity])),
-            ("matchFields name", json!({}), affinity(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}])), None),
-            ("matchFields other name", json!({}), affinity(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}])), Some(vec![NodeAffinity])),
-            ("cpu fits exactly", json!({}), json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "2"}}}]}), None),
+            (
+                "matchFields name",
+                json!({}),
+                affinity(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}])),
+                None,
+            ),
+            (
+                "matchFields other name",
+                json!({}),
+                affinity(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}])),
+                Some(vec![NodeAffinity]),
+            ),
+            (
+                "cpu fits exactly",
+                json!({}),
+                json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "2"}}}]}),
+                None,
+            ),
             (
                 "cpu and memory short",
                 json!({}),
@@ -322,7 +403,9 @@ mod tests {
         assert_eq!(filter(&web, &n), Ok(()));
         n.add_pod(&web.usage);
         assert_eq!(filter(&web, &n), Err(vec![NodePorts]));
-        let udp = pod(json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 80, "protocol": "UDP"}]}]}));
+        let udp = pod(
+            json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 80, "protocol": "UDP"}]}]}),
+        );
         assert_eq!(filter(&udp, &n), Ok(()));
     }
 

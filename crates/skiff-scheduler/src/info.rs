@@ -61,7 +61,12 @@ pub struct PodInfo {
 
 /// The UID of the object's controller owner reference, if any.
 fn controller_uid(pod: &Pod) -> Option<Arc<str>> {
-    pod.metadata.owner_references.iter().flatten().find(|r| r.controller == Some(true)).map(|r| Arc::from(r.uid.as_str()))
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| Arc::from(r.uid.as_str()))
 }
 
 impl PodUsage {
@@ -104,7 +109,8 @@ impl PodInfo {
             usage: PodUsage::of(pod),
             node_name: spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
             node_selector: spec.and_then(|s| s.node_selector.clone()).unwrap_or_default(),
-            required_affinity: node_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.clone()),
+            required_affinity: node_affinity
+                .and_then(|a| a.required_during_scheduling_ignored_during_execution.clone()),
             preferred_affinity: node_affinity
                 .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.clone())
                 .unwrap_or_default(),
@@ -175,7 +181,10 @@ impl NodeInfo {
         let status = node.status.as_ref();
         let list = status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
         self.allocatable = list.map(Resources::from_list).unwrap_or_default();
-        before.0 != self.labels || before.1 != self.taints || before.2 != self.unschedulable || before.3 != self.allocatable
+        before.0 != self.labels
+            || before.1 != self.taints
+            || before.2 != self.unschedulable
+            || before.3 != self.allocatable
     }
 
     /// Accounts a pod placed on the node.
@@ -257,9 +266,15 @@ mod tests {
         let usage = PodUsage::of(&pod);
         assert_eq!(usage.host_ports, vec![HostPort { protocol: "TCP".into(), ip: "0.0.0.0".into(), port: 8080 }]);
         n.add_pod(&usage);
-        assert_eq!((n.requested.milli_cpu, n.requested.pods, n.nonzero_memory, n.owner_count("u1")), (500, 1, 200 << 20, 1));
+        assert_eq!(
+            (n.requested.milli_cpu, n.requested.pods, n.nonzero_memory, n.owner_count("u1")),
+            (500, 1, 200 << 20, 1)
+        );
         n.remove_pod(&usage);
-        assert_eq!((n.requested.clone(), n.nonzero_cpu, n.used_ports.len(), n.owners.len()), (Resources::default(), 0, 0, 0));
+        assert_eq!(
+            (n.requested.clone(), n.nonzero_cpu, n.used_ports.len(), n.owners.len()),
+            (Resources::default(), 0, 0, 0)
+        );
 
         assert!(!n.set_node(&node(base.clone())), "the same node is no change");
         let mut heartbeat = base.clone();

@@ -109,7 +109,8 @@ fn container_requests(c: &Container, nonzero: bool) -> Resources {
     if nonzero {
         let has = |name: &str| {
             reqs.is_some_and(|rr| {
-                rr.requests.as_ref().is_some_and(|m| m.contains_key(name)) || rr.limits.as_ref().is_some_and(|m| m.contains_key(name))
+                rr.requests.as_ref().is_some_and(|m| m.contains_key(name))
+                    || rr.limits.as_ref().is_some_and(|m| m.contains_key(name))
             })
         };
         if !has("cpu") {
@@ -231,7 +232,9 @@ mod tests {
 
     #[test]
     fn extended_resources_and_arithmetic() {
-        let s = spec(json!({"containers": [{"name": "a", "resources": {"requests": {"example.com/gpu": "2", "ephemeral-storage": "1Gi"}}}]}));
+        let s = spec(
+            json!({"containers": [{"name": "a", "resources": {"requests": {"example.com/gpu": "2", "ephemeral-storage": "1Gi"}}}]}),
+        );
         let r = pod_requests(&s, false);
         assert_eq!(r.scalar.get("example.com/gpu"), Some(&2));
         assert_eq!(r.ephemeral_storage, 1 << 30);

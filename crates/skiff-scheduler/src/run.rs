@@ -97,9 +97,10 @@ pub async fn run_with(client: Client, config: Config, shutdown: impl Future<Outp
 }
 
 /// What the core task hears about.
+/// Watch events are boxed: a Pod is kilobytes, a binding result a few words.
 enum Msg {
-    Pod(watcher::Event<Pod>),
-    Node(watcher::Event<Node>),
+    Pod(Box<watcher::Event<Pod>>),
+    Node(Box<watcher::Event<Node>>),
     Bound { uid: String, result: Result<(), BindFailure> },
 }
 
@@ -113,7 +114,7 @@ enum BindFailure {
     Other(String),
 }
 
-fn spawn_watch<K>(api: Api<K>, tx: mpsc::Sender<Msg>, wrap: fn(watcher::Event<K>) -> Msg) -> tokio::task::JoinHandle<()>
+fn spawn_watch<K>(api: Api<K>, tx: mpsc::Sender<Msg>, wrap: fn(Box<watcher::Event<K>>) -> Msg) -> tokio::task::JoinHandle<()>
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     K::DynamicType: Default,
@@ -123,7 +124,7 @@ where
         while let Some(event) = stream.next().await {
             match event {
                 Ok(e) => {
-                    if tx.send(wrap(e)).await.is_err() {
+                    if tx.send(wrap(Box::new(e))).await.is_err() {
                         return;
                     }
                 }
@@ -228,8 +229,8 @@ impl Core {
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Node(e) => self.on_node_event(e),
-            Msg::Pod(e) => self.on_pod_event(e),
+            Msg::Node(e) => self.on_node_event(*e),
+            Msg::Pod(e) => self.on_pod_event(*e),
             Msg::Bound { uid, result } => self.on_bound(uid, result),
         }
     }
@@ -245,7 +246,8 @@ impl Core {
             }
             watcher::Event::InitDone => {
                 if let Some(seen) = self.node_relist.take() {
-                    let gone: Vec<String> = self.cache.node_names().filter(|n| !seen.contains(*n)).map(str::to_string).collect();
+                    let gone: Vec<String> =
+                        self.cache.node_names().filter(|n| !seen.contains(*n)).map(str::to_string).collect();
                     for name in gone {
                         self.cache.remove_node(&name);
                     }
@@ -302,7 +304,8 @@ impl Core {
             }
             return;
         }
-        let ours = spec.and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler") == self.config.scheduler_name;
+        let ours =
+            spec.and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler") == self.config.scheduler_name;
         let gated = spec.and_then(|s| s.scheduling_gates.as_ref()).is_some_and(|g| !g.is_empty());
         if !ours || gated || pod.metadata.deletion_timestamp.is_some() {
             if self.pending.get(&uid).is_some_and(|p| p.state != State::Binding) {
@@ -413,8 +416,16 @@ impl Core {
             let _ = tx.send(Msg::Bound { uid, result }).await;
             if ok && events {
                 let Ok(_permit) = side.acquire().await else { return };
-                let message = format!("Successfully assigned {}/{} to {node}", pod.namespace().unwrap_or_default(), pod.name_any());
-                record(client, pod_event(&pod, &component, "Normal", "Scheduled", "Binding", &message, Timestamp::now())).await;
+                let message = format!(
+                    "Successfully assigned {}/{} to {node}",
+                    pod.namespace().unwrap_or_default(),
+                    pod.name_any()
+                );
+                record(
+                    client,
+                    pod_event(&pod, &component, "Normal", "Scheduled", "Binding", &message, Timestamp::now()),
+                )
+                .await;
             }
         });
     }
@@ -429,11 +440,17 @@ impl Core {
             tracing::debug!(pod = %pod.name_any(), %message, "pod is unschedulable");
             if let Some(patch) = unschedulable_patch(&pod, &message, Timestamp::now()) {
                 let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
-                if let Err(e) = api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(patch)).await {
+                if let Err(e) =
+                    api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(patch)).await
+                {
                     tracing::debug!(error = %e, "cannot set PodScheduled=False");
                 }
             }
-            record(client, pod_event(&pod, &component, "Warning", "FailedScheduling", "Scheduling", &message, Timestamp::now())).await;
+            record(
+                client,
+                pod_event(&pod, &component, "Warning", "FailedScheduling", "Scheduling", &message, Timestamp::now()),
+            )
+            .await;
         });
     }
 }
@@ -443,8 +460,18 @@ async fn bind(client: &Client, pod: &Pod, node: &str) -> Result<(), BindFailure>
     let name = pod.name_any();
     let namespace = pod.namespace().unwrap_or_default();
     let binding = Binding {
-        metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace.clone()), uid: pod.metadata.uid.clone(), ..ObjectMeta::default() },
-        target: ObjectReference { api_version: Some("v1".into()), kind: Some("Node".into()), name: Some(node.to_string()), ..ObjectReference::default() },
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.clone()),
+            uid: pod.metadata.uid.clone(),
+            ..ObjectMeta::default()
+        },
+        target: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.to_string()),
+            ..ObjectReference::default()
+        },
     };
     let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     match api.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await {
@@ -459,7 +486,11 @@ async fn bind(client: &Client, pod: &Pod, node: &str) -> Result<(), BindFailure>
 /// or `None` when the pod already says exactly that (upstream skips the write then too). The
 /// transition time only moves when the status does.
 pub fn unschedulable_patch(pod: &Pod, message: &str, now: Timestamp) -> Option<serde_json::Value> {
-    let current = pod.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
+    let current = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
     if let Some(c) = current
         && c.status == "False"
         && c.reason.as_deref() == Some("Unschedulable")
@@ -490,7 +521,8 @@ mod tests {
     fn unschedulable_patch_cases() {
         let now = Timestamp::from_second(1_700_000_100).expect("time");
         let pod = |conditions: serde_json::Value| -> Pod {
-            serde_json::from_value(json!({"metadata": {"name": "p"}, "status": {"conditions": conditions}})).expect("a Pod")
+            serde_json::from_value(json!({"metadata": {"name": "p"}, "status": {"conditions": conditions}}))
+                .expect("a Pod")
         };
         let fresh = unschedulable_patch(&pod(json!([])), "m1", now).expect("a patch");
         assert_eq!(
@@ -502,7 +534,11 @@ mod tests {
             "lastTransitionTime": "2023-11-14T22:00:00Z"}]));
         assert_eq!(unschedulable_patch(&same, "m1", now), None, "nothing new: no write");
         let changed = unschedulable_patch(&same, "m2", now).expect("a patch");
-        assert_eq!(changed["status"]["conditions"][0]["lastTransitionTime"], json!("2023-11-14T22:00:00Z"), "still False: time kept");
+        assert_eq!(
+            changed["status"]["conditions"][0]["lastTransitionTime"],
+            json!("2023-11-14T22:00:00Z"),
+            "still False: time kept"
+        );
         assert_eq!(changed["status"]["conditions"][0]["message"], json!("m2"));
     }
 }

@@ -40,7 +40,10 @@ impl fmt::Display for FitError {
                     preemption.insert("Preemption is not helpful for scheduling".to_string(), num_nodes - resolvable);
                 }
                 let preemption = sorted_histogram(preemption.into_iter());
-                write!(f, "0/{num_nodes} nodes are available: {histogram}. preemption: 0/{num_nodes} nodes are available: {preemption}.")
+                write!(
+                    f,
+                    "0/{num_nodes} nodes are available: {histogram}. preemption: 0/{num_nodes} nodes are available: {preemption}."
+                )
             }
         }
     }
@@ -150,7 +153,7 @@ pub fn schedule(pod: &PodInfo, nodes: &[NodeInfo], cursor: &mut Cursor) -> Resul
                     ties = 1;
                 } else if scores[i] == scores[best] {
                     ties += 1;
-                    if cursor.next_random() % ties == 0 {
+                    if cursor.next_random().is_multiple_of(ties) {
                         best = i;
                     }
                 }
@@ -188,7 +191,18 @@ mod tests {
 
     #[test]
     fn nodes_to_find_follows_upstream() {
-        let cases = [(0, None, 0), (3, None, 3), (99, None, 99), (100, None, 100), (1000, None, 420), (5000, None, 500), (10_000, None, 500), (1000, Some(10), 100), (1000, Some(100), 1000), (100_000, None, 5000)];
+        let cases = [
+            (0, None, 0),
+            (3, None, 3),
+            (99, None, 99),
+            (100, None, 100),
+            (1000, None, 420),
+            (5000, None, 500),
+            (10_000, None, 500),
+            (1000, Some(10), 100),
+            (1000, Some(100), 1000),
+            (100_000, None, 5000),
+        ];
         for (n, pct, want) in cases {
             assert_eq!(nodes_to_find(n, pct), want, "{n} nodes at {pct:?}");
         }
@@ -253,7 +267,11 @@ mod tests {
 
     #[test]
     fn selector_picks_the_matching_node() {
-        let nodes = vec![node("n0", json!({}), json!({})), node("n1", json!({"disk": "ssd"}), json!({})), node("n2", json!({}), json!({}))];
+        let nodes = vec![
+            node("n0", json!({}), json!({})),
+            node("n1", json!({"disk": "ssd"}), json!({})),
+            node("n2", json!({}), json!({})),
+        ];
         let mut cursor = Cursor::default();
         for i in 0..5 {
             assert_eq!(schedule(&pod(i, json!({"nodeSelector": {"disk": "ssd"}})), &nodes, &mut cursor), Ok(1));

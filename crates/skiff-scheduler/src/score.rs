@@ -35,7 +35,8 @@ pub fn least_allocated(pod: &PodInfo, node: &NodeInfo) -> i64 {
 /// `BalancedAllocation` over CPU and memory: 100 × (1 − the standard deviation of the used
 /// fractions), with the pod's requests added.
 pub fn balanced_allocation(pod: &PodInfo, node: &NodeInfo) -> i64 {
-    let fraction = |alloc: i64, requested: i64| if alloc <= 0 { 0.0 } else { (requested as f64 / alloc as f64).min(1.0) };
+    let fraction =
+        |alloc: i64, requested: i64| if alloc <= 0 { 0.0 } else { (requested as f64 / alloc as f64).min(1.0) };
     let cpu = fraction(node.allocatable.milli_cpu, node.requested.milli_cpu + pod.usage.requests.milli_cpu);
     let mem = fraction(node.allocatable.memory, node.requested.memory + pod.usage.requests.memory);
     let std = (cpu - mem).abs() / 2.0;
@@ -77,7 +78,8 @@ pub fn score_nodes(pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
         .enumerate()
         .map(|(i, n)| {
             // DefaultNormalizeScore, reversed for taints.
-            let taint = if max_taints == 0 { MAX_NODE_SCORE } else { MAX_NODE_SCORE - taints[i] * MAX_NODE_SCORE / max_taints };
+            let taint =
+                if max_taints == 0 { MAX_NODE_SCORE } else { MAX_NODE_SCORE - taints[i] * MAX_NODE_SCORE / max_taints };
             let aff = if max_affinity == 0 { 0 } else { affinity[i] * MAX_NODE_SCORE / max_affinity };
             // PodTopologySpread's NormalizeScore.
             let spr = if max_spread == 0 {

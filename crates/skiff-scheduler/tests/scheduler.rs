@@ -23,11 +23,14 @@ async fn cluster() -> Cluster {
         data_dir: dir.path().to_path_buf(),
         bind: "127.0.0.1".parse().expect("an address"),
         port: 0,
+        history: None,
     })
     .await
     .expect("the API server starts");
     let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("read the kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.expect("a client config");
+    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("a client config");
     let client = Client::try_from(config).expect("a client");
     Cluster { client, _server: server, _dir: dir }
 }
@@ -84,11 +87,23 @@ where
 
 async fn events_for(client: &Client, pod: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(client.clone(), "default");
-    api.list(&ListParams::default()).await.expect("list events").items.into_iter().filter(|e| e.involved_object.name.as_deref() == Some(pod)).collect()
+    api.list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(pod))
+        .collect()
 }
 
 fn condition(p: &Pod, type_: &str) -> Option<(String, Option<String>, Option<String>)> {
-    p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,7 +115,9 @@ async fn binds_and_spreads_replicas() {
     start_scheduler(&c.client);
     let pods: Api<Pod> = Api::default_namespaced(c.client.clone());
     for i in 0..6 {
-        pods.create(&PostParams::default(), &pod(&format!("web-{i}"), Some("rs-1"), json!({}))).await.expect("create pod");
+        pods.create(&PostParams::default(), &pod(&format!("web-{i}"), Some("rs-1"), json!({})))
+            .await
+            .expect("create pod");
     }
     let placed = wait_for(Duration::from_secs(20), "six pods bound", || async {
         let list = pods.list(&ListParams::default()).await.ok()?;
@@ -137,7 +154,9 @@ async fn unschedulable_until_a_matching_node_appears() {
     }
     start_scheduler(&c.client);
     let pods: Api<Pod> = Api::default_namespaced(c.client.clone());
-    pods.create(&PostParams::default(), &pod("needs-ssd", None, json!({"nodeSelector": {"disk": "ssd"}}))).await.expect("create");
+    pods.create(&PostParams::default(), &pod("needs-ssd", None, json!({"nodeSelector": {"disk": "ssd"}})))
+        .await
+        .expect("create");
     let want = "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. \
                 preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.";
     let cond = wait_for(Duration::from_secs(10), "PodScheduled=False", || async {
@@ -157,13 +176,18 @@ async fn unschedulable_until_a_matching_node_appears() {
 
     // A new node that matches: the pod is retried and lands there.
     create_node(&c.client, "fast", json!({"disk": "ssd"}), json!({}), "True").await;
-    let node = wait_for(Duration::from_secs(10), "the pod to be bound", || async { node_of(&pods.get("needs-ssd").await.ok()?) }).await;
+    let node = wait_for(Duration::from_secs(10), "the pod to be bound", || async {
+        node_of(&pods.get("needs-ssd").await.ok()?)
+    })
+    .await;
     assert_eq!(node, "fast");
     let p = pods.get("needs-ssd").await.expect("get");
     assert_eq!(condition(&p, "PodScheduled").map(|c| c.0), Some("True".to_string()));
 
     // A label change on an existing node counts as well.
-    pods.create(&PostParams::default(), &pod("needs-gpu", None, json!({"nodeSelector": {"gpu": "yes"}}))).await.expect("create");
+    pods.create(&PostParams::default(), &pod("needs-gpu", None, json!({"nodeSelector": {"gpu": "yes"}})))
+        .await
+        .expect("create");
     wait_for(Duration::from_secs(10), "needs-gpu unschedulable", || async {
         condition(&pods.get("needs-gpu").await.ok()?, "PodScheduled").filter(|c| c.0 == "False")
     })
@@ -172,14 +196,23 @@ async fn unschedulable_until_a_matching_node_appears() {
         .patch("n1", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"gpu": "yes"}}})))
         .await
         .expect("label n1");
-    let node = wait_for(Duration::from_secs(10), "needs-gpu bound", || async { node_of(&pods.get("needs-gpu").await.ok()?) }).await;
+    let node =
+        wait_for(Duration::from_secs(10), "needs-gpu bound", || async { node_of(&pods.get("needs-gpu").await.ok()?) })
+            .await;
     assert_eq!(node, "n1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taints_readiness_and_cordon_are_respected() {
     let c = cluster().await;
-    create_node(&c.client, "tainted", json!({}), json!({"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}), "True").await;
+    create_node(
+        &c.client,
+        "tainted",
+        json!({}),
+        json!({"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}),
+        "True",
+    )
+    .await;
     create_node(&c.client, "cordoned", json!({}), json!({"unschedulable": true}), "True").await;
     create_node(&c.client, "sick", json!({}), json!({}), "False").await;
     create_node(&c.client, "plain", json!({}), json!({}), "True").await;
@@ -195,7 +228,8 @@ async fn taints_readiness_and_cordon_are_respected() {
     pods.create(&PostParams::default(), &pod("gpu-job", None, tolerant)).await.expect("create");
     let placed = wait_for(Duration::from_secs(20), "five pods bound", || async {
         let list = pods.list(&ListParams::default()).await.ok()?;
-        let placed: BTreeMap<String, String> = list.items.iter().filter_map(|p| Some((p.name_any(), node_of(p)?))).collect();
+        let placed: BTreeMap<String, String> =
+            list.items.iter().filter_map(|p| Some((p.name_any(), node_of(p)?))).collect();
         (placed.len() == 5).then_some(placed)
     })
     .await;
@@ -222,10 +256,15 @@ async fn taints_readiness_and_cordon_are_respected() {
     );
     // The sick node recovers: the pod goes there.
     Api::<Node>::all(c.client.clone())
-        .patch_status("sick", &PatchParams::default(), &Patch::Merge(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})))
+        .patch_status(
+            "sick",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})),
+        )
         .await
         .expect("mark ready");
-    let node = wait_for(Duration::from_secs(10), "picky bound", || async { node_of(&pods.get("picky").await.ok()?) }).await;
+    let node =
+        wait_for(Duration::from_secs(10), "picky bound", || async { node_of(&pods.get("picky").await.ok()?) }).await;
     assert_eq!(node, "sick");
 }
 
@@ -252,13 +291,25 @@ async fn resources_are_not_overcommitted() {
     assert_eq!(bound.iter().filter(|n| *n == "a").count(), 2);
     assert_eq!(
         condition(&pending[0], "PodScheduled").and_then(|c| c.2).as_deref(),
-        Some("0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.")
+        Some(
+            "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
+        )
     );
     // Deleting a placed pod frees room: the waiting pod is retried.
-    let victim = pods.list(&ListParams::default()).await.expect("list").items.into_iter().find(|p| node_of(p).is_some()).expect("a bound pod");
-    pods.delete(&victim.name_any(), &kube::api::DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.expect("delete");
+    let victim = pods
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .find(|p| node_of(p).is_some())
+        .expect("a bound pod");
+    pods.delete(&victim.name_any(), &kube::api::DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+        .await
+        .expect("delete");
     let waiting = pending[0].name_any();
-    wait_for(Duration::from_secs(10), "the waiting pod bound", || async { node_of(&pods.get(&waiting).await.ok()?) }).await;
+    wait_for(Duration::from_secs(10), "the waiting pod bound", || async { node_of(&pods.get(&waiting).await.ok()?) })
+        .await;
 }
 
 /// Prints (does not assert) scheduling throughput: pods created first, then the scheduler binds
@@ -308,7 +359,8 @@ async fn measure(nodes: usize, count: usize) {
     let creation = created.elapsed();
     let start = Instant::now();
     let in_flight = std::env::var("SKIFF_BENCH_IN_FLIGHT").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
-    let config = skiff_scheduler::Config { record_scheduled_events: false, max_in_flight: in_flight, ..Default::default() };
+    let config =
+        skiff_scheduler::Config { record_scheduled_events: false, max_in_flight: in_flight, ..Default::default() };
     tokio::spawn(skiff_scheduler::run_with(c.client.clone(), config, std::future::pending()));
     // Count bindings from a watch rather than by listing thousands of pods over and over.
     let mut stream = kube::runtime::watcher(pods.clone(), kube::runtime::watcher::Config::default()).boxed();
@@ -316,9 +368,7 @@ async fn measure(nodes: usize, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(300);
     while bound.len() < count {
         let next = tokio::time::timeout_at(deadline.into(), stream.next()).await.expect("all pods bound in time");
-        if let Some(Ok(
-            kube::runtime::watcher::Event::Apply(p) | kube::runtime::watcher::Event::InitApply(p),
-        )) = next
+        if let Some(Ok(kube::runtime::watcher::Event::Apply(p) | kube::runtime::watcher::Event::InitApply(p))) = next
             && node_of(&p).is_some()
         {
             bound.insert(p.name_any());
@@ -330,4 +380,83 @@ async fn measure(nodes: usize, count: usize) {
         count as f64 / creation.as_secs_f64(),
         count as f64 / took.as_secs_f64()
     );
+}
+
+/// Raw binding throughput of the API server, without the scheduler (for comparison).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn raw_binding_rate() {
+    let c = cluster().await;
+    create_node(&c.client, "n0", json!({}), json!({}), "True").await;
+    let pods: Api<Pod> = Api::default_namespaced(c.client.clone());
+    let count = 2000;
+    let t = Instant::now();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let pods = pods.clone();
+            async move {
+                pods.create(&PostParams::default(), &pod(&format!("raw-{i}"), None, json!({})))
+                    .await
+                    .expect("create pod");
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    let created = t.elapsed();
+    let t = Instant::now();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let pods = pods.clone();
+            async move {
+                let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": format!("raw-{i}")},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": "n0"}});
+                pods.create_subresource::<_, Value>("binding", &format!("raw-{i}"), &PostParams::default(), &binding)
+                    .await
+                    .expect("bind");
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    println!("created {count} in {created:.2?}, bound in {:.2?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn scheduler_only_rate() {
+    let c = cluster().await;
+    for i in 0..100 {
+        create_node(&c.client, &format!("n{i}"), json!({}), json!({}), "True").await;
+    }
+    let pods: Api<Pod> = Api::default_namespaced(c.client.clone());
+    let count = 2000;
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let pods = pods.clone();
+            async move {
+                pods.create(&PostParams::default(), &pod(&format!("raw-{i}"), None, json!({})))
+                    .await
+                    .expect("create pod");
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    let t = Instant::now();
+    let in_flight = std::env::var("SKIFF_BENCH_IN_FLIGHT").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let config =
+        skiff_scheduler::Config { record_scheduled_events: false, max_in_flight: in_flight, ..Default::default() };
+    tokio::spawn(skiff_scheduler::run_with(c.client.clone(), config, std::future::pending()));
+    let mut stream = kube::runtime::watcher(pods.clone(), kube::runtime::watcher::Config::default()).boxed();
+    let mut bound = std::collections::HashSet::new();
+    while bound.len() < count {
+        if let Some(Ok(kube::runtime::watcher::Event::Apply(p) | kube::runtime::watcher::Event::InitApply(p))) =
+            stream.next().await
+            && node_of(&p).is_some()
+        {
+            bound.insert(p.name_any());
+        }
+    }
+    println!("scheduled {count} in {:.2?}", t.elapsed());
 }

@@ -20,6 +20,9 @@ enum Command {
     Server(ServerArgs),
     /// Run a node agent. Only simulated nodes (`--simulate N`) exist so far.
     Agent(AgentArgs),
+    /// kubectl-like verbs (get, describe, create, apply, delete, scale, rollout, logs, exec, ...).
+    #[command(flatten)]
+    Cli(skiff_cli::Verb),
 }
 
 #[derive(clap::Args)]
@@ -33,6 +36,9 @@ struct ServerArgs {
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
+    /// How many recent changes are kept for watches to resume from; older revisions answer 410 Gone.
+    #[arg(long, default_value_t = 100_000)]
+    history: usize,
     /// Serve the API only: run no controllers and no scheduler in this process.
     #[arg(long)]
     no_controllers: bool,
@@ -51,11 +57,17 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
+        Command::Cli(verb) => std::process::exit(runtime.block_on(skiff_cli::run(verb))),
     }
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    let config = skiff_apiserver::Config { data_dir: args.data_dir, bind: args.bind, port: args.port };
+    let config = skiff_apiserver::Config {
+        data_dir: args.data_dir,
+        bind: args.bind,
+        port: args.port,
+        history: Some(args.history),
+    };
     let running = skiff_apiserver::start(config).await.context("cannot start the server")?;
     tracing::info!(address = %running.addr, kubeconfig = %running.kubeconfig.display(), "serving the Kubernetes API");
     println!("skiff server listening on https://{}", running.addr);

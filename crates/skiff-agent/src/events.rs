@@ -1,0 +1,139 @@
+//! core/v1 Events from the agent, as the kubelet records them: source `kubelet` on this host, the
+//! pod as `involvedObject` with `fieldPath` `spec.containers{name}` for container events; a repeat
+//! bumps `count` and `lastTimestamp` (the pattern of `skiff-controllers`' recorder, with a host).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::Client;
+use parking_lot::Mutex;
+
+/// The component name in `source` and `reportingComponent`.
+pub const COMPONENT: &str = "kubelet";
+
+/// `Normal` or `Warning`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+/// A reference to `pod`, or to one of its containers (`spec.containers{c}` /
+/// `spec.initContainers{c}`).
+pub fn pod_reference(pod: &Pod, field_path: Option<String>) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        field_path,
+    }
+}
+
+/// FNV-1a over the parts, separated.
+fn fnv(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    h
+}
+
+/// Records Events for one node.
+#[derive(Clone)]
+pub struct Recorder {
+    client: Client,
+    host: String,
+    seen: Arc<Mutex<HashMap<(String, String), i32>>>,
+}
+
+impl Recorder {
+    pub fn new(client: Client, host: &str) -> Recorder {
+        Recorder { client, host: host.to_string(), seen: Arc::default() }
+    }
+
+    /// Records an Event; failures are logged only (Events are best-effort).
+    pub async fn record(&self, regarding: &ObjectReference, kind: EventType, reason: &str, message: &str) {
+        if let Err(e) = self.try_record(regarding, kind, reason, message).await {
+            tracing::debug!(error = %e, reason, "cannot record event");
+        }
+    }
+
+    async fn try_record(&self, regarding: &ObjectReference, kind: EventType, reason: &str, message: &str) -> kube::Result<()> {
+        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".to_string());
+        let object = regarding.name.clone().unwrap_or_default();
+        let field = regarding.field_path.as_deref().unwrap_or("");
+        let name = format!("{object}.{:016x}", fnv(&[regarding.uid.as_deref().unwrap_or(""), field, reason, message]));
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let now = Time(Timestamp::now());
+        let count = {
+            let mut seen = self.seen.lock();
+            let c = seen.entry((namespace.clone(), name.clone())).or_insert(0);
+            *c += 1;
+            *c
+        };
+        let pp = PatchParams { field_manager: Some(COMPONENT.into()), ..PatchParams::default() };
+        if count > 1 {
+            let patch = serde_json::json!({"count": count, "lastTimestamp": now});
+            match api.patch(&name, &pp, &Patch::Merge(&patch)).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let event = Event {
+            metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace), ..ObjectMeta::default() },
+            involved_object: regarding.clone(),
+            reason: Some(reason.to_string()),
+            message: Some(message.to_string()),
+            type_: Some(kind.as_str().to_string()),
+            source: Some(EventSource { component: Some(COMPONENT.into()), host: Some(self.host.clone()) }),
+            reporting_component: Some(COMPONENT.into()),
+            reporting_instance: Some(self.host.clone()),
+            count: Some(count),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now.clone()),
+            ..Event::default()
+        };
+        match api.create(&PostParams { field_manager: Some(COMPONENT.into()), ..PostParams::default() }, &event).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let patch = serde_json::json!({"count": count, "lastTimestamp": now});
+                api.patch(&name, &pp, &Patch::Merge(&patch)).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}})).expect("pod");
+        let r = pod_reference(&pod, Some("spec.containers{app}".into()));
+        assert_eq!(r.kind.as_deref(), Some("Pod"));
+        assert_eq!(r.field_path.as_deref(), Some("spec.containers{app}"));
+        assert_ne!(fnv(&["a", "b"]), fnv(&["ab", ""]));
+    }
+}

@@ -1,0 +1,270 @@
+//! Pod volumes the agent materializes on the node and hands to the runtime as bind mounts:
+//! `emptyDir` (a per-pod directory), `configMap` and `secret` (one file per key, rewritten when the
+//! object changes, so updates reach running containers), and each container's `volumeMounts`
+//! (`subPath`, `subPathExpr`).
+//!
+//! Layout, like the kubelet's: `<root>/pods/<uid>/volumes/kubernetes.io~<kind>/<volume>`.
+//! `emptyDir.medium: Memory` is a plain directory here (no tmpfs mount).
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod};
+
+use crate::env::{EnvSources, expand};
+use crate::runtime::Mount;
+
+/// Why a volume or mount cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// A referenced object is missing (upstream `FailedMount`; the pod waits).
+    #[error("MountVolume.SetUp failed for volume \"{volume}\" : {message}")]
+    SetUp { volume: String, message: String },
+    #[error("cannot write volume {path}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A bad `subPath`/`subPathExpr` or an unknown volume (`CreateContainerConfigError`).
+    #[error("{0}")]
+    Mount(String),
+}
+
+/// The pod's directory under the agent root.
+pub fn pod_dir(root: &Path, pod_uid: &str) -> PathBuf {
+    root.join("pods").join(pod_uid)
+}
+
+/// The ConfigMaps and Secrets the pod's volumes refer to.
+pub fn referenced(pod: &Pod) -> (Vec<String>, Vec<String>) {
+    let (mut cms, mut secrets) = (Vec::new(), Vec::new());
+    for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+        if let Some(cm) = &v.config_map {
+            cms.push(cm.name.clone());
+        }
+        if let Some(s) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            secrets.push(s);
+        }
+    }
+    (cms, secrets)
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> VolumeError + '_ {
+    move |source| VolumeError::Io { path: path.to_path_buf(), source }
+}
+
+/// The files of a configMap/secret volume: path → (bytes, mode).
+fn projected_files(data: &BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>, default_mode: i32, volume: &str, what: &str) -> Result<BTreeMap<String, (Vec<u8>, u32)>, VolumeError> {
+    let mut out = BTreeMap::new();
+    match items {
+        Some(items) if !items.is_empty() => {
+            for item in items {
+                let Some(bytes) = data.get(&item.key) else {
+                    return Err(VolumeError::SetUp { volume: volume.into(), message: format!("configmap references non-existent config key: {}", item.key).replace("configmap", what) });
+                };
+                out.insert(item.path.clone(), (bytes.clone(), item.mode.unwrap_or(default_mode) as u32));
+            }
+        }
+        _ => {
+            for (k, v) in data {
+                out.insert(k.clone(), (v.clone(), default_mode as u32));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `files` into `dir`, leaving unchanged files alone and removing files no longer wanted.
+fn sync_dir(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<(), VolumeError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    for (rel, (bytes, mode)) in files {
+        if Path::new(rel).components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(VolumeError::Mount(format!("invalid path {rel:?}")));
+        }
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
+            // The old file may be read-only (its mode comes from the volume).
+            let _ = std::fs::remove_file(&path);
+            std::fs::write(&path, bytes).map_err(io(&path))?;
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode & 0o7777)).map_err(io(&path))?;
+    }
+    // Remove top-level entries that are no longer projected.
+    let wanted: Vec<&str> = files.keys().filter_map(|k| k.split('/').next()).collect();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !wanted.contains(&name.as_str()) {
+            let p = entry.path();
+            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        }
+    }
+    Ok(())
+}
+
+/// Creates or refreshes every volume of the pod; returns volume name → host directory.
+pub fn prepare_volumes(pod: &Pod, root: &Path, sources: &EnvSources) -> Result<HashMap<String, PathBuf>, VolumeError> {
+    let uid = pod.metadata.uid.as_deref().unwrap_or("unknown");
+    let base = pod_dir(root, uid).join("volumes");
+    let mut out = HashMap::new();
+    for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+        if v.empty_dir.is_some() {
+            let dir = base.join("kubernetes.io~empty-dir").join(&v.name);
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            // World-writable like the kubelet's emptyDir, so non-root containers can write.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(io(&dir))?;
+            out.insert(v.name.clone(), dir);
+        } else if let Some(cm) = &v.config_map {
+            let dir = base.join("kubernetes.io~configmap").join(&v.name);
+            let data: BTreeMap<String, Vec<u8>> = match sources.config_maps.get(&cm.name).cloned().flatten() {
+                Some(obj) => {
+                    let mut d: BTreeMap<String, Vec<u8>> = obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                    d.extend(obj.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+                    d
+                }
+                None if cm.optional == Some(true) => BTreeMap::new(),
+                None => return Err(VolumeError::SetUp { volume: v.name.clone(), message: format!("configmap \"{}\" not found", cm.name) }),
+            };
+            let files = projected_files(&data, cm.items.as_deref(), cm.default_mode.unwrap_or(0o644), &v.name, "configmap")?;
+            sync_dir(&dir, &files)?;
+            out.insert(v.name.clone(), dir);
+        } else if let Some(s) = &v.secret {
+            let name = s.secret_name.clone().unwrap_or_default();
+            let dir = base.join("kubernetes.io~secret").join(&v.name);
+            let data: BTreeMap<String, Vec<u8>> = match sources.secrets.get(&name).cloned().flatten() {
+                Some(obj) => {
+                    let mut d: BTreeMap<String, Vec<u8>> = obj.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                    d.extend(obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+                    d
+                }
+                None if s.optional == Some(true) => BTreeMap::new(),
+                None => return Err(VolumeError::SetUp { volume: v.name.clone(), message: format!("secret \"{name}\" not found") }),
+            };
+            let files = projected_files(&data, s.items.as_deref(), s.default_mode.unwrap_or(0o644), &v.name, "secret")?;
+            sync_dir(&dir, &files)?;
+            out.insert(v.name.clone(), dir);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a `subPath` (after expansion): relative, without `..`.
+fn check_sub_path(p: &str) -> Result<(), VolumeError> {
+    if Path::new(p).is_absolute() {
+        return Err(VolumeError::Mount(format!("subPath \"{p}\" must be a relative path")));
+    }
+    if Path::new(p).components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(VolumeError::Mount(format!("subPath \"{p}\" must not contain '..'")));
+    }
+    Ok(())
+}
+
+/// The bind mounts of container `c`, from its `volumeMounts` and the prepared volumes.
+pub fn container_mounts(c: &Container, volumes: &HashMap<String, PathBuf>, env: &[(String, String)]) -> Result<Vec<Mount>, VolumeError> {
+    let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let mut out = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let Some(dir) = volumes.get(&m.name) else {
+            return Err(VolumeError::Mount(format!("cannot find volume \"{}\" to mount into container \"{}\"", m.name, c.name)));
+        };
+        let sub = match (&m.sub_path, &m.sub_path_expr) {
+            (Some(p), _) if !p.is_empty() => Some(p.clone()),
+            (_, Some(e)) if !e.is_empty() => Some(expand(e, &lookup)),
+            _ => None,
+        };
+        let host_path = match sub {
+            Some(p) => {
+                check_sub_path(&p)?;
+                let path = dir.join(&p);
+                if !path.exists() {
+                    std::fs::create_dir_all(&path).map_err(io(&path))?;
+                    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777));
+                }
+                path
+            }
+            None => dir.clone(),
+        };
+        out.push(Mount { host_path, container_path: m.mount_path.clone(), read_only: m.read_only == Some(true) });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use serde_json::json;
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}, "spec": {"containers": [], "volumes": [
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "cfg", "configMap": {"name": "cm", "items": [{"key": "data-1", "path": "path/to/data-2", "mode": 0o400}]}},
+            {"name": "all", "configMap": {"name": "cm", "defaultMode": 0o440}},
+            {"name": "opt", "configMap": {"name": "absent", "optional": true}},
+            {"name": "sec", "secret": {"secretName": "s"}},
+        ]}}))
+        .expect("pod")
+    }
+
+    fn sources() -> EnvSources {
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"data-1": "value-1"}, "binaryData": {"dump.bin": "3sr+utD+/w=="}})).expect("cm");
+        let s: Secret = serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"data-1": "dmFsdWUtMQo="}})).expect("s");
+        EnvSources { config_maps: [("cm".to_string(), Some(cm))].into_iter().collect(), secrets: [("s".to_string(), Some(s))].into_iter().collect() }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).expect("meta").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn volumes_are_materialized() {
+        let root = tempfile::tempdir().expect("tmp");
+        let vols = prepare_volumes(&pod(), root.path(), &sources()).expect("volumes");
+        let base = root.path().join("pods/u1/volumes");
+        assert_eq!(vols["scratch"], base.join("kubernetes.io~empty-dir/scratch"));
+        assert!(vols["scratch"].is_dir());
+        let mapped = vols["cfg"].join("path/to/data-2");
+        assert_eq!(std::fs::read_to_string(&mapped).expect("read"), "value-1");
+        assert_eq!(mode(&mapped), 0o400);
+        assert_eq!(std::fs::read(vols["all"].join("dump.bin")).expect("read"), vec![0xde, 0xca, 0xfe, 0xba, 0xd0, 0xfe, 0xff]);
+        assert_eq!(mode(&vols["all"].join("data-1")), 0o440);
+        assert_eq!(std::fs::read_to_string(vols["sec"].join("data-1")).expect("read"), "value-1\n");
+        assert_eq!(mode(&vols["sec"].join("data-1")), 0o644);
+        assert_eq!(std::fs::read_dir(&vols["opt"]).expect("dir").count(), 0);
+
+        // An update removes keys that are gone.
+        let mut src = sources();
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"data-1": "value-2"}})).expect("cm");
+        src.config_maps.insert("cm".into(), Some(cm));
+        let vols = prepare_volumes(&pod(), root.path(), &src).expect("volumes");
+        assert_eq!(std::fs::read_to_string(vols["all"].join("data-1")).expect("read"), "value-2");
+        assert!(!vols["all"].join("dump.bin").exists());
+
+        // A missing required ConfigMap.
+        src.config_maps.insert("cm".into(), None);
+        let err = prepare_volumes(&pod(), root.path(), &src).expect_err("missing");
+        assert_eq!(err.to_string(), "MountVolume.SetUp failed for volume \"cfg\" : configmap \"cm\" not found");
+    }
+
+    #[test]
+    fn mounts_and_sub_paths() {
+        let root = tempfile::tempdir().expect("tmp");
+        let vols: HashMap<String, PathBuf> = [("v".to_string(), root.path().to_path_buf())].into_iter().collect();
+        let c: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [
+            {"name": "v", "mountPath": "/all", "readOnly": true},
+            {"name": "v", "mountPath": "/logs", "subPathExpr": "$(POD_NAME)"},
+        ]}))
+        .expect("c");
+        let env = vec![("POD_NAME".to_string(), "foo".to_string())];
+        let m = container_mounts(&c, &vols, &env).expect("mounts");
+        assert_eq!(m[0], Mount { host_path: root.path().to_path_buf(), container_path: "/all".into(), read_only: true });
+        assert_eq!(m[1].host_path, root.path().join("foo"));
+        assert!(root.path().join("foo").is_dir());
+        for (expr, bad) in [("..", true), ("/tmp", true), ("a/../../b", true), ("ok/dir", false)] {
+            let c: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [{"name": "v", "mountPath": "/x", "subPathExpr": expr}]})).expect("c");
+            assert_eq!(container_mounts(&c, &vols, &env).is_err(), bad, "{expr}");
+        }
+        let c: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]})).expect("c");
+        assert!(matches!(container_mounts(&c, &vols, &env), Err(VolumeError::Mount(_))));
+    }
+}
