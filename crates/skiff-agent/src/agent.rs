@@ -27,9 +27,14 @@ use crate::env::{self, EnvSources, NodeFacts};
 use crate::events::{EventType, Recorder, pod_reference};
 use crate::node::{self, LEASE_DURATION_SECONDS, LEASE_NAMESPACE, MachineInfo, NodeSpec};
 use crate::observed::{ObservedPod, Waiting};
-use crate::plan::{ContainerKind, PodActions, StartContainer, compute_pod_actions, container_hash, format_pod, is_sidecar};
+use crate::plan::{
+    ContainerKind, PodActions, StartContainer, compute_pod_actions, container_hash, format_pod, is_sidecar,
+};
 use crate::probe::{self, Check, HandlerRef, NetProber, ProbeKind, ProbeResults, Prober, ResultSink, Timing, Worker};
-use crate::runtime::{ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, Mount, PullPolicy, RuntimeError, SandboxConfig, SandboxInfo};
+use crate::runtime::{
+    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, Mount, PullPolicy, RuntimeError, SandboxConfig,
+    SandboxInfo,
+};
 use crate::status::pod_status;
 use crate::volumes;
 
@@ -177,10 +182,17 @@ async fn register_node(ctx: &Ctx, machine: &MachineInfo) -> Result<Option<String
     match api.create(&PostParams::default(), &node).await {
         Ok(created) => Ok(created.metadata.uid),
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            api.patch(&c.node_name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": body["metadata"]["labels"]}})))
+            api.patch(
+                &c.node_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": body["metadata"]["labels"]}})),
+            )
+            .await
+            .map_err(err)?;
+            let updated = api
+                .patch_status(&c.node_name, &PatchParams::default(), &Patch::Merge(json!({"status": body["status"]})))
                 .await
                 .map_err(err)?;
-            let updated = api.patch_status(&c.node_name, &PatchParams::default(), &Patch::Merge(json!({"status": body["status"]}))).await.map_err(err)?;
             Ok(updated.metadata.uid)
         }
         Err(e) => Err(err(e)),
@@ -327,7 +339,8 @@ async fn pod_loop(ctx: Arc<Ctx>) {
             watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 listing.insert(uid.clone());
-                let ours = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(ctx.config.node_name.as_str());
+                let ours =
+                    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(ctx.config.node_name.as_str());
                 match workers.get(&uid) {
                     Some(w) => {
                         let _ = w.send(ours.then_some(pod));
@@ -618,7 +631,12 @@ impl PodWorker {
             namespace: pod.namespace().unwrap_or_default(),
             hostname: spec.hostname.clone().unwrap_or_else(|| pod.name_any()),
             host_network: spec.host_network == Some(true),
-            host_aliases: spec.host_aliases.iter().flatten().map(|a| (a.ip.clone(), a.hostnames.clone().unwrap_or_default())).collect(),
+            host_aliases: spec
+                .host_aliases
+                .iter()
+                .flatten()
+                .map(|a| (a.ip.clone(), a.hostnames.clone().unwrap_or_default()))
+                .collect(),
             log_dir: self.pod_dir().join("logs"),
         }
     }
@@ -637,7 +655,15 @@ impl PodWorker {
         Ok(out)
     }
 
-    async fn hold(&mut self, pod: &Pod, field: &str, name: &str, reason: &str, message: String, event: Option<(&str, String)>) {
+    async fn hold(
+        &mut self,
+        pod: &Pod,
+        field: &str,
+        name: &str,
+        reason: &str,
+        message: String,
+        event: Option<(&str, String)>,
+    ) {
         if let Some((ev_reason, ev_msg)) = event
             && self.waiting.get(name).map(|w| (&w.reason, &w.message)) != Some((&reason.to_string(), &message))
         {
@@ -661,7 +687,15 @@ impl PodWorker {
         let sources = match self.fetch_sources(&namespace, &cms, &secrets).await {
             Ok(s) => s,
             Err(e) => {
-                self.hold(pod, &field, &c.name, "CreateContainerConfigError", e.clone(), Some(("Failed", format!("Error: {e}")))).await;
+                self.hold(
+                    pod,
+                    &field,
+                    &c.name,
+                    "CreateContainerConfigError",
+                    e.clone(),
+                    Some(("Failed", format!("Error: {e}"))),
+                )
+                .await;
                 return;
             }
         };
@@ -674,21 +708,45 @@ impl PodWorker {
                 return;
             }
             Err(e) => {
-                self.hold(pod, &field, &c.name, "CreateContainerConfigError", e.to_string(), Some(("Failed", format!("Error: {e}")))).await;
+                self.hold(
+                    pod,
+                    &field,
+                    &c.name,
+                    "CreateContainerConfigError",
+                    e.to_string(),
+                    Some(("Failed", format!("Error: {e}"))),
+                )
+                .await;
                 return;
             }
         };
         let env = match env::container_env(pod, &c, &sources, &pod_ip, &self.ctx.facts) {
             Ok(e) => e,
             Err(e) => {
-                self.hold(pod, &field, &c.name, "CreateContainerConfigError", e.to_string(), Some(("Failed", format!("Error: {e}")))).await;
+                self.hold(
+                    pod,
+                    &field,
+                    &c.name,
+                    "CreateContainerConfigError",
+                    e.to_string(),
+                    Some(("Failed", format!("Error: {e}"))),
+                )
+                .await;
                 return;
             }
         };
         let mut mounts = match volumes::container_mounts(&c, &vols, &env) {
             Ok(m) => m,
             Err(e) => {
-                self.hold(pod, &field, &c.name, "CreateContainerConfigError", e.to_string(), Some(("Failed", format!("Error: {e}")))).await;
+                self.hold(
+                    pod,
+                    &field,
+                    &c.name,
+                    "CreateContainerConfigError",
+                    e.to_string(),
+                    Some(("Failed", format!("Error: {e}"))),
+                )
+                .await;
                 return;
             }
         };
@@ -735,8 +793,22 @@ impl PodWorker {
                     _ => ("ErrImagePull", e.to_string()),
                 };
                 if reason == "ErrImagePull" {
-                    self.event(pod, Some(field.clone()), EventType::Normal, "Pulling", &format!("Pulling image \"{image}\"")).await;
-                    self.event(pod, Some(field.clone()), EventType::Warning, "Failed", &format!("Failed to pull image \"{image}\": {text}")).await;
+                    self.event(
+                        pod,
+                        Some(field.clone()),
+                        EventType::Normal,
+                        "Pulling",
+                        &format!("Pulling image \"{image}\""),
+                    )
+                    .await;
+                    self.event(
+                        pod,
+                        Some(field.clone()),
+                        EventType::Warning,
+                        "Failed",
+                        &format!("Failed to pull image \"{image}\": {text}"),
+                    )
+                    .await;
                 }
                 self.event(pod, Some(field.clone()), EventType::Warning, "Failed", &format!("Error: {reason}")).await;
                 self.pull_errors.insert(image_key.clone(), (text.clone(), now));
@@ -747,11 +819,22 @@ impl PodWorker {
         };
         if info.pulled {
             let took = started.elapsed().as_secs_f64();
-            self.event(pod, Some(field.clone()), EventType::Normal, "Pulling", &format!("Pulling image \"{image}\"")).await;
-            let msg = format!("Successfully pulled image \"{image}\" in {took:.3}s ({took:.3}s including waiting). Image size: {} bytes.", info.size);
+            self.event(pod, Some(field.clone()), EventType::Normal, "Pulling", &format!("Pulling image \"{image}\""))
+                .await;
+            let msg = format!(
+                "Successfully pulled image \"{image}\" in {took:.3}s ({took:.3}s including waiting). Image size: {} bytes.",
+                info.size
+            );
             self.event(pod, Some(field.clone()), EventType::Normal, "Pulled", &msg).await;
         } else {
-            self.event(pod, Some(field.clone()), EventType::Normal, "Pulled", &format!("Container image \"{image}\" already present on machine")).await;
+            self.event(
+                pod,
+                Some(field.clone()),
+                EventType::Normal,
+                "Pulled",
+                &format!("Container image \"{image}\" already present on machine"),
+            )
+            .await;
         }
 
         let (command, args) = env::expand_command(&c, &env);
@@ -770,19 +853,45 @@ impl PodWorker {
             stdin: c.stdin == Some(true),
             security_context: c.security_context.as_ref().and_then(|s| serde_json::to_value(s).ok()),
             resources: c.resources.as_ref().and_then(|s| serde_json::to_value(s).ok()),
-            pod_security_context: pod.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|s| serde_json::to_value(s).ok()),
+            pod_security_context: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.security_context.as_ref())
+                .and_then(|s| serde_json::to_value(s).ok()),
             log_path: self.pod_dir().join("logs").join(&c.name).join(format!("{}.log", s.attempt)),
         };
         match self.ctx.runtime.start_container(sandbox, &config).await {
             Ok(id) => {
                 self.waiting.remove(&c.name);
-                self.event(pod, Some(field.clone()), EventType::Normal, "Created", &format!("Created container: {}", c.name)).await;
-                self.event(pod, Some(field.clone()), EventType::Normal, "Started", &format!("Started container {}", c.name)).await;
+                self.event(
+                    pod,
+                    Some(field.clone()),
+                    EventType::Normal,
+                    "Created",
+                    &format!("Created container: {}", c.name),
+                )
+                .await;
+                self.event(
+                    pod,
+                    Some(field.clone()),
+                    EventType::Normal,
+                    "Started",
+                    &format!("Started container {}", c.name),
+                )
+                .await;
                 self.post_start(pod, &c, &field, &id, &pod_ip).await;
             }
             Err(e) => {
                 let text = e.to_string();
-                self.hold(pod, &field, &c.name, "RunContainerError", text.clone(), Some(("Failed", format!("Error: {text}")))).await;
+                self.hold(
+                    pod,
+                    &field,
+                    &c.name,
+                    "RunContainerError",
+                    text.clone(),
+                    Some(("Failed", format!("Error: {text}"))),
+                )
+                .await;
             }
         }
     }
@@ -797,10 +906,12 @@ impl PodWorker {
                 return;
             }
         };
-        let outcome = self.ctx.prober.check(id, &check, Duration::from_secs(termination_grace(pod).max(2) as u64)).await;
+        let outcome =
+            self.ctx.prober.check(id, &check, Duration::from_secs(termination_grace(pod).max(2) as u64)).await;
         if !outcome.ok {
             self.event(pod, Some(field.into()), EventType::Warning, "FailedPostStartHook", &outcome.message).await;
-            let _ = self.ctx.runtime.stop_container(id, Duration::from_secs(termination_grace(pod).max(2) as u64)).await;
+            let _ =
+                self.ctx.runtime.stop_container(id, Duration::from_secs(termination_grace(pod).max(2) as u64)).await;
         }
     }
 
@@ -815,7 +926,8 @@ impl PodWorker {
             .and_then(|s| s.init_containers.as_ref())
             .map(|l| l.iter().filter(|c| is_sidecar(c)).map(|c| c.name.clone()).rev().collect())
             .unwrap_or_default();
-        let (sidecars, main): (Vec<&ContainerInfo>, Vec<&ContainerInfo>) = running.into_iter().partition(|c| sidecar_order.contains(&c.name));
+        let (sidecars, main): (Vec<&ContainerInfo>, Vec<&ContainerInfo>) =
+            running.into_iter().partition(|c| sidecar_order.contains(&c.name));
         let stops = main.iter().map(|c| self.stop_one(pod, c, grace));
         futures::future::join_all(stops).await;
         for name in &sidecar_order {
@@ -836,13 +948,15 @@ impl PodWorker {
         let spec = find_container(pod, &c.name);
         let kind = spec.map_or(ContainerKind::Regular, |(k, _)| k);
         let field = field_path(kind, &c.name);
-        self.event(pod, Some(field.clone()), EventType::Normal, "Killing", &format!("Stopping container {}", c.name)).await;
+        self.event(pod, Some(field.clone()), EventType::Normal, "Killing", &format!("Stopping container {}", c.name))
+            .await;
         let total = Duration::from_secs(grace.max(0) as u64);
-        let started = tokio::time::Instant::now();
+        let mut left = total;
         if let Some((_, cs)) = spec
             && let Some(hook) = cs.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
         {
             let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+            let started = tokio::time::Instant::now();
             match probe::check_for(HandlerRef::of_hook(hook), cs, &pod_ip) {
                 Ok(check) => {
                     let outcome = tokio::time::timeout(total, self.ctx.prober.check(&c.id, &check, total)).await;
@@ -854,8 +968,10 @@ impl PodWorker {
                 }
                 Err(e) => tracing::debug!(error = %e, "bad preStop hook"),
             }
+            // The hook's time comes out of the grace period.
+            left = total.saturating_sub(started.elapsed());
         }
-        let left = total.saturating_sub(started.elapsed()).max(Duration::from_secs(2));
+        let left = left.max(Duration::from_secs(2));
         if let Err(e) = self.ctx.runtime.stop_container(&c.id, left).await {
             tracing::warn!(container = %c.id, error = %e, "cannot stop container");
         }

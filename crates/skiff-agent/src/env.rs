@@ -170,7 +170,10 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
     let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
     let (num, suffix) = q.split_at(split);
     // An exponent form (1e3) has no suffix after the number part.
-    if suffix.starts_with(['e', 'E']) && suffix.len() > 1 && suffix[1..].chars().all(|c| c.is_ascii_digit() || c == '-' || c == '+') {
+    if suffix.starts_with(['e', 'E'])
+        && suffix.len() > 1
+        && suffix[1..].chars().all(|c| c.is_ascii_digit() || c == '-' || c == '+')
+    {
         return q.parse().ok();
     }
     let n: f64 = num.parse().ok()?;
@@ -198,11 +201,18 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
 
 /// The value of a `resourceFieldRef` (`limits.cpu`, `requests.memory`...), rounded up to whole
 /// divisors; a missing limit is the node's allocatable.
-pub fn resource_ref(c: &Container, resource: &str, divisor: Option<&str>, node: &NodeFacts) -> Result<String, EnvError> {
+pub fn resource_ref(
+    c: &Container,
+    resource: &str,
+    divisor: Option<&str>,
+    node: &NodeFacts,
+) -> Result<String, EnvError> {
     let err = || EnvError::ResourceRef(resource.to_string());
     let (kind, name) = resource.split_once('.').ok_or_else(err)?;
     let res = c.resources.as_ref();
-    let get = |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| m.and_then(|m| m.get(name)).map(|q| q.0.clone());
+    let get = |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
+        m.and_then(|m| m.get(name)).map(|q| q.0.clone())
+    };
     let limit = get(res.and_then(|r| r.limits.as_ref()));
     let allocatable = match name {
         "cpu" => node.allocatable_cpu.clone(),
@@ -222,7 +232,13 @@ pub fn resource_ref(c: &Container, resource: &str, divisor: Option<&str>, node: 
 }
 
 /// The container's environment, in order, with `$(VAR)` expanded.
-pub fn container_env(pod: &Pod, c: &Container, sources: &EnvSources, pod_ip: &str, node: &NodeFacts) -> Result<Vec<(String, String)>, EnvError> {
+pub fn container_env(
+    pod: &Pod,
+    c: &Container,
+    sources: &EnvSources,
+    pod_ip: &str,
+    node: &NodeFacts,
+) -> Result<Vec<(String, String)>, EnvError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let mut env = Env::default();
     for f in c.env_from.iter().flatten() {
@@ -258,7 +274,13 @@ pub fn container_env(pod: &Pod, c: &Container, sources: &EnvSources, pod_ip: &st
                     Some(cm) => match cm.data.as_ref().and_then(|d| d.get(&r.key)).cloned() {
                         Some(v) => v,
                         None if optional => continue,
-                        None => return Err(EnvError::ConfigMapKey { key: r.key.clone(), namespace: namespace.clone(), name: r.name.clone() }),
+                        None => {
+                            return Err(EnvError::ConfigMapKey {
+                                key: r.key.clone(),
+                                namespace: namespace.clone(),
+                                name: r.name.clone(),
+                            });
+                        }
                     },
                     None if optional => continue,
                     None => return Err(EnvError::ConfigMapNotFound(r.name.clone())),
@@ -269,7 +291,13 @@ pub fn container_env(pod: &Pod, c: &Container, sources: &EnvSources, pod_ip: &st
                     Some(s) => match secret_data(&s).get(&r.key).cloned() {
                         Some(v) => v,
                         None if optional => continue,
-                        None => return Err(EnvError::SecretKey { key: r.key.clone(), namespace: namespace.clone(), name: r.name.clone() }),
+                        None => {
+                            return Err(EnvError::SecretKey {
+                                key: r.key.clone(),
+                                namespace: namespace.clone(),
+                                name: r.name.clone(),
+                            });
+                        }
                     },
                     None if optional => continue,
                     None => return Err(EnvError::SecretNotFound(r.name.clone())),
@@ -309,8 +337,13 @@ mod tests {
     }
 
     fn sources() -> EnvSources {
-        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"data-1": "value-1", "data-2": "value-2"}})).expect("cm");
-        let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"data-1": "dmFsdWUtMQo="}})).expect("secret");
+        let cm: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": "cm"}, "data": {"data-1": "value-1", "data-2": "value-2"}}),
+        )
+        .expect("cm");
+        let secret: Secret =
+            serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"data-1": "dmFsdWUtMQo="}}))
+                .expect("secret");
         EnvSources {
             config_maps: [("cm".to_string(), Some(cm)), ("gone".to_string(), None)].into_iter().collect(),
             secrets: [("s".to_string(), Some(secret))].into_iter().collect(),
@@ -392,22 +425,36 @@ mod tests {
         let got = env_of(json!({"name": "c", "envFrom": [{"configMapRef": {"name": "cm"}}, {"prefix": "p-", "configMapRef": {"name": "cm"}}, {"secretRef": {"name": "s"}}],
             "env": [{"name": "data-2", "value": "override"}]}))
         .expect("env");
-        assert_eq!(got, pairs(&[("data-1", "value-1\n"), ("data-2", "override"), ("p-data-1", "value-1"), ("p-data-2", "value-2")]));
+        assert_eq!(
+            got,
+            pairs(&[("data-1", "value-1\n"), ("data-2", "override"), ("p-data-1", "value-1"), ("p-data-2", "value-2")])
+        );
     }
 
     #[test]
     fn errors() {
         let cases = [
-            (json!({"name": "c", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k"}}}]}), "configmap \"gone\" not found"),
-            (json!({"name": "c", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}]}), "couldn't find key k in ConfigMap ns/cm"),
-            (json!({"name": "c", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}]}), "secret \"nope\" not found"),
+            (
+                json!({"name": "c", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k"}}}]}),
+                "configmap \"gone\" not found",
+            ),
+            (
+                json!({"name": "c", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}]}),
+                "couldn't find key k in ConfigMap ns/cm",
+            ),
+            (
+                json!({"name": "c", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}]}),
+                "secret \"nope\" not found",
+            ),
             (json!({"name": "c", "envFrom": [{"configMapRef": {"name": "gone"}}]}), "configmap \"gone\" not found"),
         ];
         for (c, want) in cases {
             assert_eq!(env_of(c).map_err(|e| e.to_string()), Err(want.to_string()));
         }
         // Optional references are skipped.
-        let got = env_of(json!({"name": "c", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k", "optional": true}}}]}));
+        let got = env_of(
+            json!({"name": "c", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k", "optional": true}}}]}),
+        );
         assert_eq!(got, Ok(vec![]));
     }
 
@@ -422,7 +469,16 @@ mod tests {
                 {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
             ]}))
         .expect("env");
-        assert_eq!(got, pairs(&[("CPU_LIMIT", "2"), ("MEMORY_LIMIT", "67108864"), ("CPU_REQUEST", "1"), ("MEMORY_REQUEST", "33554432"), ("MEM_MI", "64")]));
+        assert_eq!(
+            got,
+            pairs(&[
+                ("CPU_LIMIT", "2"),
+                ("MEMORY_LIMIT", "67108864"),
+                ("CPU_REQUEST", "1"),
+                ("MEMORY_REQUEST", "33554432"),
+                ("MEM_MI", "64")
+            ])
+        );
         let got = env_of(json!({"name": "c", "env": [{"name": "CPU_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
             {"name": "MEMORY_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}}]}))
         .expect("env");

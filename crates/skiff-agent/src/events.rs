@@ -8,8 +8,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use parking_lot::Mutex;
 
 /// The component name in `source` and `reportingComponent`.
@@ -77,7 +77,13 @@ impl Recorder {
         }
     }
 
-    async fn try_record(&self, regarding: &ObjectReference, kind: EventType, reason: &str, message: &str) -> kube::Result<()> {
+    async fn try_record(
+        &self,
+        regarding: &ObjectReference,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) -> kube::Result<()> {
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".to_string());
         let object = regarding.name.clone().unwrap_or_default();
         let field = regarding.field_path.as_deref().unwrap_or("");
@@ -130,7 +136,9 @@ mod tests {
 
     #[test]
     fn references() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}})).expect("pod");
+        let pod: Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}}))
+                .expect("pod");
         let r = pod_reference(&pod, Some("spec.containers{app}".into()));
         assert_eq!(r.kind.as_deref(), Some("Pod"));
         assert_eq!(r.field_path.as_deref(), Some("spec.containers{app}"));

@@ -11,8 +11,8 @@ use k8s_openapi::jiff::Timestamp;
 use parking_lot::Mutex;
 
 use crate::runtime::{
-    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ImageInfo, PullPolicy, RuntimeError, SandboxConfig,
-    SandboxInfo,
+    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ImageInfo, PullPolicy, RuntimeError,
+    SandboxConfig, SandboxInfo,
 };
 
 /// What one run of a container does.
@@ -100,7 +100,15 @@ impl FakeRuntime {
         let t = now();
         s.sandboxes.insert(
             pod_uid.to_string(),
-            SandboxInfo { id: format!("sb-{pod_uid}"), pod_uid: pod_uid.into(), name: "orphan".into(), namespace: "default".into(), ip: Some("10.88.9.9".into()), ready: true, created_at: t },
+            SandboxInfo {
+                id: format!("sb-{pod_uid}"),
+                pod_uid: pod_uid.into(),
+                name: "orphan".into(),
+                namespace: "default".into(),
+                ip: Some("10.88.9.9".into()),
+                ready: true,
+                created_at: t,
+            },
         );
         let info = ContainerInfo {
             id: id.clone(),
@@ -124,7 +132,14 @@ impl FakeRuntime {
             if let (ContainerState::Running { started_at }, Run::Exit { code, after }) = (&info.state, run) {
                 let due = started_at.checked_add(*after).unwrap_or(*started_at);
                 if t >= due {
-                    info.state = ContainerState::Exited { exit_code: *code, reason: None, message: None, started_at: Some(*started_at), finished_at: due, oom: false };
+                    info.state = ContainerState::Exited {
+                        exit_code: *code,
+                        reason: None,
+                        message: None,
+                        started_at: Some(*started_at),
+                        finished_at: due,
+                        oom: false,
+                    };
                 }
             }
         }
@@ -150,7 +165,12 @@ impl ContainerRuntime for FakeRuntime {
         s.present_images.insert(image.to_string());
         let repo = image.split('@').next().unwrap_or(image);
         let repo = repo.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).map_or(repo, |(r, _)| r);
-        Ok(ImageInfo { image: image.into(), image_id: format!("{repo}@sha256:{:064x}", image.len()), size: 1024, pulled })
+        Ok(ImageInfo {
+            image: image.into(),
+            image_id: format!("{repo}@sha256:{:064x}", image.len()),
+            size: 1024,
+            pulled,
+        })
     }
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {
@@ -191,13 +211,22 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn start_container(&self, sandbox: &SandboxInfo, config: &ContainerConfig) -> Result<String, RuntimeError> {
         let mut s = self.state.lock();
-        s.calls.push(Call::Start { pod_uid: sandbox.pod_uid.clone(), name: config.name.clone(), attempt: config.attempt });
+        s.calls.push(Call::Start {
+            pod_uid: sandbox.pod_uid.clone(),
+            name: config.name.clone(),
+            attempt: config.attempt,
+        });
         if !s.sandboxes.get(&sandbox.pod_uid).is_some_and(|sb| sb.ready) {
             return Err(RuntimeError::NotFound { kind: "sandbox", id: sandbox.id.clone() });
         }
         s.next_id += 1;
         let id = format!("{:012x}{:052x}", s.next_id, 0);
-        let run = s.scripts.get(&config.name).and_then(|r| r.get(config.attempt as usize).or(r.last())).copied().unwrap_or(Run::Forever);
+        let run = s
+            .scripts
+            .get(&config.name)
+            .and_then(|r| r.get(config.attempt as usize).or(r.last()))
+            .copied()
+            .unwrap_or(Run::Forever);
         let t = now();
         let info = ContainerInfo {
             id: id.clone(),
@@ -224,7 +253,14 @@ impl ContainerRuntime for FakeRuntime {
         };
         if let ContainerState::Running { started_at } = info.state {
             // SIGTERM, handled: 128 + 15.
-            info.state = ContainerState::Exited { exit_code: 143, reason: None, message: None, started_at: Some(started_at), finished_at: now(), oom: false };
+            info.state = ContainerState::Exited {
+                exit_code: 143,
+                reason: None,
+                message: None,
+                started_at: Some(started_at),
+                finished_at: now(),
+                oom: false,
+            };
         }
         Ok(())
     }
@@ -255,7 +291,11 @@ impl ContainerRuntime for FakeRuntime {
             _ => return Err(RuntimeError::NotFound { kind: "running container", id: id.into() }),
         };
         let code = s.exec_codes.get(&name).copied().unwrap_or(0);
-        Ok(ExecOutput { exit_code: code, stdout: Vec::new(), stderr: if code == 0 { Vec::new() } else { b"exec failed\n".to_vec() } })
+        Ok(ExecOutput {
+            exit_code: code,
+            stdout: Vec::new(),
+            stderr: if code == 0 { Vec::new() } else { b"exec failed\n".to_vec() },
+        })
     }
 }
 
@@ -267,12 +307,19 @@ mod tests {
     async fn scripted_runs_exit_and_stop() {
         let rt = FakeRuntime::new();
         rt.script("app", vec![Run::Exit { code: 1, after: Duration::ZERO }, Run::Forever]);
-        let sb = rt.run_sandbox(&SandboxConfig { pod_uid: "u".into(), ..SandboxConfig::default() }).await.expect("sandbox");
+        let sb =
+            rt.run_sandbox(&SandboxConfig { pod_uid: "u".into(), ..SandboxConfig::default() }).await.expect("sandbox");
         assert_eq!(sb.ip.as_deref(), Some("10.88.0.3"));
-        let id = rt.start_container(&sb, &ContainerConfig { name: "app".into(), ..ContainerConfig::default() }).await.expect("start");
+        let id = rt
+            .start_container(&sb, &ContainerConfig { name: "app".into(), ..ContainerConfig::default() })
+            .await
+            .expect("start");
         let listed = rt.list_containers("u").await.expect("list");
         assert_eq!(listed[0].exit().map(|e| e.0), Some(1));
-        let id2 = rt.start_container(&sb, &ContainerConfig { name: "app".into(), attempt: 1, ..ContainerConfig::default() }).await.expect("start");
+        let id2 = rt
+            .start_container(&sb, &ContainerConfig { name: "app".into(), attempt: 1, ..ContainerConfig::default() })
+            .await
+            .expect("start");
         assert!(rt.list_containers("u").await.expect("list").iter().any(|c| c.id == id2 && c.is_running()));
         rt.stop_container(&id2, Duration::from_secs(2)).await.expect("stop");
         assert!(rt.list_containers("u").await.expect("list").iter().all(|c| c.is_exited()));
@@ -280,6 +327,9 @@ mod tests {
         let img = rt.ensure_image("nginx:1.27", PullPolicy::IfNotPresent).await.expect("image");
         assert!(img.image_id.starts_with("nginx@sha256:"));
         rt.fail_image("bad:1");
-        assert!(matches!(rt.ensure_image("bad:1", PullPolicy::IfNotPresent).await, Err(RuntimeError::ImagePull { .. })));
+        assert!(matches!(
+            rt.ensure_image("bad:1", PullPolicy::IfNotPresent).await,
+            Err(RuntimeError::ImagePull { .. })
+        ));
     }
 }

@@ -63,7 +63,8 @@ impl MachineInfo {
             machine_id,
             boot_id: read("/proc/sys/kernel/random/boot_id"),
             kernel_version: read("/proc/sys/kernel/osrelease"),
-            os_image: parse_os_release(&std::fs::read_to_string("/etc/os-release").unwrap_or_default()).unwrap_or_else(|| "Linux".into()),
+            os_image: parse_os_release(&std::fs::read_to_string("/etc/os-release").unwrap_or_default())
+                .unwrap_or_else(|| "Linux".into()),
         }
     }
 }
@@ -102,9 +103,7 @@ pub fn micro_time(t: Timestamp) -> Value {
 /// `not_ready_message`.
 pub fn node_conditions(ready: bool, not_ready_message: &str, now: Timestamp) -> Value {
     let t = time(now);
-    let c = |type_: &str, status: &str, reason: &str, message: &str| {
-        json!({"type": type_, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": t, "lastTransitionTime": t})
-    };
+    let c = |type_: &str, status: &str, reason: &str, message: &str| json!({"type": type_, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": t, "lastTransitionTime": t});
     let ready = if ready {
         c("Ready", "True", "KubeletReady", "kubelet is posting ready status")
     } else {
@@ -204,7 +203,10 @@ mod tests {
         assert_eq!(parse_cpuinfo("processor\t: 0\nmodel name\t: x\n\nprocessor\t: 1\nflags: processor\n"), 2);
         assert_eq!(parse_meminfo("MemTotal:       16314852 kB\nMemFree: 1 kB\n"), Some(16314852 * 1024));
         assert_eq!(parse_meminfo("nothing"), None);
-        assert_eq!(parse_os_release("NAME=Debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"), Some("Debian GNU/Linux 12 (bookworm)".into()));
+        assert_eq!(
+            parse_os_release("NAME=Debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"),
+            Some("Debian GNU/Linux 12 (bookworm)".into())
+        );
     }
 
     #[test]
@@ -219,11 +221,21 @@ mod tests {
             os_image: "Debian".into(),
         };
         let labels = vec![("role".to_string(), "edge".to_string())];
-        let spec = NodeSpec { name: "n1", ip: "192.168.1.10".parse().expect("ip"), hostname: "host1", pods: 110, labels: &labels, runtime_version: "skiff://0.1.0" };
+        let spec = NodeSpec {
+            name: "n1",
+            ip: "192.168.1.10".parse().expect("ip"),
+            hostname: "host1",
+            pods: 110,
+            labels: &labels,
+            runtime_version: "skiff://0.1.0",
+        };
         let now = Timestamp::from_second(1_750_000_000).expect("t");
         let n = node_object(&spec, &m, now);
         assert_eq!(n["status"]["capacity"], json!({"cpu": "2", "memory": "4096Ki", "pods": "110"}));
-        assert_eq!(n["status"]["addresses"], json!([{"type": "InternalIP", "address": "192.168.1.10"}, {"type": "Hostname", "address": "host1"}]));
+        assert_eq!(
+            n["status"]["addresses"],
+            json!([{"type": "InternalIP", "address": "192.168.1.10"}, {"type": "Hostname", "address": "host1"}])
+        );
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/hostname"], "n1");
         assert_eq!(n["metadata"]["labels"]["role"], "edge");
         assert_eq!(n["status"]["conditions"][3]["reason"], "KubeletReady");

@@ -159,9 +159,12 @@ pub fn pod_finished(spec: &PodSpec, observed: &ObservedPod) -> bool {
 /// Whether a regular init container failed under `restartPolicy: Never` (the pod has failed).
 pub fn init_failed_for_good(spec: &PodSpec, observed: &ObservedPod) -> bool {
     pod_restart_policy(spec) == "Never"
-        && spec.init_containers.iter().flatten().filter(|c| !is_sidecar(c)).any(|c| {
-            observed.latest(&c.name).and_then(ContainerInfo::exit).is_some_and(|(code, _)| code != 0)
-        })
+        && spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|c| !is_sidecar(c))
+            .any(|c| observed.latest(&c.name).and_then(ContainerInfo::exit).is_some_and(|(code, _)| code != 0))
 }
 
 /// Any regular container has been created: initialization happened before.
@@ -172,7 +175,8 @@ fn any_regular_started(spec: &PodSpec, observed: &ObservedPod) -> bool {
 /// Whether the container counts as started for sidecar ordering: running and its startup probe
 /// (if any) succeeded.
 fn started(c: &Container, info: &ContainerInfo, probes: &ProbeResults) -> bool {
-    info.is_running() && (c.startup_probe.is_none() || probes.get(&info.id, ProbeKind::Startup) == Some(ProbeResult::Success))
+    info.is_running()
+        && (c.startup_probe.is_none() || probes.get(&info.id, ProbeKind::Startup) == Some(ProbeResult::Success))
 }
 
 struct Planner<'a> {
@@ -214,12 +218,25 @@ impl Planner<'_> {
 
     /// Liveness / startup failures and spec changes of a running container: kill it, and restart
     /// it when the policy (or the spec change) says so.
-    fn check_running(&mut self, kind: ContainerKind, index: usize, c: &Container, info: &ContainerInfo, probes: &ProbeResults, restart_on_failure: bool) {
+    fn check_running(
+        &mut self,
+        kind: ContainerKind,
+        index: usize,
+        c: &Container,
+        info: &ContainerInfo,
+        probes: &ProbeResults,
+        restart_on_failure: bool,
+    ) {
         let (reason, mut message, restart, grace) = if info.hash != container_hash(c) {
             (KillReason::SpecChanged, format!("Container {} definition changed", c.name), true, None)
         } else if probes.get(&info.id, ProbeKind::Liveness) == Some(ProbeResult::Failure) {
             let grace = c.liveness_probe.as_ref().and_then(|p| p.termination_grace_period_seconds);
-            (KillReason::LivenessFailed, format!("Container {} failed liveness probe", c.name), restart_on_failure, grace)
+            (
+                KillReason::LivenessFailed,
+                format!("Container {} failed liveness probe", c.name),
+                restart_on_failure,
+                grace,
+            )
         } else if probes.get(&info.id, ProbeKind::Startup) == Some(ProbeResult::Failure) {
             let grace = c.startup_probe.as_ref().and_then(|p| p.termination_grace_period_seconds);
             (KillReason::StartupFailed, format!("Container {} failed startup probe", c.name), restart_on_failure, grace)
@@ -229,7 +246,13 @@ impl Planner<'_> {
         if restart {
             message.push_str(", will be restarted");
         }
-        self.actions.kill.push(KillContainer { id: info.id.clone(), name: c.name.clone(), reason, message, grace_override: grace });
+        self.actions.kill.push(KillContainer {
+            id: info.id.clone(),
+            name: c.name.clone(),
+            reason,
+            message,
+            grace_override: grace,
+        });
         if restart {
             self.start_or_backoff(kind, index, c, Some(&info.id));
         }
@@ -237,13 +260,23 @@ impl Planner<'_> {
 }
 
 /// The next actions for `pod` given what the runtime shows (see the module docs).
-pub fn compute_pod_actions(pod: &Pod, observed: &ObservedPod, backoff: &Backoff, probes: &ProbeResults, now: Timestamp) -> PodActions {
+pub fn compute_pod_actions(
+    pod: &Pod,
+    observed: &ObservedPod,
+    backoff: &Backoff,
+    probes: &ProbeResults,
+    now: Timestamp,
+) -> PodActions {
     let default_spec = PodSpec::default();
     let spec = pod.spec.as_ref().unwrap_or(&default_spec);
     let mut p = Planner { pod, observed, backoff, now, actions: PodActions::default() };
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
     let terminal = phase == "Succeeded" || phase == "Failed";
-    if pod.metadata.deletion_timestamp.is_some() || terminal || pod_finished(spec, observed) || init_failed_for_good(spec, observed) {
+    if pod.metadata.deletion_timestamp.is_some()
+        || terminal
+        || pod_finished(spec, observed)
+        || init_failed_for_good(spec, observed)
+    {
         // Nothing starts again: stop what still runs and release the sandbox.
         p.actions.kill_pod = observed.any_running() || observed.sandbox_ready();
         return p.actions;
@@ -268,7 +301,12 @@ pub fn compute_pod_actions(pod: &Pod, observed: &ObservedPod, backoff: &Backoff,
             }),
             None => {
                 for (i, c) in spec.containers.iter().enumerate() {
-                    p.actions.start.push(StartContainer { kind: ContainerKind::Regular, index: i, name: c.name.clone(), attempt: next_attempt(observed, &c.name) });
+                    p.actions.start.push(StartContainer {
+                        kind: ContainerKind::Regular,
+                        index: i,
+                        name: c.name.clone(),
+                        attempt: next_attempt(observed, &c.name),
+                    });
                 }
             }
         }
@@ -295,7 +333,12 @@ pub fn compute_pod_actions(pod: &Pod, observed: &ObservedPod, backoff: &Backoff,
         if is_sidecar(c) {
             match latest {
                 None => {
-                    p.actions.start.push(StartContainer { kind: ContainerKind::Init, index: i, name: c.name.clone(), attempt: 0 });
+                    p.actions.start.push(StartContainer {
+                        kind: ContainerKind::Init,
+                        index: i,
+                        name: c.name.clone(),
+                        attempt: 0,
+                    });
                     initialized = false;
                 }
                 Some(info) if info.is_running() => {
@@ -330,7 +373,12 @@ pub fn compute_pod_actions(pod: &Pod, observed: &ObservedPod, backoff: &Backoff,
             }
             Some((l, None)) if l.is_running() => {}
             Some(_) | None => {
-                p.actions.start.push(StartContainer { kind: ContainerKind::Init, index: i, name: c.name.clone(), attempt: next_attempt(observed, &c.name) });
+                p.actions.start.push(StartContainer {
+                    kind: ContainerKind::Init,
+                    index: i,
+                    name: c.name.clone(),
+                    attempt: next_attempt(observed, &c.name),
+                });
             }
         }
         initialized = false;
@@ -342,13 +390,20 @@ pub fn compute_pod_actions(pod: &Pod, observed: &ObservedPod, backoff: &Backoff,
 
     for (i, c) in spec.containers.iter().enumerate() {
         match observed.latest(&c.name) {
-            None => p.actions.start.push(StartContainer { kind: ContainerKind::Regular, index: i, name: c.name.clone(), attempt: 0 }),
+            None => p.actions.start.push(StartContainer {
+                kind: ContainerKind::Regular,
+                index: i,
+                name: c.name.clone(),
+                attempt: 0,
+            }),
             Some(info) if info.is_running() => {
                 let restart_on_failure = c.restart_policy.as_deref().unwrap_or(policy) != "Never";
                 p.check_running(ContainerKind::Regular, i, c, info, probes, restart_on_failure);
             }
             Some(info) => match info.exit() {
-                Some((code, _)) if should_restart(c, policy, code) => p.start_or_backoff(ContainerKind::Regular, i, c, None),
+                Some((code, _)) if should_restart(c, policy, code) => {
+                    p.start_or_backoff(ContainerKind::Regular, i, c, None)
+                }
                 Some(_) => {}
                 None => p.start_or_backoff(ContainerKind::Regular, i, c, None),
             },
@@ -381,7 +436,15 @@ mod tests {
     }
 
     fn sandbox() -> Option<SandboxInfo> {
-        Some(SandboxInfo { id: "sb".into(), pod_uid: "u1".into(), name: "web".into(), namespace: "ns".into(), ip: Some("10.88.0.2".into()), ready: true, created_at: t(0) })
+        Some(SandboxInfo {
+            id: "sb".into(),
+            pod_uid: "u1".into(),
+            name: "web".into(),
+            namespace: "ns".into(),
+            ip: Some("10.88.0.2".into()),
+            ready: true,
+            created_at: t(0),
+        })
     }
 
     fn hash(name: &str) -> u64 {
@@ -404,7 +467,14 @@ mod tests {
 
     fn exited(name: &str, attempt: u32, code: i32, finished: i64) -> ContainerInfo {
         ContainerInfo {
-            state: ContainerState::Exited { exit_code: code, reason: None, message: None, started_at: Some(t(0)), finished_at: t(finished), oom: false },
+            state: ContainerState::Exited {
+                exit_code: code,
+                reason: None,
+                message: None,
+                started_at: Some(t(0)),
+                finished_at: t(finished),
+                oom: false,
+            },
             ..running(name, attempt)
         }
     }
@@ -425,7 +495,11 @@ mod tests {
         let got = compute_pod_actions(&p, &ObservedPod::default(), &Backoff::default(), &ProbeResults::default(), t(0));
         assert_eq!(
             got,
-            PodActions { create_sandbox: true, start: vec![start(Regular, 0, "a", 0), start(Regular, 1, "b", 0)], ..PodActions::default() }
+            PodActions {
+                create_sandbox: true,
+                start: vec![start(Regular, 0, "a", 0), start(Regular, 1, "b", 0)],
+                ..PodActions::default()
+            }
         );
         let p = pod("Always", json!([c("i1"), c("i2")]), json!([c("a")]));
         let got = compute_pod_actions(&p, &ObservedPod::default(), &Backoff::default(), &ProbeResults::default(), t(0));
@@ -436,7 +510,14 @@ mod tests {
     #[test]
     fn restart_policies() {
         // (policy, exit code, restarted?)
-        let cases = [("Always", 0, true), ("Always", 1, true), ("OnFailure", 0, false), ("OnFailure", 2, true), ("Never", 1, false), ("Never", 0, false)];
+        let cases = [
+            ("Always", 0, true),
+            ("Always", 1, true),
+            ("OnFailure", 0, false),
+            ("OnFailure", 2, true),
+            ("Never", 1, false),
+            ("Never", 0, false),
+        ];
         for (policy, code, restarted) in cases {
             let p = pod(policy, json!([]), json!([c("a"), c("b")]));
             let o = observed(vec![exited("a", 0, code, 5), running("b", 0)]);
@@ -462,7 +543,13 @@ mod tests {
         let o = observed(vec![exited("a", 0, 1, 5), exited("a", 1, 1, 6)]);
         let got = compute_pod_actions(&p, &o, &b, &ProbeResults::default(), t(10));
         assert!(got.start.is_empty());
-        assert_eq!(got.waiting, vec![("a".to_string(), Waiting::new("CrashLoopBackOff", "back-off 10s restarting failed container=a pod=web_ns(u1)"))]);
+        assert_eq!(
+            got.waiting,
+            vec![(
+                "a".to_string(),
+                Waiting::new("CrashLoopBackOff", "back-off 10s restarting failed container=a pod=web_ns(u1)")
+            )]
+        );
         let got = compute_pod_actions(&p, &o, &b, &ProbeResults::default(), t(16));
         assert_eq!(got.start, vec![start(Regular, 0, "a", 2)]);
         b.next(&key, t(6), t(16));
@@ -491,7 +578,8 @@ mod tests {
 
         let mut changed = running("a", 0);
         changed.hash = 7;
-        let got = compute_pod_actions(&never, &observed(vec![changed]), &Backoff::default(), &ProbeResults::default(), t(5));
+        let got =
+            compute_pod_actions(&never, &observed(vec![changed]), &Backoff::default(), &ProbeResults::default(), t(5));
         assert_eq!(got.kill[0].message, "Container a definition changed, will be restarted");
         assert_eq!(got.start, vec![start(Regular, 0, "a", 1)]);
     }
@@ -530,10 +618,22 @@ mod tests {
         let got = compute_pod_actions(&p, &observed(vec![running("side", 0)]), &b, &r, t(1));
         assert_eq!(got.start, vec![start(Init, 1, "i1", 0)]);
         // A sidecar that exits is restarted even under Never, after main containers started.
-        let got = compute_pod_actions(&p, &observed(vec![exited("side", 0, 1, 2), exited("i1", 0, 0, 1), running("a", 0)]), &b, &r, t(3));
+        let got = compute_pod_actions(
+            &p,
+            &observed(vec![exited("side", 0, 1, 2), exited("i1", 0, 0, 1), running("a", 0)]),
+            &b,
+            &r,
+            t(3),
+        );
         assert_eq!(got.start, vec![start(Init, 0, "side", 1)]);
         // Main containers done under Never: the pod stops, sidecar included.
-        let got = compute_pod_actions(&p, &observed(vec![running("side", 0), exited("i1", 0, 0, 1), exited("a", 0, 0, 4)]), &b, &r, t(5));
+        let got = compute_pod_actions(
+            &p,
+            &observed(vec![running("side", 0), exited("i1", 0, 0, 1), exited("a", 0, 0, 4)]),
+            &b,
+            &r,
+            t(5),
+        );
         assert_eq!(got, PodActions { kill_pod: true, ..PodActions::default() });
     }
 
@@ -541,14 +641,26 @@ mod tests {
     fn deletion_and_terminal() {
         let mut p = pod("Always", json!([]), json!([c("a")]));
         p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t(0)));
-        let got = compute_pod_actions(&p, &observed(vec![running("a", 0)]), &Backoff::default(), &ProbeResults::default(), t(1));
+        let got = compute_pod_actions(
+            &p,
+            &observed(vec![running("a", 0)]),
+            &Backoff::default(),
+            &ProbeResults::default(),
+            t(1),
+        );
         assert_eq!(got, PodActions { kill_pod: true, ..PodActions::default() });
         // Nothing left to stop.
         let got = compute_pod_actions(&p, &ObservedPod::default(), &Backoff::default(), &ProbeResults::default(), t(1));
         assert!(got.is_empty());
         // Unknown running containers are killed.
         let p = pod("Always", json!([]), json!([c("a")]));
-        let got = compute_pod_actions(&p, &observed(vec![running("a", 0), running("old", 0)]), &Backoff::default(), &ProbeResults::default(), t(1));
+        let got = compute_pod_actions(
+            &p,
+            &observed(vec![running("a", 0), running("old", 0)]),
+            &Backoff::default(),
+            &ProbeResults::default(),
+            t(1),
+        );
         assert_eq!(got.kill.len(), 1);
         assert_eq!(got.kill[0].reason, KillReason::NotInSpec);
     }

@@ -155,10 +155,25 @@ impl Thresholds {
 /// One check to perform, with ports and hosts resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
-    Exec { command: Vec<String> },
-    Http { scheme: String, host: String, port: u16, path: String, headers: Vec<(String, String)> },
-    Tcp { host: String, port: u16 },
-    Grpc { host: String, port: u16, service: Option<String> },
+    Exec {
+        command: Vec<String>,
+    },
+    Http {
+        scheme: String,
+        host: String,
+        port: u16,
+        path: String,
+        headers: Vec<(String, String)>,
+    },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Grpc {
+        host: String,
+        port: u16,
+        service: Option<String>,
+    },
     /// A lifecycle `sleep` hook.
     Sleep(Duration),
 }
@@ -416,13 +431,20 @@ pub async fn run_worker(w: Worker, prober: Arc<dyn Prober>, sink: ResultSink) {
             // Started: the startup probe has done its job.
             ProbeKind::Startup if startup == Some(ProbeResult::Success) => return,
             // Liveness and readiness wait for the startup probe.
-            ProbeKind::Liveness | ProbeKind::Readiness if w.has_startup_probe && startup != Some(ProbeResult::Success) => continue,
+            ProbeKind::Liveness | ProbeKind::Readiness
+                if w.has_startup_probe && startup != Some(ProbeResult::Success) =>
+            {
+                continue;
+            }
             _ => {}
         }
-        let outcome = match tokio::time::timeout(w.timing.timeout, prober.check(&w.container_id, &w.check, w.timing.timeout)).await {
-            Ok(o) => o,
-            Err(_) => Outcome::failure(format!("command timed out after {}s", w.timing.timeout.as_secs())),
-        };
+        let outcome =
+            match tokio::time::timeout(w.timing.timeout, prober.check(&w.container_id, &w.check, w.timing.timeout))
+                .await
+            {
+                Ok(o) => o,
+                Err(_) => Outcome::failure(format!("command timed out after {}s", w.timing.timeout.as_secs())),
+            };
         if !outcome.ok {
             sink.failures.lock().push(ResultChange {
                 container_id: w.container_id.clone(),
@@ -452,9 +474,16 @@ mod tests {
 
     #[test]
     fn thresholds() {
-        let t = Timing { initial_delay: Duration::ZERO, period: Duration::from_secs(1), timeout: Duration::from_secs(1), success_threshold: 2, failure_threshold: 3 };
+        let t = Timing {
+            initial_delay: Duration::ZERO,
+            period: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            success_threshold: 2,
+            failure_threshold: 3,
+        };
         let mut s = Thresholds::new(&t);
-        let got: Vec<Option<ProbeResult>> = [true, true, false, false, true, false, false, false, true].iter().map(|ok| s.observe(*ok)).collect();
+        let got: Vec<Option<ProbeResult>> =
+            [true, true, false, false, true, false, false, false, true].iter().map(|ok| s.observe(*ok)).collect();
         use ProbeResult::{Failure, Success};
         assert_eq!(got, vec![None, Some(Success), None, None, None, None, None, Some(Failure), None]);
     }
@@ -465,22 +494,45 @@ mod tests {
         let t = Timing::of(&p);
         assert_eq!(
             t,
-            Timing { initial_delay: Duration::ZERO, period: Duration::from_secs(10), timeout: Duration::from_secs(1), success_threshold: 1, failure_threshold: 3 }
+            Timing {
+                initial_delay: Duration::ZERO,
+                period: Duration::from_secs(10),
+                timeout: Duration::from_secs(1),
+                success_threshold: 1,
+                failure_threshold: 3
+            }
         );
     }
 
     #[test]
     fn checks_resolve_ports_and_hosts() {
-        let c: Container = serde_json::from_value(json!({"name": "web", "ports": [{"name": "http", "containerPort": 8080}]})).expect("c");
-        let p: Probe = serde_json::from_value(json!({"httpGet": {"path": "healthz", "port": "http", "httpHeaders": [{"name": "X", "value": "1"}]}})).expect("p");
+        let c: Container =
+            serde_json::from_value(json!({"name": "web", "ports": [{"name": "http", "containerPort": 8080}]}))
+                .expect("c");
+        let p: Probe = serde_json::from_value(
+            json!({"httpGet": {"path": "healthz", "port": "http", "httpHeaders": [{"name": "X", "value": "1"}]}}),
+        )
+        .expect("p");
         assert_eq!(
             check_for(HandlerRef::of_probe(&p), &c, "10.0.0.5"),
-            Ok(Check::Http { scheme: "HTTP".into(), host: "10.0.0.5".into(), port: 8080, path: "/healthz".into(), headers: vec![("X".into(), "1".into())] })
+            Ok(Check::Http {
+                scheme: "HTTP".into(),
+                host: "10.0.0.5".into(),
+                port: 8080,
+                path: "/healthz".into(),
+                headers: vec![("X".into(), "1".into())]
+            })
         );
         let p: Probe = serde_json::from_value(json!({"tcpSocket": {"port": 81}})).expect("p");
-        assert_eq!(check_for(HandlerRef::of_probe(&p), &c, "10.0.0.5"), Ok(Check::Tcp { host: "10.0.0.5".into(), port: 81 }));
+        assert_eq!(
+            check_for(HandlerRef::of_probe(&p), &c, "10.0.0.5"),
+            Ok(Check::Tcp { host: "10.0.0.5".into(), port: 81 })
+        );
         let p: Probe = serde_json::from_value(json!({"tcpSocket": {"port": "nope"}})).expect("p");
-        assert_eq!(check_for(HandlerRef::of_probe(&p), &c, "1.2.3.4"), Err("couldn't find port: nope in web".to_string()));
+        assert_eq!(
+            check_for(HandlerRef::of_probe(&p), &c, "1.2.3.4"),
+            Err("couldn't find port: nope in web".to_string())
+        );
     }
 
     /// A prober that answers from a script, then repeats its last answer, counting calls.
@@ -503,7 +555,11 @@ mod tests {
     }
 
     fn scripted(answers: &[bool]) -> Arc<Scripted> {
-        Arc::new(Scripted { answers: Mutex::new(answers.iter().copied().collect()), last: Mutex::new(true), calls: Mutex::default() })
+        Arc::new(Scripted {
+            answers: Mutex::new(answers.iter().copied().collect()),
+            last: Mutex::new(true),
+            calls: Mutex::default(),
+        })
     }
 
     fn worker(kind: ProbeKind, delay: u64, period: u64, failure: u32, has_startup: bool) -> Worker {
@@ -528,15 +584,24 @@ mod tests {
     async fn readiness_waits_initial_delay_then_flips() {
         let prober = scripted(&[true, true, false, false, true]);
         let sink = ResultSink::default();
-        let task = tokio::spawn(run_worker(worker(ProbeKind::Readiness, 15, 10, 2, false), prober.clone(), sink.clone()));
+        let task =
+            tokio::spawn(run_worker(worker(ProbeKind::Readiness, 15, 10, 2, false), prober.clone(), sink.clone()));
         let start = tokio::time::Instant::now();
         tokio::time::sleep(Duration::from_millis(1)).await;
-        assert_eq!(sink.results.lock().get("c1", ProbeKind::Readiness), Some(ProbeResult::Failure), "not ready before the first success");
+        assert_eq!(
+            sink.results.lock().get("c1", ProbeKind::Readiness),
+            Some(ProbeResult::Failure),
+            "not ready before the first success"
+        );
         tokio::time::sleep(Duration::from_secs(15)).await;
         assert_eq!(sink.results.lock().get("c1", ProbeKind::Readiness), Some(ProbeResult::Success));
         assert_eq!(prober.calls.lock()[0] - start, Duration::from_secs(15));
         tokio::time::sleep(Duration::from_secs(20)).await; // checks at 25 (ok), 35 (fail)
-        assert_eq!(sink.results.lock().get("c1", ProbeKind::Readiness), Some(ProbeResult::Success), "one failure is below the threshold");
+        assert_eq!(
+            sink.results.lock().get("c1", ProbeKind::Readiness),
+            Some(ProbeResult::Success),
+            "one failure is below the threshold"
+        );
         tokio::time::sleep(Duration::from_secs(10)).await; // 45: second failure
         assert_eq!(sink.results.lock().get("c1", ProbeKind::Readiness), Some(ProbeResult::Failure));
         tokio::time::sleep(Duration::from_secs(10)).await; // 55: success again
@@ -596,9 +661,13 @@ mod tests {
         });
         let fake: Arc<dyn ContainerRuntime> = Arc::new(crate::fake::FakeRuntime::new());
         let p = NetProber::new(fake);
-        let http = Check::Http { scheme: "HTTP".into(), host: "127.0.0.1".into(), port, path: "/".into(), headers: vec![] };
+        let http =
+            Check::Http { scheme: "HTTP".into(), host: "127.0.0.1".into(), port, path: "/".into(), headers: vec![] };
         assert_eq!(p.check("x", &http, Duration::from_secs(1)).await, Outcome::success());
-        assert_eq!(p.check("x", &http, Duration::from_secs(1)).await, Outcome::failure("HTTP probe failed with statuscode: 500"));
+        assert_eq!(
+            p.check("x", &http, Duration::from_secs(1)).await,
+            Outcome::failure("HTTP probe failed with statuscode: 500")
+        );
         assert!(p.check("x", &Check::Tcp { host: "127.0.0.1".into(), port }, Duration::from_secs(1)).await.ok);
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let cport = closed.local_addr().expect("addr").port();

@@ -124,7 +124,9 @@ pub struct ContainerConfig {
 pub enum ContainerState {
     /// Created, not started (or the start failed).
     Created,
-    Running { started_at: Timestamp },
+    Running {
+        started_at: Timestamp,
+    },
     Exited {
         exit_code: i32,
         /// Runtime's own reason, if any (`OOMKilled`, `ContainerCannotRun`, `StartError`).

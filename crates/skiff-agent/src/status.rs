@@ -3,8 +3,8 @@
 //! kubelet's conditions (`pkg/kubelet/status/generate.go`).
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState as ApiState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, Pod,
-    PodCondition, PodIP, PodSpec, PodStatus,
+    Container, ContainerState as ApiState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -23,8 +23,14 @@ const OWNED: [&str; 5] = ["PodReadyToStartContainers", "Initialized", "Ready", "
 
 fn api_state(info: &ContainerInfo) -> ApiState {
     match &info.state {
-        ContainerState::Created => ApiState { waiting: Some(ContainerStateWaiting { reason: Some("ContainerCreating".into()), message: None }), ..ApiState::default() },
-        ContainerState::Running { started_at } => ApiState { running: Some(ContainerStateRunning { started_at: Some(Time(*started_at)) }), ..ApiState::default() },
+        ContainerState::Created => ApiState {
+            waiting: Some(ContainerStateWaiting { reason: Some("ContainerCreating".into()), message: None }),
+            ..ApiState::default()
+        },
+        ContainerState::Running { started_at } => ApiState {
+            running: Some(ContainerStateRunning { started_at: Some(Time(*started_at)) }),
+            ..ApiState::default()
+        },
         ContainerState::Exited { exit_code, reason, message, started_at, finished_at, oom } => {
             let reason = if *oom {
                 "OOMKilled".to_string()
@@ -52,11 +58,21 @@ fn api_state(info: &ContainerInfo) -> ApiState {
 }
 
 fn waiting(reason: &str, message: Option<String>) -> ApiState {
-    ApiState { waiting: Some(ContainerStateWaiting { reason: Some(reason.to_string()), message }), ..ApiState::default() }
+    ApiState {
+        waiting: Some(ContainerStateWaiting { reason: Some(reason.to_string()), message }),
+        ..ApiState::default()
+    }
 }
 
 /// The status of one container (`init`: from `spec.initContainers`).
-fn container_status(c: &Container, init: bool, observed: &ObservedPod, probes: &ProbeResults, old: Option<&ContainerStatus>, default_reason: &str) -> ContainerStatus {
+fn container_status(
+    c: &Container,
+    init: bool,
+    observed: &ObservedPod,
+    probes: &ProbeResults,
+    old: Option<&ContainerStatus>,
+    default_reason: &str,
+) -> ContainerStatus {
     let instances = observed.instances(&c.name);
     let image = c.image.clone().unwrap_or_default();
     let pending = observed.waiting.get(&c.name);
@@ -64,7 +80,8 @@ fn container_status(c: &Container, init: bool, observed: &ObservedPod, probes: &
         if let Some(old) = old.filter(|o| o.state.as_ref().is_some_and(|s| s.terminated.is_some())) {
             return old.clone();
         }
-        let (reason, message) = pending.map_or((default_reason, None), |w| (w.reason.as_str(), Some(w.message.clone())));
+        let (reason, message) =
+            pending.map_or((default_reason, None), |w| (w.reason.as_str(), Some(w.message.clone())));
         return ContainerStatus {
             name: c.name.clone(),
             image,
@@ -87,11 +104,14 @@ fn container_status(c: &Container, init: bool, observed: &ObservedPod, probes: &
         state = waiting(&w.reason, Some(w.message.clone()));
     }
     let running = latest.is_running();
-    let started = running && (c.startup_probe.is_none() || probes.get(&latest.id, ProbeKind::Startup) == Some(ProbeResult::Success));
+    let started = running
+        && (c.startup_probe.is_none() || probes.get(&latest.id, ProbeKind::Startup) == Some(ProbeResult::Success));
     let ready = if init && !is_sidecar(c) {
         latest.exit().is_some_and(|(code, _)| code == 0)
     } else {
-        started && (c.readiness_probe.is_none() || probes.get(&latest.id, ProbeKind::Readiness) == Some(ProbeResult::Success))
+        started
+            && (c.readiness_probe.is_none()
+                || probes.get(&latest.id, ProbeKind::Readiness) == Some(ProbeResult::Success))
     };
     ContainerStatus {
         name: c.name.clone(),
@@ -130,11 +150,20 @@ fn is_waiting(s: &ContainerStatus) -> bool {
 /// Whether any regular container has started at some point (running, exited, or waiting after an
 /// exit).
 pub fn any_regular_started(spec: &PodSpec, statuses: &[ContainerStatus]) -> bool {
-    spec.containers.iter().filter_map(|c| find(statuses, &c.name)).any(|s| is_running(s) || terminated(s).is_some() || last_terminated(s).is_some())
+    spec.containers
+        .iter()
+        .filter_map(|c| find(statuses, &c.name))
+        .any(|s| is_running(s) || terminated(s).is_some() || last_terminated(s).is_some())
 }
 
 /// The pod phase from its container statuses, as upstream's `getPhase`.
-pub fn get_phase(spec: &PodSpec, init_statuses: &[ContainerStatus], statuses: &[ContainerStatus], pod_is_terminal: bool, has_initialized: bool) -> &'static str {
+pub fn get_phase(
+    spec: &PodSpec,
+    init_statuses: &[ContainerStatus],
+    statuses: &[ContainerStatus],
+    pod_is_terminal: bool,
+    has_initialized: bool,
+) -> &'static str {
     let init = spec.init_containers.as_deref().unwrap_or(&[]);
     let (mut pending_init, mut pending_sidecars, mut failed_init) = (0, 0, 0);
     let (mut unknown, mut running, mut waiting_n, mut stopped, mut succeeded) = (0, 0, 0, 0, 0);
@@ -243,7 +272,12 @@ fn go_list(names: &[String]) -> String {
 }
 
 /// The `Initialized` condition.
-pub fn initialized_condition(spec: &PodSpec, init_statuses: &[ContainerStatus], statuses: &[ContainerStatus], phase: &str) -> PodCondition {
+pub fn initialized_condition(
+    spec: &PodSpec,
+    init_statuses: &[ContainerStatus],
+    statuses: &[ContainerStatus],
+    phase: &str,
+) -> PodCondition {
     let init = spec.init_containers.as_deref().unwrap_or(&[]);
     if init.is_empty() || any_regular_started(spec, statuses) {
         return condition("Initialized", true, None, None);
@@ -282,7 +316,12 @@ pub fn initialized_condition(spec: &PodSpec, init_statuses: &[ContainerStatus], 
 }
 
 /// The `ContainersReady` condition.
-pub fn containers_ready_condition(spec: &PodSpec, init_statuses: &[ContainerStatus], statuses: &[ContainerStatus], phase: &str) -> PodCondition {
+pub fn containers_ready_condition(
+    spec: &PodSpec,
+    init_statuses: &[ContainerStatus],
+    statuses: &[ContainerStatus],
+    phase: &str,
+) -> PodCondition {
     let (mut unknown, mut unready) = (Vec::new(), Vec::new());
     let sidecars = spec.init_containers.iter().flatten().filter(|c| is_sidecar(c)).map(|c| (c, init_statuses));
     for (c, list) in sidecars.chain(spec.containers.iter().map(|c| (c, statuses))) {
@@ -312,17 +351,25 @@ pub fn containers_ready_condition(spec: &PodSpec, init_statuses: &[ContainerStat
 }
 
 /// The `Ready` condition: `ContainersReady` and every readiness gate True.
-pub fn ready_condition(spec: &PodSpec, containers_ready: &PodCondition, old_conditions: &[PodCondition]) -> PodCondition {
+pub fn ready_condition(
+    spec: &PodSpec,
+    containers_ready: &PodCondition,
+    old_conditions: &[PodCondition],
+) -> PodCondition {
     if containers_ready.status != "True" {
         return PodCondition { type_: "Ready".into(), ..containers_ready.clone() };
     }
     let mut messages = Vec::new();
     for gate in spec.readiness_gates.iter().flatten() {
         match old_conditions.iter().find(|c| c.type_ == gate.condition_type) {
-            None => messages.push(format!("corresponding condition of pod readiness gate \"{}\" does not exist.", gate.condition_type)),
-            Some(c) if c.status != "True" => {
-                messages.push(format!("the status of pod readiness gate \"{}\" is not \"True\", but {}", gate.condition_type, c.status))
-            }
+            None => messages.push(format!(
+                "corresponding condition of pod readiness gate \"{}\" does not exist.",
+                gate.condition_type
+            )),
+            Some(c) if c.status != "True" => messages.push(format!(
+                "the status of pod readiness gate \"{}\" is not \"True\", but {}",
+                gate.condition_type, c.status
+            )),
             Some(_) => {}
         }
     }
@@ -345,14 +392,20 @@ pub fn pod_status(pod: &Pod, observed: &ObservedPod, probes: &ProbeResults, now:
     let init = spec.init_containers.as_deref().unwrap_or(&[]);
     let default_reason = if init.is_empty() { "ContainerCreating" } else { "PodInitializing" };
 
-    let init_statuses: Vec<ContainerStatus> =
-        init.iter().map(|c| container_status(c, true, observed, probes, find(&old_init, &c.name), default_reason)).collect();
-    let statuses: Vec<ContainerStatus> =
-        spec.containers.iter().map(|c| container_status(c, false, observed, probes, find(&old_main, &c.name), default_reason)).collect();
+    let init_statuses: Vec<ContainerStatus> = init
+        .iter()
+        .map(|c| container_status(c, true, observed, probes, find(&old_init, &c.name), default_reason))
+        .collect();
+    let statuses: Vec<ContainerStatus> = spec
+        .containers
+        .iter()
+        .map(|c| container_status(c, false, observed, probes, find(&old_main, &c.name), default_reason))
+        .collect();
 
     let was_initialized = old_conditions.iter().any(|c| c.type_ == "Initialized" && c.status == "True");
     let has_initialized = was_initialized || any_regular_started(spec, &statuses);
-    let pod_is_terminal = pod.metadata.deletion_timestamp.is_some() && !observed.any_running() && !observed.containers.is_empty();
+    let pod_is_terminal =
+        pod.metadata.deletion_timestamp.is_some() && !observed.any_running() && !observed.containers.is_empty();
     let old_phase = old.phase.as_deref().unwrap_or("Pending");
     let phase = if old_phase == "Succeeded" || old_phase == "Failed" {
         // A terminal phase never changes.
@@ -362,8 +415,13 @@ pub fn pod_status(pod: &Pod, observed: &ObservedPod, probes: &ProbeResults, now:
     };
 
     let containers_ready = containers_ready_condition(spec, &init_statuses, &statuses, phase);
-    let scheduled = old_conditions.iter().find(|c| c.type_ == "PodScheduled").cloned().unwrap_or_else(|| condition("PodScheduled", true, None, None));
-    let mut conditions: Vec<PodCondition> = old_conditions.iter().filter(|c| !OWNED.contains(&c.type_.as_str())).cloned().collect();
+    let scheduled = old_conditions
+        .iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .cloned()
+        .unwrap_or_else(|| condition("PodScheduled", true, None, None));
+    let mut conditions: Vec<PodCondition> =
+        old_conditions.iter().filter(|c| !OWNED.contains(&c.type_.as_str())).cloned().collect();
     let generation = pod.metadata.generation;
     for mut c in [
         condition("PodReadyToStartContainers", observed.sandbox_ready(), None, None),
@@ -387,7 +445,11 @@ pub fn pod_status(pod: &Pod, observed: &ObservedPod, probes: &ProbeResults, now:
         phase: Some(phase.to_string()),
         conditions: Some(conditions),
         host_ip: host_ips.first().cloned().or(old.host_ip.clone()),
-        host_ips: if host_ips.is_empty() { old.host_ips.clone() } else { Some(host_ips.iter().map(|ip| HostIP { ip: ip.clone() }).collect()) },
+        host_ips: if host_ips.is_empty() {
+            old.host_ips.clone()
+        } else {
+            Some(host_ips.iter().map(|ip| HostIP { ip: ip.clone() }).collect())
+        },
         pod_ip: pod_ip.clone(),
         pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
         start_time: old.start_time.clone().or(Some(Time(now))),
@@ -447,12 +509,31 @@ mod tests {
     }
 
     fn exit(name: &str, attempt: u32, code: i32) -> ContainerInfo {
-        info(name, attempt, ContainerState::Exited { exit_code: code, reason: None, message: None, started_at: Some(t(10)), finished_at: t(20), oom: false })
+        info(
+            name,
+            attempt,
+            ContainerState::Exited {
+                exit_code: code,
+                reason: None,
+                message: None,
+                started_at: Some(t(10)),
+                finished_at: t(20),
+                oom: false,
+            },
+        )
     }
 
     fn observed(containers: Vec<ContainerInfo>) -> ObservedPod {
         ObservedPod {
-            sandbox: Some(SandboxInfo { id: "sb".into(), pod_uid: "u1".into(), name: "web".into(), namespace: "ns".into(), ip: Some("10.88.0.2".into()), ready: true, created_at: t(0) }),
+            sandbox: Some(SandboxInfo {
+                id: "sb".into(),
+                pod_uid: "u1".into(),
+                name: "web".into(),
+                namespace: "ns".into(),
+                ip: Some("10.88.0.2".into()),
+                ready: true,
+                created_at: t(0),
+            }),
             containers,
             waiting: Default::default(),
             host_ips: vec!["192.168.1.10".into()],
@@ -464,7 +545,13 @@ mod tests {
     }
 
     fn cond(s: &Value, type_: &str) -> Value {
-        s["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == type_).cloned().unwrap_or(Value::Null)
+        s["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .find(|c| c["type"] == type_)
+            .cloned()
+            .unwrap_or(Value::Null)
     }
 
     #[test]
@@ -479,9 +566,13 @@ mod tests {
         assert_eq!(s["qosClass"], "BestEffort");
         assert_eq!(s["observedGeneration"], 2);
         assert_eq!(s["startTime"], "2025-06-15T15:07:10Z");
-        let types: Vec<&str> = s["conditions"].as_array().expect("c").iter().filter_map(|c| c["type"].as_str()).collect();
+        let types: Vec<&str> =
+            s["conditions"].as_array().expect("c").iter().filter_map(|c| c["type"].as_str()).collect();
         assert_eq!(types, ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]);
-        assert_eq!(cond(&s, "Ready"), json!({"type": "Ready", "status": "True", "lastTransitionTime": "2025-06-15T15:07:10Z", "observedGeneration": 2}));
+        assert_eq!(
+            cond(&s, "Ready"),
+            json!({"type": "Ready", "status": "True", "lastTransitionTime": "2025-06-15T15:07:10Z", "observedGeneration": 2})
+        );
         assert_eq!(cond(&s, "PodScheduled")["lastTransitionTime"], "2025-01-01T00:00:00Z");
         assert_eq!(
             s["containerStatuses"][0],
@@ -493,7 +584,11 @@ mod tests {
 
     #[test]
     fn readiness_probe_gates_ready() {
-        let p = pod(base("Always", json!([]), json!([{"name": "app", "image": "busybox:1", "readinessProbe": {"exec": {"command": ["true"]}}}])));
+        let p = pod(base(
+            "Always",
+            json!([]),
+            json!([{"name": "app", "image": "busybox:1", "readinessProbe": {"exec": {"command": ["true"]}}}]),
+        ));
         let mut probes = ProbeResults::default();
         let s = to_json(&pod_status(&p, &observed(vec![run("app", 0)]), &probes, t(30)));
         assert_eq!(s["containerStatuses"][0]["ready"], false);
@@ -518,12 +613,18 @@ mod tests {
         let mut o = observed(vec![]);
         o.waiting.insert("app".into(), Waiting::new("ErrImagePull", "pull failed"));
         let s = to_json(&pod_status(&p, &o, &ProbeResults::default(), t(30)));
-        assert_eq!(s["containerStatuses"][0]["state"], json!({"waiting": {"reason": "ErrImagePull", "message": "pull failed"}}));
+        assert_eq!(
+            s["containerStatuses"][0]["state"],
+            json!({"waiting": {"reason": "ErrImagePull", "message": "pull failed"}})
+        );
         assert_eq!(s["phase"], "Pending");
 
         // Crash loop: waiting with the last exit, restartCount from the attempt, phase Running.
         let mut o = observed(vec![exit("app", 0, 1), exit("app", 1, 1)]);
-        o.waiting.insert("app".into(), Waiting::new("CrashLoopBackOff", "back-off 10s restarting failed container=app pod=web_ns(u1)"));
+        o.waiting.insert(
+            "app".into(),
+            Waiting::new("CrashLoopBackOff", "back-off 10s restarting failed container=app pod=web_ns(u1)"),
+        );
         let s = to_json(&pod_status(&p, &o, &ProbeResults::default(), t(30)));
         let cs = &s["containerStatuses"][0];
         assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff");
@@ -539,7 +640,14 @@ mod tests {
     #[test]
     fn phases_by_policy() {
         // (policy, exit code, phase)
-        let cases = [("Always", 0, "Running"), ("Always", 1, "Running"), ("OnFailure", 0, "Succeeded"), ("OnFailure", 1, "Running"), ("Never", 1, "Failed"), ("Never", 0, "Succeeded")];
+        let cases = [
+            ("Always", 0, "Running"),
+            ("Always", 1, "Running"),
+            ("OnFailure", 0, "Succeeded"),
+            ("OnFailure", 1, "Running"),
+            ("Never", 1, "Failed"),
+            ("Never", 0, "Succeeded"),
+        ];
         for (policy, code, want) in cases {
             let p = pod(base(policy, json!([]), json!([c("app")])));
             let s = to_json(&pod_status(&p, &observed(vec![exit("app", 0, code)]), &ProbeResults::default(), t(30)));
@@ -547,8 +655,11 @@ mod tests {
             let reason = s["containerStatuses"][0]["state"]["terminated"]["reason"].clone();
             assert_eq!(reason, if code == 0 { "Completed" } else { "Error" });
             if want == "Succeeded" {
-                assert_eq!(cond(&s, "ContainersReady"), json!({"type": "ContainersReady", "status": "False", "reason": "PodCompleted",
-                    "lastTransitionTime": "2025-06-15T15:07:10Z", "observedGeneration": 2}));
+                assert_eq!(
+                    cond(&s, "ContainersReady"),
+                    json!({"type": "ContainersReady", "status": "False", "reason": "PodCompleted",
+                    "lastTransitionTime": "2025-06-15T15:07:10Z", "observedGeneration": 2})
+                );
             }
             if want == "Failed" {
                 assert_eq!(cond(&s, "Ready")["reason"], "PodFailed");
@@ -556,7 +667,18 @@ mod tests {
         }
         // OOM.
         let p = pod(base("Never", json!([]), json!([c("app")])));
-        let oom = info("app", 0, ContainerState::Exited { exit_code: 137, reason: None, message: None, started_at: None, finished_at: t(5), oom: true });
+        let oom = info(
+            "app",
+            0,
+            ContainerState::Exited {
+                exit_code: 137,
+                reason: None,
+                message: None,
+                started_at: None,
+                finished_at: t(5),
+                oom: true,
+            },
+        );
         let s = to_json(&pod_status(&p, &observed(vec![oom]), &ProbeResults::default(), t(30)));
         assert_eq!(s["containerStatuses"][0]["state"]["terminated"]["reason"], "OOMKilled");
     }
@@ -577,7 +699,12 @@ mod tests {
 
         // init2 fails under Never: Failed, incomplete [init2].
         let p = pod(base("Never", json!([c("init1"), c("init2")]), json!([c("app")])));
-        let s = to_json(&pod_status(&p, &observed(vec![exit("init1", 0, 0), exit("init2", 0, 1)]), &ProbeResults::default(), t(30)));
+        let s = to_json(&pod_status(
+            &p,
+            &observed(vec![exit("init1", 0, 0), exit("init2", 0, 1)]),
+            &ProbeResults::default(),
+            t(30),
+        ));
         assert_eq!(s["phase"], "Failed");
         assert_eq!(cond(&s, "Initialized")["message"], "containers with incomplete status: [init2]");
         assert_eq!(s["initContainerStatuses"][0]["ready"], true);
@@ -585,14 +712,24 @@ mod tests {
 
         // All done: init statuses ready and exited 0, app running.
         let p = pod(base("Always", json!([c("init1"), c("init2")]), json!([c("app")])));
-        let s = to_json(&pod_status(&p, &observed(vec![exit("init1", 0, 0), exit("init2", 0, 0), run("app", 0)]), &ProbeResults::default(), t(30)));
+        let s = to_json(&pod_status(
+            &p,
+            &observed(vec![exit("init1", 0, 0), exit("init2", 0, 0), run("app", 0)]),
+            &ProbeResults::default(),
+            t(30),
+        ));
         assert_eq!(s["phase"], "Running");
         assert_eq!(cond(&s, "Initialized")["status"], "True");
         assert_eq!(s["initContainerStatuses"][1]["state"]["terminated"]["reason"], "Completed");
 
         // Never + all succeeded: Initialized True.
         let p = pod(base("Never", json!([c("init1")]), json!([c("app")])));
-        let s = to_json(&pod_status(&p, &observed(vec![exit("init1", 0, 0), exit("app", 0, 0)]), &ProbeResults::default(), t(30)));
+        let s = to_json(&pod_status(
+            &p,
+            &observed(vec![exit("init1", 0, 0), exit("app", 0, 0)]),
+            &ProbeResults::default(),
+            t(30),
+        ));
         assert_eq!(s["phase"], "Succeeded");
         assert_eq!(cond(&s, "Initialized")["status"], "True");
     }
@@ -605,7 +742,12 @@ mod tests {
         assert_eq!(s["phase"], "Pending");
         assert_eq!(s["initContainerStatuses"][0]["ready"], true);
         assert_eq!(cond(&s, "Initialized")["status"], "True");
-        let s = to_json(&pod_status(&p, &observed(vec![exit("side", 0, 1), run("app", 0)]), &ProbeResults::default(), t(30)));
+        let s = to_json(&pod_status(
+            &p,
+            &observed(vec![exit("side", 0, 1), run("app", 0)]),
+            &ProbeResults::default(),
+            t(30),
+        ));
         assert_eq!(cond(&s, "ContainersReady")["message"], "containers with unready status: [side]");
     }
 
@@ -629,7 +771,12 @@ mod tests {
     fn deleted_pod_is_terminal() {
         let mut v = base("Always", json!([]), json!([c("app")]));
         v["metadata"]["deletionTimestamp"] = json!("2025-06-15T15:07:00Z");
-        let s = to_json(&pod_status(&pod(v.clone()), &observed(vec![exit("app", 0, 143)]), &ProbeResults::default(), t(30)));
+        let s = to_json(&pod_status(
+            &pod(v.clone()),
+            &observed(vec![exit("app", 0, 143)]),
+            &ProbeResults::default(),
+            t(30),
+        ));
         assert_eq!(s["phase"], "Failed");
         let s = to_json(&pod_status(&pod(v), &observed(vec![exit("app", 0, 0)]), &ProbeResults::default(), t(30)));
         assert_eq!(s["phase"], "Succeeded");

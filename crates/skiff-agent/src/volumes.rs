@@ -52,13 +52,23 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> VolumeError + '_ {
 }
 
 /// The files of a configMap/secret volume: path → (bytes, mode).
-fn projected_files(data: &BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>, default_mode: i32, volume: &str, what: &str) -> Result<BTreeMap<String, (Vec<u8>, u32)>, VolumeError> {
+fn projected_files(
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    default_mode: i32,
+    volume: &str,
+    what: &str,
+) -> Result<BTreeMap<String, (Vec<u8>, u32)>, VolumeError> {
     let mut out = BTreeMap::new();
     match items {
         Some(items) if !items.is_empty() => {
             for item in items {
                 let Some(bytes) = data.get(&item.key) else {
-                    return Err(VolumeError::SetUp { volume: volume.into(), message: format!("configmap references non-existent config key: {}", item.key).replace("configmap", what) });
+                    return Err(VolumeError::SetUp {
+                        volume: volume.into(),
+                        message: format!("configmap references non-existent config key: {}", item.key)
+                            .replace("configmap", what),
+                    });
                 };
                 out.insert(item.path.clone(), (bytes.clone(), item.mode.unwrap_or(default_mode) as u32));
             }
@@ -118,14 +128,21 @@ pub fn prepare_volumes(pod: &Pod, root: &Path, sources: &EnvSources) -> Result<H
             let dir = base.join("kubernetes.io~configmap").join(&v.name);
             let data: BTreeMap<String, Vec<u8>> = match sources.config_maps.get(&cm.name).cloned().flatten() {
                 Some(obj) => {
-                    let mut d: BTreeMap<String, Vec<u8>> = obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                    let mut d: BTreeMap<String, Vec<u8>> =
+                        obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
                     d.extend(obj.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
                     d
                 }
                 None if cm.optional == Some(true) => BTreeMap::new(),
-                None => return Err(VolumeError::SetUp { volume: v.name.clone(), message: format!("configmap \"{}\" not found", cm.name) }),
+                None => {
+                    return Err(VolumeError::SetUp {
+                        volume: v.name.clone(),
+                        message: format!("configmap \"{}\" not found", cm.name),
+                    });
+                }
             };
-            let files = projected_files(&data, cm.items.as_deref(), cm.default_mode.unwrap_or(0o644), &v.name, "configmap")?;
+            let files =
+                projected_files(&data, cm.items.as_deref(), cm.default_mode.unwrap_or(0o644), &v.name, "configmap")?;
             sync_dir(&dir, &files)?;
             out.insert(v.name.clone(), dir);
         } else if let Some(s) = &v.secret {
@@ -133,12 +150,18 @@ pub fn prepare_volumes(pod: &Pod, root: &Path, sources: &EnvSources) -> Result<H
             let dir = base.join("kubernetes.io~secret").join(&v.name);
             let data: BTreeMap<String, Vec<u8>> = match sources.secrets.get(&name).cloned().flatten() {
                 Some(obj) => {
-                    let mut d: BTreeMap<String, Vec<u8>> = obj.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                    let mut d: BTreeMap<String, Vec<u8>> =
+                        obj.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
                     d.extend(obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
                     d
                 }
                 None if s.optional == Some(true) => BTreeMap::new(),
-                None => return Err(VolumeError::SetUp { volume: v.name.clone(), message: format!("secret \"{name}\" not found") }),
+                None => {
+                    return Err(VolumeError::SetUp {
+                        volume: v.name.clone(),
+                        message: format!("secret \"{name}\" not found"),
+                    });
+                }
             };
             let files = projected_files(&data, s.items.as_deref(), s.default_mode.unwrap_or(0o644), &v.name, "secret")?;
             sync_dir(&dir, &files)?;
@@ -160,12 +183,19 @@ fn check_sub_path(p: &str) -> Result<(), VolumeError> {
 }
 
 /// The bind mounts of container `c`, from its `volumeMounts` and the prepared volumes.
-pub fn container_mounts(c: &Container, volumes: &HashMap<String, PathBuf>, env: &[(String, String)]) -> Result<Vec<Mount>, VolumeError> {
+pub fn container_mounts(
+    c: &Container,
+    volumes: &HashMap<String, PathBuf>,
+    env: &[(String, String)],
+) -> Result<Vec<Mount>, VolumeError> {
     let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let mut out = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
         let Some(dir) = volumes.get(&m.name) else {
-            return Err(VolumeError::Mount(format!("cannot find volume \"{}\" to mount into container \"{}\"", m.name, c.name)));
+            return Err(VolumeError::Mount(format!(
+                "cannot find volume \"{}\" to mount into container \"{}\"",
+                m.name, c.name
+            )));
         };
         let sub = match (&m.sub_path, &m.sub_path_expr) {
             (Some(p), _) if !p.is_empty() => Some(p.clone()),
@@ -208,8 +238,12 @@ mod tests {
 
     fn sources() -> EnvSources {
         let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"data-1": "value-1"}, "binaryData": {"dump.bin": "3sr+utD+/w=="}})).expect("cm");
-        let s: Secret = serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"data-1": "dmFsdWUtMQo="}})).expect("s");
-        EnvSources { config_maps: [("cm".to_string(), Some(cm))].into_iter().collect(), secrets: [("s".to_string(), Some(s))].into_iter().collect() }
+        let s: Secret =
+            serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"data-1": "dmFsdWUtMQo="}})).expect("s");
+        EnvSources {
+            config_maps: [("cm".to_string(), Some(cm))].into_iter().collect(),
+            secrets: [("s".to_string(), Some(s))].into_iter().collect(),
+        }
     }
 
     fn mode(p: &Path) -> u32 {
@@ -226,7 +260,10 @@ mod tests {
         let mapped = vols["cfg"].join("path/to/data-2");
         assert_eq!(std::fs::read_to_string(&mapped).expect("read"), "value-1");
         assert_eq!(mode(&mapped), 0o400);
-        assert_eq!(std::fs::read(vols["all"].join("dump.bin")).expect("read"), vec![0xde, 0xca, 0xfe, 0xba, 0xd0, 0xfe, 0xff]);
+        assert_eq!(
+            std::fs::read(vols["all"].join("dump.bin")).expect("read"),
+            vec![0xde, 0xca, 0xfe, 0xba, 0xd0, 0xfe, 0xff]
+        );
         assert_eq!(mode(&vols["all"].join("data-1")), 0o440);
         assert_eq!(std::fs::read_to_string(vols["sec"].join("data-1")).expect("read"), "value-1\n");
         assert_eq!(mode(&vols["sec"].join("data-1")), 0o644);
@@ -234,7 +271,8 @@ mod tests {
 
         // An update removes keys that are gone.
         let mut src = sources();
-        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"data-1": "value-2"}})).expect("cm");
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"data-1": "value-2"}})).expect("cm");
         src.config_maps.insert("cm".into(), Some(cm));
         let vols = prepare_volumes(&pod(), root.path(), &src).expect("volumes");
         assert_eq!(std::fs::read_to_string(vols["all"].join("data-1")).expect("read"), "value-2");
@@ -257,14 +295,22 @@ mod tests {
         .expect("c");
         let env = vec![("POD_NAME".to_string(), "foo".to_string())];
         let m = container_mounts(&c, &vols, &env).expect("mounts");
-        assert_eq!(m[0], Mount { host_path: root.path().to_path_buf(), container_path: "/all".into(), read_only: true });
+        assert_eq!(
+            m[0],
+            Mount { host_path: root.path().to_path_buf(), container_path: "/all".into(), read_only: true }
+        );
         assert_eq!(m[1].host_path, root.path().join("foo"));
         assert!(root.path().join("foo").is_dir());
         for (expr, bad) in [("..", true), ("/tmp", true), ("a/../../b", true), ("ok/dir", false)] {
-            let c: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [{"name": "v", "mountPath": "/x", "subPathExpr": expr}]})).expect("c");
+            let c: Container = serde_json::from_value(
+                json!({"name": "c", "volumeMounts": [{"name": "v", "mountPath": "/x", "subPathExpr": expr}]}),
+            )
+            .expect("c");
             assert_eq!(container_mounts(&c, &vols, &env).is_err(), bad, "{expr}");
         }
-        let c: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]})).expect("c");
+        let c: Container =
+            serde_json::from_value(json!({"name": "c", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]}))
+                .expect("c");
         assert!(matches!(container_mounts(&c, &vols, &env), Err(VolumeError::Mount(_))));
     }
 }

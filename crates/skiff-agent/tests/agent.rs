@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 use skiff_agent::agent::{Agent, AgentConfig};
 use skiff_agent::fake::{Call, FakeRuntime, Run};
@@ -43,7 +43,9 @@ impl Env {
         .await
         .expect("start the API server");
         let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await.expect("config");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("config");
         let client = Client::try_from(config).expect("client");
         Env { client, runtime: Arc::new(FakeRuntime::new()), _server: server, _dir: dir, stop: None, agent: None }
     }
@@ -83,7 +85,13 @@ impl Env {
     async fn wait_pod(&self, name: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let pod = self.pods().get_opt(name).await.expect("get pod").map(|p| serde_json::to_value(p).expect("json")).unwrap_or(Value::Null);
+            let pod = self
+                .pods()
+                .get_opt(name)
+                .await
+                .expect("get pod")
+                .map(|p| serde_json::to_value(p).expect("json"))
+                .unwrap_or(Value::Null);
             if ok(&pod) {
                 return pod;
             }
@@ -108,7 +116,10 @@ impl Env {
 }
 
 fn condition(pod: &Value, type_: &str) -> Value {
-    pod["status"]["conditions"].as_array().and_then(|l| l.iter().find(|c| c["type"] == type_).cloned()).unwrap_or(Value::Null)
+    pod["status"]["conditions"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["type"] == type_).cloned())
+        .unwrap_or(Value::Null)
 }
 
 fn simple(name: &str, policy: &str, container: &str) -> Value {
@@ -124,7 +135,9 @@ async fn registers_node_and_renews_lease() {
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), "kube-node-lease");
     let deadline = tokio::time::Instant::now() + WAIT;
     let (node, lease) = loop {
-        if let (Some(n), Some(l)) = (nodes.get_opt(NODE).await.expect("node"), leases.get_opt(NODE).await.expect("lease")) {
+        if let (Some(n), Some(l)) =
+            (nodes.get_opt(NODE).await.expect("node"), leases.get_opt(NODE).await.expect("lease"))
+        {
             break (serde_json::to_value(n).expect("json"), l);
         }
         assert!(tokio::time::Instant::now() < deadline, "node never registered");
@@ -171,7 +184,8 @@ async fn pod_goes_running_and_ready() {
     assert!(s["podIP"].as_str().is_some_and(|ip| ip.starts_with("10.88.")), "{s:#}");
     assert_eq!(s["podIPs"][0]["ip"], s["podIP"]);
     assert!(s["startTime"].is_string());
-    let types: Vec<&str> = s["conditions"].as_array().expect("conditions").iter().filter_map(|c| c["type"].as_str()).collect();
+    let types: Vec<&str> =
+        s["conditions"].as_array().expect("conditions").iter().filter_map(|c| c["type"].as_str()).collect();
     assert_eq!(types, ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]);
     let cs = &s["containerStatuses"][0];
     assert_eq!(cs["name"], "app");
@@ -214,25 +228,32 @@ async fn crash_loop_back_off_under_always() {
     env.start_agent();
     env.create_pod(simple("crasher", "Always", "crash")).await;
     let pod = env
-        .wait_pod("crasher", "CrashLoopBackOff", |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff")
+        .wait_pod("crasher", "CrashLoopBackOff", |p| {
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+        })
         .await;
     let cs = &pod["status"]["containerStatuses"][0];
     assert_eq!(pod["status"]["phase"], "Running");
     let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
     let message = cs["state"]["waiting"]["message"].as_str().unwrap_or("");
     assert!(
-        message.starts_with("back-off ") && message.ends_with(&format!("restarting failed container=crash pod=crasher_default({uid})")),
+        message.starts_with("back-off ")
+            && message.ends_with(&format!("restarting failed container=crash pod=crasher_default({uid})")),
         "{message}"
     );
     assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
     assert_eq!(cs["lastState"]["terminated"]["reason"], "Error");
     assert_eq!(cs["ready"], false);
     assert_eq!(condition(&pod, "Ready")["reason"], "ContainersNotReady");
-    env.wait_pod("crasher", "restartCount >= 3", |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 3).await;
+    env.wait_pod("crasher", "restartCount >= 3", |p| {
+        p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 3
+    })
+    .await;
     let events = env.events().await;
     assert!(
         events.iter().any(|e| e.reason.as_deref() == Some("BackOff")
-            && e.message.as_deref() == Some(&format!("Back-off restarting failed container crash in pod crasher_default({uid})"))),
+            && e.message.as_deref()
+                == Some(&format!("Back-off restarting failed container crash in pod crasher_default({uid})"))),
         "no BackOff event"
     );
     env.stop().await;
@@ -273,21 +294,32 @@ async fn failing_liveness_probe_restarts_container() {
     env.start_agent();
     env.create_pod(json!({"name": "probed", "spec": {"containers": [{"name": "live", "image": "busybox:1.36",
         "livenessProbe": {"exec": {"command": ["cat", "/tmp/health"]}, "periodSeconds": 1, "failureThreshold": 1}}]}}))
+        .await;
+    env.wait_pod("probed", "restartCount >= 1", |p| {
+        p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 1
+    })
     .await;
-    env.wait_pod("probed", "restartCount >= 1", |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 1).await;
     env.runtime.set_exec_code("live", 0);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let events = env.events().await;
-        let killing = events.iter().any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref() == Some("Container live failed liveness probe, will be restarted"));
-        let unhealthy = events.iter().any(|e| e.reason.as_deref() == Some("Unhealthy") && e.message.as_deref().is_some_and(|m| m.starts_with("Liveness probe failed:")));
+        let killing = events.iter().any(|e| {
+            e.reason.as_deref() == Some("Killing")
+                && e.message.as_deref() == Some("Container live failed liveness probe, will be restarted")
+        });
+        let unhealthy = events.iter().any(|e| {
+            e.reason.as_deref() == Some("Unhealthy")
+                && e.message.as_deref().is_some_and(|m| m.starts_with("Liveness probe failed:"))
+        });
         if killing && unhealthy {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "missing Killing/Unhealthy events");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let pod = env.wait_pod("probed", "running again", |p| p["status"]["containerStatuses"][0]["state"]["running"].is_object()).await;
+    let pod = env
+        .wait_pod("probed", "running again", |p| p["status"]["containerStatuses"][0]["state"]["running"].is_object())
+        .await;
     assert_eq!(pod["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 143);
     env.stop().await;
 }
@@ -298,18 +330,30 @@ async fn deletion_is_graceful_and_confirmed() {
     env.start_agent();
     env.create_pod(simple("doomed", "Always", "app")).await;
     let pod = env.wait_pod("doomed", "Running", |p| p["status"]["phase"] == "Running").await;
-    let id = pod["status"]["containerStatuses"][0]["containerID"].as_str().unwrap_or("").trim_start_matches("skiff://").to_string();
+    let id = pod["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("skiff://")
+        .to_string();
     let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
-    env.pods().delete("doomed", &DeleteParams { grace_period_seconds: Some(20), ..DeleteParams::default() }).await.expect("delete");
+    env.pods()
+        .delete("doomed", &DeleteParams { grace_period_seconds: Some(20), ..DeleteParams::default() })
+        .await
+        .expect("delete");
     env.wait_pod("doomed", "gone", Value::is_null).await;
     let calls = env.runtime.calls();
     assert!(calls.contains(&Call::Stop { id: id.clone(), grace: Duration::from_secs(20) }), "{calls:?}");
     let stop_at = calls.iter().position(|c| matches!(c, Call::Stop { id: i, .. } if *i == id)).expect("stopped");
-    let sandbox_at = calls.iter().position(|c| *c == Call::StopSandbox { pod_uid: uid.clone() }).expect("sandbox stopped");
+    let sandbox_at =
+        calls.iter().position(|c| *c == Call::StopSandbox { pod_uid: uid.clone() }).expect("sandbox stopped");
     assert!(stop_at < sandbox_at, "containers stop before the sandbox");
     assert!(env.runtime.list_containers(&uid).await.expect("list").is_empty(), "containers removed");
     let events = env.events().await;
-    assert!(events.iter().any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref() == Some("Stopping container app")));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Killing") && e.message.as_deref() == Some("Stopping container app"))
+    );
     env.stop().await;
 }
 
@@ -321,7 +365,9 @@ async fn orphans_are_killed_at_start() {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let calls = env.runtime.calls();
-        if calls.iter().any(|c| matches!(c, Call::Stop { id, .. } if *id == orphan)) && calls.contains(&Call::StopSandbox { pod_uid: "ghost".into() }) {
+        if calls.iter().any(|c| matches!(c, Call::Stop { id, .. } if *id == orphan))
+            && calls.contains(&Call::StopSandbox { pod_uid: "ghost".into() })
+        {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "orphan not killed: {calls:?}");
@@ -339,7 +385,7 @@ async fn init_containers_then_app_and_config_errors() {
     env.create_pod(json!({"name": "inited", "spec": {"restartPolicy": "Always",
         "initContainers": [{"name": "init1", "image": "busybox:1.36"}],
         "containers": [{"name": "app", "image": "busybox:1.36"}]}}))
-    .await;
+        .await;
     let pod = env.wait_pod("inited", "Ready", |p| condition(p, "Ready")["status"] == "True").await;
     let init = &pod["status"]["initContainerStatuses"][0];
     assert_eq!(init["state"]["terminated"]["exitCode"], 0);
@@ -349,15 +395,20 @@ async fn init_containers_then_app_and_config_errors() {
 
     env.create_pod(json!({"name": "misconfigured", "spec": {"containers": [{"name": "app", "image": "busybox:1.36",
         "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "missing", "key": "k"}}}]}]}}))
-    .await;
+        .await;
     let pod = env
-        .wait_pod("misconfigured", "CreateContainerConfigError", |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError")
+        .wait_pod("misconfigured", "CreateContainerConfigError", |p| {
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+        })
         .await;
     assert_eq!(pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"], "configmap \"missing\" not found");
     assert_eq!(pod["status"]["phase"], "Pending");
 
     env.runtime.fail_image("nope:404");
     env.create_pod(json!({"name": "unpullable", "spec": {"containers": [{"name": "app", "image": "nope:404"}]}})).await;
-    env.wait_pod("unpullable", "ImagePullBackOff", |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff").await;
+    env.wait_pod("unpullable", "ImagePullBackOff", |p| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff"
+    })
+    .await;
     env.stop().await;
 }

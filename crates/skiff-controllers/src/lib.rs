@@ -10,4 +10,5 @@ pub mod gc;
 pub mod leader;
 pub mod manager;
 pub mod namespace_defaults;
+pub mod podgc;
 pub mod replicaset;

@@ -5,7 +5,7 @@ use kube::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::leader::{self, Timings};
-use crate::{deployment, gc, namespace_defaults, replicaset};
+use crate::{deployment, gc, namespace_defaults, podgc, replicaset};
 
 /// How to run the controller manager.
 #[derive(Debug, Clone)]
@@ -29,6 +29,7 @@ pub async fn run(client: Client, config: Config, stop: CancellationToken) {
                 replicaset::run(client.clone(), stopped(&token)),
                 deployment::run(client.clone(), stopped(&token)),
                 gc::run(client.clone(), stopped(&token)),
+                podgc::run(client.clone(), stopped(&token)),
                 async {
                     tokio::select! {
                         _ = namespace_defaults::run(client.clone(), ca) => {}

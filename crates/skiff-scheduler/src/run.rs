@@ -114,7 +114,11 @@ enum BindFailure {
     Other(String),
 }
 
-fn spawn_watch<K>(api: Api<K>, tx: mpsc::Sender<Msg>, wrap: fn(Box<watcher::Event<K>>) -> Msg) -> tokio::task::JoinHandle<()>
+fn spawn_watch<K>(
+    api: Api<K>,
+    tx: mpsc::Sender<Msg>,
+    wrap: fn(Box<watcher::Event<K>>) -> Msg,
+) -> tokio::task::JoinHandle<()>
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     K::DynamicType: Default,

@@ -422,6 +422,7 @@ async fn raw_binding_rate() {
     println!("created {count} in {created:.2?}, bound in {:.2?}", t.elapsed());
 }
 
+/// The scheduler alone (hand-made nodes, no simulator writes): 2,000 pods on 100 nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn scheduler_only_rate() {

@@ -157,8 +157,10 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         ready_delay: std::time::Duration::from_millis(args.ready_delay),
         ..Default::default()
     };
-    println!("skiff agent simulating {count} nodes {}-0 … {}-{}", args.node_name, args.node_name, count.saturating_sub(1));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
+    let last = count.saturating_sub(1);
+    println!("skiff agent simulating {count} nodes {prefix}-0 … {prefix}-{last}", prefix = args.node_name);
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
     let stop = async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
@@ -189,7 +191,8 @@ async fn agent_client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
         quote(server),
         quote(token)
     );
-    let kc = kube::config::Kubeconfig::from_yaml(&yaml).context("cannot build a kubeconfig from --server and --token")?;
+    let kc =
+        kube::config::Kubeconfig::from_yaml(&yaml).context("cannot build a kubeconfig from --server and --token")?;
     let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
         .context("cannot use --server and --token")?;
