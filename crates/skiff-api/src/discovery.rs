@@ -20,8 +20,7 @@ use serde_json::{Map, Value, json};
 use crate::resource::{RESOURCES, ResourceInfo, Scope, Subresource, groups};
 
 /// Content-Type of an aggregated discovery response (`apidiscovery.k8s.io/v2`).
-pub const AGGREGATED_CONTENT_TYPE: &str =
-    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Content-Type of an aggregated discovery response in the older `v2beta1` version.
 pub const AGGREGATED_V2BETA1_CONTENT_TYPE: &str =
@@ -89,11 +88,7 @@ fn parse_media_range(range: &str) -> Option<MediaRange<'_>> {
             params.push((key, value));
         }
     }
-    Some(MediaRange {
-        essence,
-        params,
-        quality,
-    })
+    Some(MediaRange { essence, params, quality })
 }
 
 /// What one media range asks of a discovery endpoint.
@@ -104,13 +99,7 @@ enum Wanted {
 }
 
 fn wanted(range: &MediaRange<'_>) -> Wanted {
-    let param = |name: &str| {
-        range
-            .params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| *v)
-    };
+    let param = |name: &str| range.params.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
     match range.essence.as_str() {
         "application/json" => match (param("g"), param("v"), param("as")) {
             (None, None, None) => Wanted::Legacy,
@@ -131,11 +120,8 @@ fn wanted(range: &MediaRange<'_>) -> Wanted {
 /// `APIGroupDiscoveryList` media type we serve before any plain JSON one (by quality, then order).
 /// `None` means: answer with the legacy document.
 pub fn aggregated_version(accept: &str) -> Option<AggregatedVersion> {
-    let mut ranges: Vec<MediaRange<'_>> = accept
-        .split(',')
-        .filter_map(parse_media_range)
-        .filter(|r| r.quality > 0.0)
-        .collect();
+    let mut ranges: Vec<MediaRange<'_>> =
+        accept.split(',').filter_map(parse_media_range).filter(|r| r.quality > 0.0).collect();
     // A stable sort keeps the client's order among equal qualities.
     ranges.sort_by(|a, b| b.quality.total_cmp(&a.quality));
     for range in &ranges {
@@ -169,12 +155,7 @@ fn sorted_subresources(r: &ResourceInfo) -> Vec<Subresource> {
 }
 
 fn strings(items: &[&str]) -> Value {
-    Value::Array(
-        items
-            .iter()
-            .map(|s| Value::String((*s).to_string()))
-            .collect(),
-    )
+    Value::Array(items.iter().map(|s| Value::String((*s).to_string())).collect())
 }
 
 fn gvk(group: &str, version: &str, kind: &str) -> Value {
@@ -213,11 +194,8 @@ fn group_discovery(group: &str, versions: &[&str]) -> Value {
     let versions: Vec<Value> = versions
         .iter()
         .map(|v| {
-            let resources: Vec<Value> = RESOURCES
-                .iter()
-                .filter(|r| r.group == group && r.version == *v)
-                .map(resource_discovery)
-                .collect();
+            let resources: Vec<Value> =
+                RESOURCES.iter().filter(|r| r.group == group && r.version == *v).map(resource_discovery).collect();
             json!({"version": v, "resources": resources, "freshness": "Current"})
         })
         .collect();
@@ -249,11 +227,8 @@ pub fn aggregated_as(core: bool, version: AggregatedVersion) -> Value {
 /// Legacy `/api`: `APIVersions` of the core group. `server_address` is `host:port` as clients reach
 /// this server.
 pub fn api_versions(server_address: &str) -> Value {
-    let versions: Vec<&str> = groups()
-        .into_iter()
-        .filter(|(g, _)| g.is_empty())
-        .flat_map(|(_, versions)| versions)
-        .collect();
+    let versions: Vec<&str> =
+        groups().into_iter().filter(|(g, _)| g.is_empty()).flat_map(|(_, versions)| versions).collect();
     json!({
         "kind": "APIVersions",
         "versions": versions,
@@ -267,24 +242,15 @@ fn group_version_for_discovery(group: &str, version: &str) -> Value {
 
 /// The body of an `APIGroup` without its `kind`/`apiVersion`.
 fn group_body(group: &str, versions: &[&str]) -> Value {
-    let listed: Vec<Value> = versions
-        .iter()
-        .map(|v| group_version_for_discovery(group, v))
-        .collect();
-    let preferred = versions
-        .first()
-        .map(|v| group_version_for_discovery(group, v))
-        .unwrap_or(Value::Null);
+    let listed: Vec<Value> = versions.iter().map(|v| group_version_for_discovery(group, v)).collect();
+    let preferred = versions.first().map(|v| group_version_for_discovery(group, v)).unwrap_or(Value::Null);
     json!({"name": group, "versions": listed, "preferredVersion": preferred})
 }
 
 /// Legacy `/apis`: `APIGroupList` of every named group.
 pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = groups()
-        .iter()
-        .filter(|(g, _)| !g.is_empty())
-        .map(|(g, versions)| group_body(g, versions))
-        .collect();
+    let groups: Vec<Value> =
+        groups().iter().filter(|(g, _)| !g.is_empty()).map(|(g, versions)| group_body(g, versions)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -342,19 +308,12 @@ fn api_subresource(r: &ResourceInfo, sub: Subresource) -> Value {
 /// `/api/v1` (group `""`) or `/apis/{group}/{version}`: the `APIResourceList`, each resource followed
 /// by its subresources; `None` for a group-version Skiff does not serve.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
-    let served: Vec<&ResourceInfo> = RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .collect();
+    let served: Vec<&ResourceInfo> = RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
     let first = served.first()?;
     let mut resources = Vec::new();
     for r in &served {
         resources.push(api_resource(r));
-        resources.extend(
-            sorted_subresources(r)
-                .into_iter()
-                .map(|s| api_subresource(r, s)),
-        );
+        resources.extend(sorted_subresources(r).into_iter().map(|s| api_subresource(r, s)));
     }
     Some(json!({
         "kind": "APIResourceList",
@@ -416,36 +375,21 @@ mod tests {
                 Some(V2Beta1),
             ),
             // Parameters in any order, spaces allowed.
-            (
-                "application/json; as=APIGroupDiscoveryList; v=v2; g=apidiscovery.k8s.io",
-                Some(V2),
-            ),
+            ("application/json; as=APIGroupDiscoveryList; v=v2; g=apidiscovery.k8s.io", Some(V2)),
             ("application/json", None),
             ("", None),
             ("*/*", None),
             // Plain JSON listed first wins.
-            (
-                "application/json,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
-                None,
-            ),
+            ("application/json,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList", None),
             // Quality beats order.
-            (
-                "application/json;q=0.5,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
-                Some(V2),
-            ),
-            (
-                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList;q=0,application/json",
-                None,
-            ),
+            ("application/json;q=0.5,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList", Some(V2)),
+            ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList;q=0,application/json", None),
             // Protobuf discovery and unknown versions are skipped, not chosen.
             (
                 "application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
                 Some(V2),
             ),
-            (
-                "application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList,application/json",
-                None,
-            ),
+            ("application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList,application/json", None),
         ];
         for (accept, want) in cases {
             assert_eq!(aggregated_version(accept), *want, "Accept: {accept}");
@@ -483,18 +427,7 @@ mod tests {
             .iter()
             .filter_map(|r| r["resource"].as_str())
             .collect();
-        assert_eq!(
-            names,
-            [
-                "configmaps",
-                "events",
-                "namespaces",
-                "nodes",
-                "pods",
-                "secrets",
-                "serviceaccounts"
-            ]
-        );
+        assert_eq!(names, ["configmaps", "events", "namespaces", "nodes", "pods", "secrets", "serviceaccounts"]);
         let pods = find(&doc, "", "pods");
         assert_eq!(
             *pods,
@@ -517,27 +450,17 @@ mod tests {
         );
         let ns = find(&doc, "", "namespaces");
         assert_eq!(ns["scope"], "Cluster");
-        assert!(
-            ns.get("categories").is_none(),
-            "empty categories are omitted"
-        );
+        assert!(ns.get("categories").is_none(), "empty categories are omitted");
         let secrets = find(&doc, "", "secrets");
-        assert!(
-            secrets.get("shortNames").is_none(),
-            "empty shortNames are omitted"
-        );
+        assert!(secrets.get("shortNames").is_none(), "empty shortNames are omitted");
         assert!(secrets.get("subresources").is_none());
     }
 
     #[test]
     fn aggregated_named_groups() {
         let doc = aggregated(false);
-        let names: Vec<&str> = doc["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .filter_map(|g| g["metadata"]["name"].as_str())
-            .collect();
+        let names: Vec<&str> =
+            doc["items"].as_array().expect("items").iter().filter_map(|g| g["metadata"]["name"].as_str()).collect();
         assert_eq!(names, ["apps", "coordination.k8s.io", "events.k8s.io"]);
         let deploy = find(&doc, "apps", "deployments");
         assert_eq!(
@@ -559,14 +482,8 @@ mod tests {
         let rs = find(&doc, "apps", "replicasets");
         assert_eq!(rs["categories"], json!(["all"]));
         assert_eq!(rs["shortNames"], json!(["rs"]));
-        assert_eq!(
-            find(&doc, "events.k8s.io", "events")["responseKind"]["group"],
-            "events.k8s.io"
-        );
-        assert_eq!(
-            find(&doc, "coordination.k8s.io", "leases")["singularResource"],
-            "lease"
-        );
+        assert_eq!(find(&doc, "events.k8s.io", "events")["responseKind"]["group"], "events.k8s.io");
+        assert_eq!(find(&doc, "coordination.k8s.io", "leases")["singularResource"], "lease");
     }
 
     #[test]
@@ -583,19 +500,9 @@ mod tests {
             for group in doc["items"].as_array().expect("items") {
                 for version in group["versions"].as_array().expect("versions") {
                     for r in version["resources"].as_array().expect("resources") {
-                        assert!(
-                            r["responseKind"]["kind"]
-                                .as_str()
-                                .is_some_and(|k| !k.is_empty()),
-                            "{r}"
-                        );
+                        assert!(r["responseKind"]["kind"].as_str().is_some_and(|k| !k.is_empty()), "{r}");
                         for s in r["subresources"].as_array().into_iter().flatten() {
-                            assert!(
-                                s["responseKind"]["kind"]
-                                    .as_str()
-                                    .is_some_and(|k| !k.is_empty()),
-                                "{s}"
-                            );
+                            assert!(s["responseKind"]["kind"].as_str().is_some_and(|k| !k.is_empty()), "{s}");
                         }
                     }
                 }
@@ -620,12 +527,8 @@ mod tests {
         let list = api_group_list();
         assert_eq!(list["kind"], "APIGroupList");
         assert_eq!(list["apiVersion"], "v1");
-        let names: Vec<&str> = list["groups"]
-            .as_array()
-            .expect("groups")
-            .iter()
-            .filter_map(|g| g["name"].as_str())
-            .collect();
+        let names: Vec<&str> =
+            list["groups"].as_array().expect("groups").iter().filter_map(|g| g["name"].as_str()).collect();
         assert_eq!(names, ["apps", "coordination.k8s.io", "events.k8s.io"]);
         assert_eq!(
             api_group("apps"),
@@ -639,9 +542,7 @@ mod tests {
         );
         assert_eq!(list["groups"][0], {
             let mut g = api_group("apps").expect("apps");
-            g.as_object_mut()
-                .expect("object")
-                .retain(|k, _| k != "kind" && k != "apiVersion");
+            g.as_object_mut().expect("object").retain(|k, _| k != "kind" && k != "apiVersion");
             g
         });
         assert_eq!(api_group(""), None);
@@ -655,12 +556,8 @@ mod tests {
         assert_eq!(apps["kind"], "APIResourceList");
         assert_eq!(apps["apiVersion"], "v1");
         assert_eq!(apps["groupVersion"], "apps/v1");
-        let names: Vec<&str> = apps["resources"]
-            .as_array()
-            .expect("resources")
-            .iter()
-            .filter_map(|r| r["name"].as_str())
-            .collect();
+        let names: Vec<&str> =
+            apps["resources"].as_array().expect("resources").iter().filter_map(|r| r["name"].as_str()).collect();
         assert_eq!(
             names,
             [
@@ -731,17 +628,7 @@ mod tests {
             .filter_map(|r| r["name"].as_str())
             .filter(|n| n.starts_with("pods"))
             .collect();
-        assert_eq!(
-            pod_names,
-            [
-                "pods",
-                "pods/binding",
-                "pods/eviction",
-                "pods/exec",
-                "pods/log",
-                "pods/status"
-            ]
-        );
+        assert_eq!(pod_names, ["pods", "pods/binding", "pods/eviction", "pods/exec", "pods/log", "pods/status"]);
 
         // The Python client's V1APIResource requires these fields on every entry.
         for list in [&core, &apps] {
@@ -754,10 +641,7 @@ mod tests {
 
         assert_eq!(api_resource_list("apps", "v1beta1"), None);
         assert_eq!(api_resource_list("batch", "v1"), None);
-        assert_eq!(
-            api_resource_list("events.k8s.io", "v1").expect("events")["groupVersion"],
-            "events.k8s.io/v1"
-        );
+        assert_eq!(api_resource_list("events.k8s.io", "v1").expect("events")["groupVersion"], "events.k8s.io/v1");
     }
 
     #[test]
@@ -769,44 +653,20 @@ mod tests {
         assert_eq!(git, format!("v1.35.0-skiff.{}", env!("CARGO_PKG_VERSION")));
         // Semver: MAJOR.MINOR.PATCH-PRERELEASE with dot-separated alphanumeric identifiers and no
         // leading zeros in numeric ones (what apimachinery's ParseSemantic accepts).
-        let (core, pre) = git
-            .trim_start_matches('v')
-            .split_once('-')
-            .expect("prerelease");
-        assert_eq!(
-            core.split('.')
-                .map(|p| p.parse::<u64>().expect("number"))
-                .collect::<Vec<_>>(),
-            [1, 35, 0]
-        );
+        let (core, pre) = git.trim_start_matches('v').split_once('-').expect("prerelease");
+        assert_eq!(core.split('.').map(|p| p.parse::<u64>().expect("number")).collect::<Vec<_>>(), [1, 35, 0]);
         for id in pre.split('.') {
-            assert!(
-                !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
-                "{id}"
-            );
+            assert!(!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'), "{id}");
             if id.chars().all(|c| c.is_ascii_digit()) {
                 assert!(id == "0" || !id.starts_with('0'), "{id}");
             }
         }
-        for field in [
-            "gitCommit",
-            "gitTreeState",
-            "buildDate",
-            "goVersion",
-            "compiler",
-            "platform",
-        ] {
+        for field in ["gitCommit", "gitTreeState", "buildDate", "goVersion", "compiler", "platform"] {
             assert!(v[field].is_string(), "{field}");
         }
         assert_eq!(go_arch("x86_64"), "amd64");
         assert_eq!(go_arch("aarch64"), "arm64");
         assert_eq!(go_arch("riscv64"), "riscv64");
-        assert!(
-            v["platform"]
-                .as_str()
-                .expect("platform")
-                .starts_with("linux/")
-                || !cfg!(target_os = "linux")
-        );
+        assert!(v["platform"].as_str().expect("platform").starts_with("linux/") || !cfg!(target_os = "linux"));
     }
 }

@@ -113,8 +113,7 @@ pub fn generate_name(prefix: &str) -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     let cut: String = prefix.chars().take(58).collect();
-    let suffix: String =
-        (0..5).map(|_| NAME_ALPHABET[rng.random_range(0..NAME_ALPHABET.len())] as char).collect();
+    let suffix: String = (0..5).map(|_| NAME_ALPHABET[rng.random_range(0..NAME_ALPHABET.len())] as char).collect();
     format!("{cut}{suffix}")
 }
 

@@ -49,12 +49,7 @@ struct KindSchema {
 
 fn register<T: JsonSchema + k8s_openapi::Resource>(generator: &mut SchemaGenerator) -> KindSchema {
     generator.subschema_for::<T>();
-    KindSchema {
-        group: T::GROUP,
-        version: T::VERSION,
-        kind: T::KIND.to_string(),
-        name: T::schema_name().into_owned(),
-    }
+    KindSchema { group: T::GROUP, version: T::VERSION, kind: T::KIND.to_string(), name: T::schema_name().into_owned() }
 }
 
 /// The Rust types of every kind Skiff serves: the resources of [`RESOURCES`] and the kinds their
@@ -86,10 +81,7 @@ struct Catalog {
 impl Catalog {
     /// The schema name of a kind.
     fn name_of(&self, group: &str, version: &str, kind: &str) -> Option<&str> {
-        self.kinds
-            .iter()
-            .find(|k| k.group == group && k.version == version && k.kind == kind)
-            .map(|k| k.name.as_str())
+        self.kinds.iter().find(|k| k.group == group && k.version == version && k.kind == kind).map(|k| k.name.as_str())
     }
 }
 
@@ -143,9 +135,7 @@ fn list_schema(r: &ResourceInfo, item_name: &str) -> Value {
 
 fn add_gvk(schemas: &mut Map<String, Value>, name: &str, gvk: Value) {
     if let Some(Value::Object(schema)) = schemas.get_mut(name) {
-        let list = schema
-            .entry("x-kubernetes-group-version-kind")
-            .or_insert_with(|| Value::Array(Vec::new()));
+        let list = schema.entry("x-kubernetes-group-version-kind").or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(items) = list
             && !items.contains(&gvk)
         {
@@ -174,21 +164,14 @@ fn unrequire_metadata(schemas: &mut Map<String, Value>, name: &str) {
 
 fn build_catalog() -> Catalog {
     let mut generator = SchemaSettings::openapi3().into_generator();
-    let mut kinds: Vec<KindSchema> = KIND_TYPES
-        .iter()
-        .map(|register| register(&mut generator))
-        .collect();
+    let mut kinds: Vec<KindSchema> = KIND_TYPES.iter().map(|register| register(&mut generator)).collect();
     generator.subschema_for::<meta::v1::DeleteOptions>();
     generator.subschema_for::<meta::v1::ListMeta>();
     generator.subschema_for::<meta::v1::Patch>();
     let mut schemas = generator.take_definitions(true);
 
     for k in &kinds {
-        add_gvk(
-            &mut schemas,
-            &k.name,
-            gvk_value(k.group, k.version, &k.kind),
-        );
+        add_gvk(&mut schemas, &k.name, gvk_value(k.group, k.version, &k.kind));
         if !METADATA_REQUIRED.contains(&k.name.as_str()) {
             unrequire_metadata(&mut schemas, &k.name);
         }
@@ -196,30 +179,18 @@ fn build_catalog() -> Catalog {
     // DeleteOptions is accepted by every group-version, as upstream declares.
     for (group, versions) in groups() {
         for version in versions {
-            add_gvk(
-                &mut schemas,
-                DELETE_OPTIONS,
-                gvk_value(group, version, "DeleteOptions"),
-            );
+            add_gvk(&mut schemas, DELETE_OPTIONS, gvk_value(group, version, "DeleteOptions"));
         }
     }
     let mut lists = Vec::new();
     for r in RESOURCES {
-        let Some(item) = kinds
-            .iter()
-            .find(|k| k.group == r.group && k.version == r.version && k.kind == r.kind)
-        else {
+        let Some(item) = kinds.iter().find(|k| k.group == r.group && k.version == r.version && k.kind == r.kind) else {
             continue;
         };
         let name = list_name(&item.name, r.kind);
         if !schemas.contains_key(&name) {
             schemas.insert(name.clone(), list_schema(r, &item.name));
-            lists.push(KindSchema {
-                group: r.group,
-                version: r.version,
-                kind: r.list_kind(),
-                name,
-            });
+            lists.push(KindSchema { group: r.group, version: r.version, kind: r.list_kind(), name });
         }
     }
     kinds.extend(lists);
@@ -250,29 +221,15 @@ struct Param {
 }
 
 fn query(name: &'static str, kind: ParamType, description: &str) -> Param {
-    Param {
-        name,
-        location: In::Query,
-        kind,
-        description: description.to_string(),
-    }
+    Param { name, location: In::Query, kind, description: description.to_string() }
 }
 
 fn path_param(name: &'static str, description: String) -> Param {
-    Param {
-        name,
-        location: In::Path,
-        kind: ParamType::String,
-        description,
-    }
+    Param { name, location: In::Path, kind: ParamType::String, description }
 }
 
 fn pretty() -> Param {
-    query(
-        "pretty",
-        ParamType::String,
-        "If 'true', then the output is pretty printed.",
-    )
+    query("pretty", ParamType::String, "If 'true', then the output is pretty printed.")
 }
 
 fn dry_run() -> Param {
@@ -395,11 +352,7 @@ fn delete_params() -> Vec<Param> {
 
 fn delete_collection_params() -> Vec<Param> {
     let mut params = delete_params();
-    params.extend(
-        list_params()
-            .into_iter()
-            .filter(|p| !matches!(p.name, "allowWatchBookmarks" | "watch")),
-    );
+    params.extend(list_params().into_iter().filter(|p| !matches!(p.name, "allowWatchBookmarks" | "watch")));
     params.sort_by_key(|p| p.name);
     params
 }
@@ -411,36 +364,20 @@ fn log_params() -> Vec<Param> {
             ParamType::String,
             "The container for which to stream logs. Defaults to only container if there is one container in the pod.",
         ),
-        query(
-            "follow",
-            ParamType::Boolean,
-            "Follow the log stream of the pod. Defaults to false.",
-        ),
+        query("follow", ParamType::Boolean, "Follow the log stream of the pod. Defaults to false."),
         query(
             "limitBytes",
             ParamType::Integer,
             "If set, the number of bytes to read from the server before terminating the log output.",
         ),
-        query(
-            "previous",
-            ParamType::Boolean,
-            "Return previous terminated container logs. Defaults to false.",
-        ),
+        query("previous", ParamType::Boolean, "Return previous terminated container logs. Defaults to false."),
         query(
             "sinceSeconds",
             ParamType::Integer,
             "A relative time in seconds before the current time from which to show logs.",
         ),
-        query(
-            "sinceTime",
-            ParamType::String,
-            "An RFC3339 timestamp from which to show logs.",
-        ),
-        query(
-            "tailLines",
-            ParamType::Integer,
-            "If set, the number of lines from the end of the logs to show.",
-        ),
+        query("sinceTime", ParamType::String, "An RFC3339 timestamp from which to show logs."),
+        query("tailLines", ParamType::Integer, "If set, the number of lines from the end of the logs to show."),
         query(
             "timestamps",
             ParamType::Boolean,
@@ -461,21 +398,13 @@ fn exec_params() -> Vec<Param> {
             ParamType::String,
             "Container in which to execute the command. Defaults to only container if there is only one container in the pod.",
         ),
-        query(
-            "stderr",
-            ParamType::Boolean,
-            "Redirect the standard error stream of the pod for this call.",
-        ),
+        query("stderr", ParamType::Boolean, "Redirect the standard error stream of the pod for this call."),
         query(
             "stdin",
             ParamType::Boolean,
             "Redirect the standard input stream of the pod for this call. Defaults to false.",
         ),
-        query(
-            "stdout",
-            ParamType::Boolean,
-            "Redirect the standard output stream of the pod for this call.",
-        ),
+        query("stdout", ParamType::Boolean, "Redirect the standard output stream of the pod for this call."),
         query(
             "tty",
             ParamType::Boolean,
@@ -505,11 +434,8 @@ enum RequestBody {
 }
 
 /// The media types a PATCH accepts.
-const PATCH_TYPES: &[&str] = &[
-    "application/apply-patch+yaml",
-    "application/json-patch+json",
-    "application/merge-patch+json",
-];
+const PATCH_TYPES: &[&str] =
+    &["application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Operation {
@@ -535,18 +461,12 @@ struct PathItem {
 
 /// `/api/v1` or `/apis/{group}/{version}`.
 fn gv_prefix(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("/api/{version}")
-    } else {
-        format!("/apis/{group}/{version}")
-    }
+    if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") }
 }
 
 /// `api/v1` or `apis/{group}/{version}`: the key of a group-version in the v3 index.
 fn gv_key(group: &str, version: &str) -> String {
-    gv_prefix(group, version)
-        .trim_start_matches('/')
-        .to_string()
+    gv_prefix(group, version).trim_start_matches('/').to_string()
 }
 
 fn capitalize(s: &str) -> String {
@@ -562,11 +482,7 @@ fn group_camel(group: &str) -> String {
     if group.is_empty() {
         return "Core".to_string();
     }
-    group
-        .trim_end_matches(".k8s.io")
-        .split('.')
-        .map(capitalize)
-        .collect()
+    group.trim_end_matches(".k8s.io").split('.').map(capitalize).collect()
 }
 
 /// `CoreV1`, `AppsV1`: the group-version part of operation ids.
@@ -586,16 +502,10 @@ fn gv_tag(group: &str, version: &str) -> String {
 }
 
 const READ_RESPONSES: &[(&str, &str)] = &[("200", "OK"), ("401", "Unauthorized")];
-const CREATE_RESPONSES: &[(&str, &str)] = &[
-    ("200", "OK"),
-    ("201", "Created"),
-    ("202", "Accepted"),
-    ("401", "Unauthorized"),
-];
-const REPLACE_RESPONSES: &[(&str, &str)] =
-    &[("200", "OK"), ("201", "Created"), ("401", "Unauthorized")];
-const DELETE_RESPONSES: &[(&str, &str)] =
-    &[("200", "OK"), ("202", "Accepted"), ("401", "Unauthorized")];
+const CREATE_RESPONSES: &[(&str, &str)] =
+    &[("200", "OK"), ("201", "Created"), ("202", "Accepted"), ("401", "Unauthorized")];
+const REPLACE_RESPONSES: &[(&str, &str)] = &[("200", "OK"), ("201", "Created"), ("401", "Unauthorized")];
+const DELETE_RESPONSES: &[(&str, &str)] = &[("200", "OK"), ("202", "Accepted"), ("401", "Unauthorized")];
 
 /// The paths and operations of one resource, as upstream's endpoint installer lays them out.
 fn resource_paths(r: &ResourceInfo, catalog: &Catalog) -> Vec<PathItem> {
@@ -603,43 +513,20 @@ fn resource_paths(r: &ResourceInfo, catalog: &Catalog) -> Vec<PathItem> {
     let gv = gv_camel(r.group, r.version);
     let kind = r.kind;
     let gvk = (r.group, r.version, r.kind);
-    let item_schema = catalog
-        .name_of(r.group, r.version, r.kind)
-        .unwrap_or_default()
-        .to_string();
-    let list_schema = catalog
-        .name_of(r.group, r.version, &r.list_kind())
-        .unwrap_or_default()
-        .to_string();
-    let status_schema = catalog
-        .name_of("", "v1", "Status")
-        .unwrap_or_default()
-        .to_string();
-    let (scoped, ns_id) = if r.namespaced() {
-        ("/namespaces/{namespace}", "Namespaced")
-    } else {
-        ("", "")
-    };
+    let item_schema = catalog.name_of(r.group, r.version, r.kind).unwrap_or_default().to_string();
+    let list_schema = catalog.name_of(r.group, r.version, &r.list_kind()).unwrap_or_default().to_string();
+    let status_schema = catalog.name_of("", "v1", "Status").unwrap_or_default().to_string();
+    let (scoped, ns_id) = if r.namespaced() { ("/namespaces/{namespace}", "Namespaced") } else { ("", "") };
     let collection = format!("{prefix}{scoped}/{}", r.plural);
     let item = format!("{collection}/{{name}}");
     let mut base_params = Vec::new();
     if r.namespaced() {
-        base_params.push(path_param(
-            "namespace",
-            "object name and auth scope, such as for teams and projects".into(),
-        ));
+        base_params.push(path_param("namespace", "object name and auth scope, such as for teams and projects".into()));
     }
     base_params.push(pretty());
     let mut item_params = vec![path_param("name", format!("name of the {kind}"))];
     item_params.extend(base_params.iter().cloned());
-    let op = |method,
-              id: String,
-              description: String,
-              action,
-              params,
-              request,
-              responses: &[_],
-              response| Operation {
+    let op = |method, id: String, description: String, action, params, request, responses: &[_], response| Operation {
         method,
         id,
         description,
@@ -761,27 +648,21 @@ fn resource_paths(r: &ResourceInfo, catalog: &Catalog) -> Vec<PathItem> {
         let sub_schema = catalog.name_of(sg, sv, sk).unwrap_or_default().to_string();
         let name = sub.name();
         let id_suffix = capitalize(name);
-        let sub_op = |method,
-                      id_verb: &str,
-                      description: String,
-                      action,
-                      params,
-                      request,
-                      responses: &[_],
-                      response| {
-            let mut o = op(
-                method,
-                format!("{id_verb}{gv}{ns_id}{kind}{id_suffix}"),
-                description,
-                action,
-                params,
-                request,
-                responses,
-                response,
-            );
-            o.gvk = (sg, sv, sk);
-            o
-        };
+        let sub_op =
+            |method, id_verb: &str, description: String, action, params, request, responses: &[_], response| {
+                let mut o = op(
+                    method,
+                    format!("{id_verb}{gv}{ns_id}{kind}{id_suffix}"),
+                    description,
+                    action,
+                    params,
+                    request,
+                    responses,
+                    response,
+                );
+                o.gvk = (sg, sv, sk);
+                o
+            };
         let operations = match sub {
             Subresource::Status | Subresource::Scale => vec![
                 sub_op(
@@ -841,10 +722,7 @@ fn resource_paths(r: &ResourceInfo, catalog: &Catalog) -> Vec<PathItem> {
                     let mut o = sub_op(
                         method,
                         "connect",
-                        format!(
-                            "connect {} requests to {name} of {kind}",
-                            method.to_uppercase()
-                        ),
+                        format!("connect {} requests to {name} of {kind}", method.to_uppercase()),
                         "connect",
                         exec_params(),
                         None,
@@ -859,11 +737,7 @@ fn resource_paths(r: &ResourceInfo, catalog: &Catalog) -> Vec<PathItem> {
         out.push(PathItem {
             path: format!("{item}/{name}"),
             // Upstream's connect operations take no `pretty`.
-            params: item_params
-                .iter()
-                .filter(|p| sub != Subresource::Exec || p.name != "pretty")
-                .cloned()
-                .collect(),
+            params: item_params.iter().filter(|p| sub != Subresource::Exec || p.name != "pretty").cloned().collect(),
             operations,
         });
     }
@@ -992,15 +866,8 @@ fn render_operation(op: &Operation, tag: &str, form: Form) -> Value {
         let required = !matches!(request, RequestBody::DeleteOptions);
         match form {
             Form::V3 => {
-                let content: Map<String, Value> = types
-                    .iter()
-                    .map(|t| {
-                        (
-                            (*t).to_string(),
-                            json!({"schema": body_schema(&body, form)}),
-                        )
-                    })
-                    .collect();
+                let content: Map<String, Value> =
+                    types.iter().map(|t| ((*t).to_string(), json!({"schema": body_schema(&body, form)}))).collect();
                 let mut request_body = Map::new();
                 request_body.insert("content".into(), Value::Object(content));
                 if required {
@@ -1010,8 +877,7 @@ fn render_operation(op: &Operation, tag: &str, form: Form) -> Value {
             }
             Form::V2 => {
                 if let Value::Array(list) = &mut params {
-                    let mut body_param =
-                        json!({"name": "body", "in": "body", "schema": body_schema(&body, form)});
+                    let mut body_param = json!({"name": "body", "in": "body", "schema": body_schema(&body, form)});
                     if required {
                         body_param["required"] = true.into();
                     }
@@ -1118,9 +984,7 @@ static V3_DOCS: LazyLock<BTreeMap<String, Value>> = LazyLock::new(build_v3_docs)
 /// FNV-1a, 64 bits: a stable (across builds and runs) fingerprint of a document for the
 /// `?hash=` cache key of the v3 index. Not cryptographic; it only has to change when the document does.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn doc_hash(doc: &Value) -> String {
@@ -1131,10 +995,7 @@ static V3_INDEX: LazyLock<Value> = LazyLock::new(|| {
     let paths: Map<String, Value> = V3_DOCS
         .iter()
         .map(|(key, doc)| {
-            (
-                key.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", doc_hash(doc))}),
-            )
+            (key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", doc_hash(doc))}))
         })
         .collect();
     json!({"paths": paths})
@@ -1211,9 +1072,7 @@ mod tests {
     }
 
     fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
-        doc["components"]["schemas"]
-            .get(name)
-            .unwrap_or_else(|| panic!("schema {name} missing"))
+        doc["components"]["schemas"].get(name).unwrap_or_else(|| panic!("schema {name} missing"))
     }
 
     /// Follows a property path through `properties`, `items` and `allOf`/`$ref`, the way
@@ -1234,12 +1093,9 @@ mod tests {
             }
         };
         for p in path {
-            schema = deref(schema)
-                .get("properties")
-                .and_then(|props| props.get(*p))
-                .unwrap_or_else(|| {
-                    panic!("no field {p} in path {path:?}");
-                });
+            schema = deref(schema).get("properties").and_then(|props| props.get(*p)).unwrap_or_else(|| {
+                panic!("no field {p} in path {path:?}");
+            });
         }
         schema
     }
@@ -1249,34 +1105,17 @@ mod tests {
         let index = v3_index();
         let paths = index["paths"].as_object().expect("paths");
         let keys: Vec<&str> = paths.keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            [
-                "api/v1",
-                "apis/apps/v1",
-                "apis/coordination.k8s.io/v1",
-                "apis/events.k8s.io/v1"
-            ]
-        );
+        assert_eq!(keys, ["api/v1", "apis/apps/v1", "apis/coordination.k8s.io/v1", "apis/events.k8s.io/v1"]);
         for (key, entry) in paths {
             let url = entry["serverRelativeURL"].as_str().expect("url");
             let (path, hash) = url.split_once("?hash=").expect("hash");
             assert_eq!(path, format!("/openapi/v3/{key}"));
             assert_eq!(hash.len(), 16);
             assert_eq!(hash, doc_hash(&doc(key)));
-            assert_eq!(
-                v3_group_version(&format!("/openapi/v3/{key}").replace("/openapi/v3/", "/")),
-                Some(doc(key))
-            );
-            assert_eq!(
-                v3_group_version(url.trim_start_matches("/openapi/v3/")),
-                Some(doc(key))
-            );
+            assert_eq!(v3_group_version(&format!("/openapi/v3/{key}").replace("/openapi/v3/", "/")), Some(doc(key)));
+            assert_eq!(v3_group_version(url.trim_start_matches("/openapi/v3/")), Some(doc(key)));
         }
-        assert_ne!(
-            paths["api/v1"]["serverRelativeURL"],
-            paths["apis/apps/v1"]["serverRelativeURL"]
-        );
+        assert_ne!(paths["api/v1"]["serverRelativeURL"], paths["apis/apps/v1"]["serverRelativeURL"]);
         assert_eq!(v3_group_version("apis/batch/v1"), None);
         assert_eq!(v3_group_version("apis/apps"), None);
         assert_eq!(v3_index(), index, "stable across calls");
@@ -1294,11 +1133,7 @@ mod tests {
         for r in RESOURCES {
             let d = doc(&gv_key(r.group, r.version));
             let prefix = gv_prefix(r.group, r.version);
-            let scoped = if r.namespaced() {
-                "/namespaces/{namespace}"
-            } else {
-                ""
-            };
+            let scoped = if r.namespaced() { "/namespaces/{namespace}" } else { "" };
             let collection = format!("{prefix}{scoped}/{}", r.plural);
             let item = format!("{collection}/{{name}}");
             let gvk = json!({"group": r.group, "kind": r.kind, "version": r.version});
@@ -1313,30 +1148,17 @@ mod tests {
                 .filter(|p| p["in"] == "query")
                 .filter_map(|p| p["name"].as_str())
                 .collect();
-            assert_eq!(
-                names,
-                ["dryRun", "fieldManager", "fieldValidation", "force"],
-                "{item}"
-            );
-            let content = patch["requestBody"]["content"]
-                .as_object()
-                .expect("patch content");
+            assert_eq!(names, ["dryRun", "fieldManager", "fieldValidation", "force"], "{item}");
+            let content = patch["requestBody"]["content"].as_object().expect("patch content");
             let types: Vec<&str> = content.keys().map(String::as_str).collect();
             assert_eq!(
                 types,
-                [
-                    "application/apply-patch+yaml",
-                    "application/json-patch+json",
-                    "application/merge-patch+json"
-                ]
+                ["application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json"]
             );
             assert!(!content.contains_key("application/strategic-merge-patch+json"));
 
             for method in ["get", "put", "delete"] {
-                assert_eq!(
-                    d["paths"][&item][method]["x-kubernetes-group-version-kind"], gvk,
-                    "{method} {item}"
-                );
+                assert_eq!(d["paths"][&item][method]["x-kubernetes-group-version-kind"], gvk, "{method} {item}");
             }
             for method in ["get", "post"] {
                 assert_eq!(
@@ -1357,18 +1179,11 @@ mod tests {
                 .iter()
                 .filter_map(|p| p["name"].as_str())
                 .collect();
-            let want: &[&str] = if r.namespaced() {
-                &["name", "namespace", "pretty"]
-            } else {
-                &["name", "pretty"]
-            };
+            let want: &[&str] = if r.namespaced() { &["name", "namespace", "pretty"] } else { &["name", "pretty"] };
             assert_eq!(path_params, want, "{item}");
             if r.namespaced() {
                 let all = format!("{prefix}/{}", r.plural);
-                assert_eq!(
-                    d["paths"][&all]["get"]["x-kubernetes-group-version-kind"], gvk,
-                    "{all}"
-                );
+                assert_eq!(d["paths"][&all]["get"]["x-kubernetes-group-version-kind"], gvk, "{all}");
             }
 
             // The schema kubectl explain finds for the kind.
@@ -1377,9 +1192,7 @@ mod tests {
                 .expect("schemas")
                 .iter()
                 .filter(|(_, s)| {
-                    s["x-kubernetes-group-version-kind"]
-                        .as_array()
-                        .is_some_and(|gvks| gvks.contains(&gvk))
+                    s["x-kubernetes-group-version-kind"].as_array().is_some_and(|gvks| gvks.contains(&gvk))
                 })
                 .map(|(name, _)| name)
                 .collect();
@@ -1394,14 +1207,11 @@ mod tests {
         for (key, d) in V3_DOCS.iter() {
             for (path, item) in d["paths"].as_object().expect("paths") {
                 if let Some(patch) = item.get("patch") {
+                    assert!(patch["x-kubernetes-group-version-kind"]["kind"].is_string(), "{key} {path}");
                     assert!(
-                        patch["x-kubernetes-group-version-kind"]["kind"].is_string(),
-                        "{key} {path}"
-                    );
-                    assert!(
-                        patch["parameters"].as_array().is_some_and(|ps| ps
-                            .iter()
-                            .any(|p| p["name"] == "fieldValidation" && p["in"] == "query")),
+                        patch["parameters"]
+                            .as_array()
+                            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "fieldValidation" && p["in"] == "query")),
                         "{key} {path}"
                     );
                 }
@@ -1417,24 +1227,14 @@ mod tests {
             scale["patch"]["x-kubernetes-group-version-kind"],
             json!({"group": "autoscaling", "kind": "Scale", "version": "v1"})
         );
-        assert_eq!(
-            scale["patch"]["operationId"],
-            "patchAppsV1NamespacedDeploymentScale"
-        );
+        assert_eq!(scale["patch"]["operationId"], "patchAppsV1NamespacedDeploymentScale");
         assert_eq!(
             scale["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
             "#/components/schemas/io.k8s.api.autoscaling.v1.Scale"
         );
-        let status =
-            &apps["paths"]["/apis/apps/v1/namespaces/{namespace}/replicasets/{name}/status"];
-        assert_eq!(
-            status["put"]["operationId"],
-            "replaceAppsV1NamespacedReplicaSetStatus"
-        );
-        assert_eq!(
-            status["patch"]["x-kubernetes-group-version-kind"]["kind"],
-            "ReplicaSet"
-        );
+        let status = &apps["paths"]["/apis/apps/v1/namespaces/{namespace}/replicasets/{name}/status"];
+        assert_eq!(status["put"]["operationId"], "replaceAppsV1NamespacedReplicaSetStatus");
+        assert_eq!(status["patch"]["x-kubernetes-group-version-kind"]["kind"], "ReplicaSet");
 
         let core = doc("api/v1");
         let pod = "/api/v1/namespaces/{namespace}/pods/{name}";
@@ -1442,40 +1242,17 @@ mod tests {
             core["paths"][format!("{pod}/eviction")]["post"]["x-kubernetes-group-version-kind"]["group"],
             "policy"
         );
+        assert_eq!(core["paths"][format!("{pod}/binding")]["post"]["operationId"], "createCoreV1NamespacedPodBinding");
+        assert_eq!(core["paths"][format!("{pod}/log")]["get"]["operationId"], "readCoreV1NamespacedPodLog");
         assert_eq!(
-            core["paths"][format!("{pod}/binding")]["post"]["operationId"],
-            "createCoreV1NamespacedPodBinding"
-        );
-        assert_eq!(
-            core["paths"][format!("{pod}/log")]["get"]["operationId"],
-            "readCoreV1NamespacedPodLog"
-        );
-        assert_eq!(
-            core["paths"][format!("{pod}/log")]["get"]["responses"]["200"]["content"]["text/plain"]
-                ["schema"],
+            core["paths"][format!("{pod}/log")]["get"]["responses"]["200"]["content"]["text/plain"]["schema"],
             json!({"type": "string"})
         );
-        assert_eq!(
-            core["paths"][format!("{pod}/exec")]["post"]["operationId"],
-            "connectCoreV1PostNamespacedPodExec"
-        );
-        assert_eq!(
-            core["paths"]["/api/v1/nodes/{name}/status"]["get"]["operationId"],
-            "readCoreV1NodeStatus"
-        );
-        assert_eq!(
-            core["paths"]["/api/v1/namespaces"]["get"]["operationId"],
-            "listCoreV1Namespace"
-        );
-        assert!(
-            core["paths"]
-                .get("/api/v1/namespaces/{namespace}/namespaces")
-                .is_none()
-        );
-        assert_eq!(
-            core["paths"]["/api/v1/pods"]["get"]["operationId"],
-            "listCoreV1PodForAllNamespaces"
-        );
+        assert_eq!(core["paths"][format!("{pod}/exec")]["post"]["operationId"], "connectCoreV1PostNamespacedPodExec");
+        assert_eq!(core["paths"]["/api/v1/nodes/{name}/status"]["get"]["operationId"], "readCoreV1NodeStatus");
+        assert_eq!(core["paths"]["/api/v1/namespaces"]["get"]["operationId"], "listCoreV1Namespace");
+        assert!(core["paths"].get("/api/v1/namespaces/{namespace}/namespaces").is_none());
+        assert_eq!(core["paths"]["/api/v1/pods"]["get"]["operationId"], "listCoreV1PodForAllNamespaces");
         let leases = doc("apis/coordination.k8s.io/v1");
         assert_eq!(
             leases["paths"]["/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"]["post"]["tags"],
@@ -1490,30 +1267,19 @@ mod tests {
             collect_refs(d, V3_REF_PREFIX, &mut refs);
             assert!(refs.len() > 10, "{key}");
             for name in &refs {
-                assert!(
-                    d["components"]["schemas"].get(name).is_some(),
-                    "{key}: {name} does not resolve"
-                );
+                assert!(d["components"]["schemas"].get(name).is_some(), "{key}: {name} does not resolve");
             }
             // Nothing but local component refs.
             let mut all = BTreeSet::new();
             collect_refs(d, "", &mut all);
-            assert!(
-                all.iter().all(|r| r.starts_with(V3_REF_PREFIX)),
-                "{key}: {all:?}"
-            );
+            assert!(all.iter().all(|r| r.starts_with(V3_REF_PREFIX)), "{key}: {all:?}");
         }
         let v2 = v2();
         let mut refs = BTreeSet::new();
         collect_refs(&v2, "", &mut refs);
         for r in &refs {
-            let name = r
-                .strip_prefix(V2_REF_PREFIX)
-                .unwrap_or_else(|| panic!("v2 ref {r}"));
-            assert!(
-                v2["definitions"].get(name).is_some(),
-                "{name} does not resolve in v2"
-            );
+            let name = r.strip_prefix(V2_REF_PREFIX).unwrap_or_else(|| panic!("v2 ref {r}"));
+            assert!(v2["definitions"].get(name).is_some(), "{name} does not resolve in v2");
         }
     }
 
@@ -1523,10 +1289,7 @@ mod tests {
             fn check(v: &Value, key: &str) {
                 match v {
                     Value::Object(map) => {
-                        assert!(
-                            !(map.contains_key("$ref") && map.len() > 1),
-                            "{key}: $ref with siblings: {v}"
-                        );
+                        assert!(!(map.contains_key("$ref") && map.len() > 1), "{key}: $ref with siblings: {v}");
                         map.values().for_each(|c| check(c, key));
                     }
                     Value::Array(items) => items.iter().for_each(|c| check(c, key)),
@@ -1545,10 +1308,7 @@ mod tests {
             deployment["x-kubernetes-group-version-kind"],
             json!([{"group": "apps", "kind": "Deployment", "version": "v1"}])
         );
-        assert_eq!(
-            deployment["description"],
-            "Deployment enables declarative updates for Pods and ReplicaSets."
-        );
+        assert_eq!(deployment["description"], "Deployment enables declarative updates for Pods and ReplicaSets.");
         assert_eq!(
             deployment["properties"]["spec"],
             json!({
@@ -1557,35 +1317,14 @@ mod tests {
             })
         );
         let strategy = field(&apps, deployment, &["spec", "strategy"]);
-        assert_eq!(
-            strategy["description"],
-            "The deployment strategy to use to replace existing pods with new ones."
-        );
-        assert_eq!(
-            strategy["allOf"],
-            json!([{"$ref": "#/components/schemas/io.k8s.api.apps.v1.DeploymentStrategy"}])
-        );
+        assert_eq!(strategy["description"], "The deployment strategy to use to replace existing pods with new ones.");
+        assert_eq!(strategy["allOf"], json!([{"$ref": "#/components/schemas/io.k8s.api.apps.v1.DeploymentStrategy"}]));
         let strategy_type = field(&apps, deployment, &["spec", "strategy", "type"]);
         assert_eq!(strategy_type["type"], "string");
-        let max_surge = field(
-            &apps,
-            deployment,
-            &["spec", "strategy", "rollingUpdate", "maxSurge"],
-        );
-        assert!(
-            max_surge["allOf"][0]["$ref"]
-                .as_str()
-                .is_some_and(|r| r.ends_with("intstr.IntOrString"))
-        );
-        assert!(
-            apps["components"]["schemas"]
-                .get("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
-                .is_some()
-        );
-        assert!(
-            deployment.get("required").is_none(),
-            "upstream Deployment requires nothing"
-        );
+        let max_surge = field(&apps, deployment, &["spec", "strategy", "rollingUpdate", "maxSurge"]);
+        assert!(max_surge["allOf"][0]["$ref"].as_str().is_some_and(|r| r.ends_with("intstr.IntOrString")));
+        assert!(apps["components"]["schemas"].get("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta").is_some());
+        assert!(deployment.get("required").is_none(), "upstream Deployment requires nothing");
         let list = schema(&apps, "io.k8s.api.apps.v1.DeploymentList");
         assert_eq!(
             list["x-kubernetes-group-version-kind"],
@@ -1593,31 +1332,18 @@ mod tests {
         );
         assert_eq!(list["required"], json!(["items"]));
         // Only this group-version's kinds: no Pod schema with a GVK in apps/v1.
-        assert!(
-            schema(&apps, "io.k8s.api.core.v1.PodSpec")["x-kubernetes-group-version-kind"]
-                .is_null()
-        );
-        assert!(
-            apps["components"]["schemas"]
-                .get("io.k8s.api.core.v1.Pod")
-                .is_none()
-        );
+        assert!(schema(&apps, "io.k8s.api.core.v1.PodSpec")["x-kubernetes-group-version-kind"].is_null());
+        assert!(apps["components"]["schemas"].get("io.k8s.api.core.v1.Pod").is_none());
     }
 
     #[test]
     fn pod_schema_for_explain() {
         let core = doc("api/v1");
         let pod = schema(&core, "io.k8s.api.core.v1.Pod");
-        assert_eq!(
-            pod["x-kubernetes-group-version-kind"],
-            json!([{"group": "", "kind": "Pod", "version": "v1"}])
-        );
+        assert_eq!(pod["x-kubernetes-group-version-kind"], json!([{"group": "", "kind": "Pod", "version": "v1"}]));
         let containers = field(&core, pod, &["spec", "containers"]);
         assert_eq!(containers["type"], "array");
-        assert_eq!(
-            containers["items"],
-            json!({"$ref": "#/components/schemas/io.k8s.api.core.v1.Container"})
-        );
+        assert_eq!(containers["items"], json!({"$ref": "#/components/schemas/io.k8s.api.core.v1.Container"}));
         assert!(
             containers["description"]
                 .as_str()
@@ -1625,26 +1351,15 @@ mod tests {
         );
         let image = field(&core, pod, &["spec", "containers", "image"]);
         assert_eq!(image["type"], "string");
-        assert_eq!(
-            schema(&core, "io.k8s.api.core.v1.Container")["required"],
-            json!(["name"])
-        );
+        assert_eq!(schema(&core, "io.k8s.api.core.v1.Container")["required"], json!(["name"]));
         assert!(pod.get("required").is_none());
-        assert_eq!(
-            schema(&core, "io.k8s.api.core.v1.Event")["required"],
-            json!(["involvedObject", "metadata"])
-        );
-        assert_eq!(
-            schema(&core, "io.k8s.api.core.v1.Binding")["required"],
-            json!(["target"])
-        );
+        assert_eq!(schema(&core, "io.k8s.api.core.v1.Event")["required"], json!(["involvedObject", "metadata"]));
+        assert_eq!(schema(&core, "io.k8s.api.core.v1.Binding")["required"], json!(["target"]));
         // DeleteOptions and Status carry their GVKs, as upstream.
         assert!(
             schema(&core, DELETE_OPTIONS)["x-kubernetes-group-version-kind"]
                 .as_array()
-                .is_some_and(
-                    |g| g.contains(&json!({"group": "", "kind": "DeleteOptions", "version": "v1"}))
-                )
+                .is_some_and(|g| g.contains(&json!({"group": "", "kind": "DeleteOptions", "version": "v1"})))
         );
         assert_eq!(
             schema(&core, "io.k8s.apimachinery.pkg.apis.meta.v1.Status")["x-kubernetes-group-version-kind"],
@@ -1656,29 +1371,14 @@ mod tests {
             schema(&events, "io.k8s.api.events.v1.Event")["x-kubernetes-group-version-kind"],
             json!([{"group": "events.k8s.io", "kind": "Event", "version": "v1"}])
         );
-        assert!(
-            events["components"]["schemas"]
-                .get("io.k8s.api.core.v1.Event")
-                .is_none()
-        );
+        assert!(events["components"]["schemas"].get("io.k8s.api.core.v1.Event").is_none());
     }
 
     #[test]
     fn every_kind_served_has_a_schema() {
         for r in RESOURCES {
-            assert!(
-                CATALOG.name_of(r.group, r.version, r.kind).is_some(),
-                "{} {}",
-                r.api_version(),
-                r.kind
-            );
-            assert!(
-                CATALOG
-                    .name_of(r.group, r.version, &r.list_kind())
-                    .is_some(),
-                "{}",
-                r.list_kind()
-            );
+            assert!(CATALOG.name_of(r.group, r.version, r.kind).is_some(), "{} {}", r.api_version(), r.kind);
+            assert!(CATALOG.name_of(r.group, r.version, &r.list_kind()).is_some(), "{}", r.list_kind());
             for sub in r.subresources {
                 let (g, v, k) = sub.response_kind(r);
                 assert!(CATALOG.name_of(g, v, k).is_some(), "{g}/{v} {k}");
@@ -1691,49 +1391,29 @@ mod tests {
         let cases = [
             ("", "v1", "Core", "CoreV1", "core_v1"),
             ("apps", "v1", "Apps", "AppsV1", "apps_v1"),
-            (
-                "coordination.k8s.io",
-                "v1",
-                "Coordination",
-                "CoordinationV1",
-                "coordination_v1",
-            ),
-            (
-                "rbac.authorization.k8s.io",
-                "v1",
-                "RbacAuthorization",
-                "RbacAuthorizationV1",
-                "rbacAuthorization_v1",
-            ),
+            ("coordination.k8s.io", "v1", "Coordination", "CoordinationV1", "coordination_v1"),
+            ("rbac.authorization.k8s.io", "v1", "RbacAuthorization", "RbacAuthorizationV1", "rbacAuthorization_v1"),
         ];
         for (group, version, camel, gv, tag) in cases {
             assert_eq!(group_camel(group), camel);
             assert_eq!(gv_camel(group, version), gv);
             assert_eq!(gv_tag(group, version), tag);
         }
-        assert_eq!(
-            list_name("io.k8s.api.apps.v1.Deployment", "Deployment"),
-            "io.k8s.api.apps.v1.DeploymentList"
-        );
+        assert_eq!(list_name("io.k8s.api.apps.v1.Deployment", "Deployment"), "io.k8s.api.apps.v1.DeploymentList");
     }
 
     #[test]
     fn swagger_v2() {
         let v2 = v2();
         assert_eq!(v2["swagger"], "2.0");
-        let patch =
-            &v2["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        let patch = &v2["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(
             patch["x-kubernetes-group-version-kind"],
             json!({"group": "apps", "kind": "Deployment", "version": "v1"})
         );
         assert_eq!(
             patch["consumes"],
-            json!([
-                "application/apply-patch+yaml",
-                "application/json-patch+json",
-                "application/merge-patch+json"
-            ])
+            json!(["application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json"])
         );
         assert_eq!(
             patch["parameters"][0],
@@ -1743,20 +1423,9 @@ mod tests {
             patch["parameters"][3],
             json!({"name": "fieldValidation", "in": "query", "description": field_validation().description, "type": "string", "uniqueItems": true})
         );
-        assert_eq!(
-            patch["responses"]["200"]["schema"]["$ref"],
-            "#/definitions/io.k8s.api.apps.v1.Deployment"
-        );
-        assert!(
-            v2["paths"]
-                .get("/api/v1/namespaces/{namespace}/pods")
-                .is_some()
-        );
+        assert_eq!(patch["responses"]["200"]["schema"]["$ref"], "#/definitions/io.k8s.api.apps.v1.Deployment");
+        assert!(v2["paths"].get("/api/v1/namespaces/{namespace}/pods").is_some());
         assert!(v2["definitions"].get("io.k8s.api.core.v1.Pod").is_some());
-        assert!(
-            v2["definitions"]
-                .get("io.k8s.api.apps.v1.DeploymentList")
-                .is_some()
-        );
+        assert!(v2["definitions"].get("io.k8s.api.apps.v1.DeploymentList").is_some());
     }
 }

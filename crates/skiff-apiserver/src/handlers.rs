@@ -21,7 +21,14 @@ use crate::response::{self, Accept};
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 /// Serves one request on a resource path.
-pub async fn serve(app: Arc<App>, method: Method, t: Target, query: Option<&str>, headers: &HeaderMap, body: Bytes) -> Response {
+pub async fn serve(
+    app: Arc<App>,
+    method: Method,
+    t: Target,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     match dispatch(&app, &method, &t, query, headers, body).await {
         Ok(r) => r,
         Err(e) => response::error(&e),
@@ -29,7 +36,8 @@ pub async fn serve(app: Arc<App>, method: Method, t: Target, query: Option<&str>
 }
 
 fn decode_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))
 }
 
 /// A POST/PUT body: Kubernetes protobuf (what kubectl's typed clients send) or JSON.
@@ -45,7 +53,9 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
         _ => Err(ApiError::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {ct:?}"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {ct:?}"
+            ),
         )),
     }
 }
@@ -63,24 +73,40 @@ fn write_options(headers: &HeaderMap, q: &Query, options_kind: &str, apply: bool
     let manager = match &q.field_manager {
         Some(m) => {
             if m.len() > 128 || m.chars().any(|c| c.is_control()) {
-                return Err(ApiError::invalid(options_kind, "meta.k8s.io", "", vec![skiff_api::Cause::new(
-                    "FieldValueInvalid",
-                    "fieldManager",
-                    "Invalid value: the field manager must be at most 128 printable characters",
-                )]));
+                return Err(ApiError::invalid(
+                    options_kind,
+                    "meta.k8s.io",
+                    "",
+                    vec![skiff_api::Cause::new(
+                        "FieldValueInvalid",
+                        "fieldManager",
+                        "Invalid value: the field manager must be at most 128 printable characters",
+                    )],
+                ));
             }
             m.clone()
         }
         None if apply => {
-            return Err(ApiError::invalid("PatchOptions", "meta.k8s.io", "", vec![skiff_api::Cause::new(
-                "FieldValueRequired",
-                "fieldManager",
-                "Required value: is required for apply patch",
-            )]));
+            return Err(ApiError::invalid(
+                "PatchOptions",
+                "meta.k8s.io",
+                "",
+                vec![skiff_api::Cause::new(
+                    "FieldValueRequired",
+                    "fieldManager",
+                    "Required value: is required for apply patch",
+                )],
+            ));
         }
-        None => patch::manager_from_user_agent(headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("")),
+        None => {
+            patch::manager_from_user_agent(headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""))
+        }
     };
-    Ok(WriteOptions { manager, dry_run: q.dry_run, validation: FieldValidation::parse_for(q.field_validation.as_deref(), options_kind)? })
+    Ok(WriteOptions {
+        manager,
+        dry_run: q.dry_run,
+        validation: FieldValidation::parse_for(q.field_validation.as_deref(), options_kind)?,
+    })
 }
 
 fn ok(app: &App, t: &Target, accept: Accept, q: &Query, obj: &Value) -> Result<Response, ApiError> {
@@ -96,7 +122,14 @@ fn ok(app: &App, t: &Target, accept: Accept, q: &Query, obj: &Value) -> Result<R
     }
 }
 
-async fn dispatch(app: &Arc<App>, method: &Method, t: &Target, query: Option<&str>, headers: &HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn dispatch(
+    app: &Arc<App>,
+    method: &Method,
+    t: &Target,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let q = Query::parse(query)?;
     let accept = response::negotiate(headers).ok_or_else(|| {
         ApiError::not_acceptable("only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io")
@@ -154,7 +187,11 @@ async fn dispatch(app: &Arc<App>, method: &Method, t: &Target, query: Option<&st
         (&Method::POST, Some(name), Some(Subresource::Binding)) => {
             let opts = write_options(headers, &q, "CreateOptions", false)?;
             reg.bind(t, name, &decode_body(headers, &body)?, &opts).await?;
-            Ok(response::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}), &[]))
+            Ok(response::json(
+                201,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                &[],
+            ))
         }
         (&Method::POST, Some(name), Some(Subresource::Eviction)) => {
             let eviction = decode_body(headers, &body)?;
@@ -164,7 +201,11 @@ async fn dispatch(app: &Arc<App>, method: &Method, t: &Target, query: Option<&st
             };
             opts.dry_run |= q.dry_run;
             reg.delete(t, name, &opts).await?;
-            Ok(response::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}), &[]))
+            Ok(response::json(
+                201,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                &[],
+            ))
         }
         (&Method::PUT, Some(name), None | Some(Subresource::Status)) => {
             let opts = write_options(headers, &q, "UpdateOptions", false)?;
@@ -182,9 +223,11 @@ async fn dispatch(app: &Arc<App>, method: &Method, t: &Target, query: Option<&st
             let opts = write_options(headers, &q, "PatchOptions", kind == PatchType::Apply)?;
             let patch_body = if kind == PatchType::Apply { decode_yaml(&body)? } else { decode_json(&body)? };
             match sub {
-                Some(Subresource::Scale) => {
-                    Ok(response::json(200, &reg.update_scale(t, name, ScaleChange::Patch(kind, &patch_body), &opts).await?, &[]))
-                }
+                Some(Subresource::Scale) => Ok(response::json(
+                    200,
+                    &reg.update_scale(t, name, ScaleChange::Patch(kind, &patch_body), &opts).await?,
+                    &[],
+                )),
                 None | Some(Subresource::Status) => {
                     let w = reg.patch(t, name, kind, &patch_body, &opts, q.force).await?;
                     Ok(response::json(if w.created { 201 } else { 200 }, &w.object, &w.warnings))

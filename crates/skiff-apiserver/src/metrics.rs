@@ -33,7 +33,11 @@ impl Metrics {
         out.push_str("# TYPE apiserver_request_total counter\n");
         let m = self.requests.lock();
         for ((verb, resource, code), s) in m.iter() {
-            let _ = writeln!(out, "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} {}",
+                s.count
+            );
         }
         out.push_str("# HELP apiserver_request_duration_seconds_sum Total time spent serving requests.\n");
         out.push_str("# TYPE apiserver_request_duration_seconds_sum counter\n");

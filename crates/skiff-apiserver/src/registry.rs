@@ -76,7 +76,12 @@ const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to di
 
 /// Checks `apiVersion`/`kind` of a request body against the resource it was sent to, and fills them
 /// in when absent (the apiserver decodes with the path's kind as the default).
-pub fn check_type(r: &ResourceInfo, obj: &mut Value, expected_kind: &str, expected_api_version: &str) -> Result<(), ApiError> {
+pub fn check_type(
+    r: &ResourceInfo,
+    obj: &mut Value,
+    expected_kind: &str,
+    expected_api_version: &str,
+) -> Result<(), ApiError> {
     let Some(map) = obj.as_object_mut() else {
         return Err(ApiError::bad_request(format!(
             "the body of the request must be a JSON object of kind {expected_kind}"
@@ -109,7 +114,12 @@ pub fn check_type(r: &ResourceInfo, obj: &mut Value, expected_kind: &str, expect
 
 /// Unknown fields, handled as `fieldValidation` asks: an error under Strict, warnings under Warn.
 /// A create or update words the error with the decoding context; a patch gives it bare (`patch.go`).
-fn check_fields(r: &ResourceInfo, obj: &mut Value, v: FieldValidation, warnings: &mut Vec<String>) -> Result<(), ApiError> {
+fn check_fields(
+    r: &ResourceInfo,
+    obj: &mut Value,
+    v: FieldValidation,
+    warnings: &mut Vec<String>,
+) -> Result<(), ApiError> {
     check_fields_as(r, obj, v, warnings, false)
 }
 
@@ -188,7 +198,13 @@ impl Registry {
     }
 
     /// Create; `fields_recorded` when server-side apply already wrote the Apply entry of managedFields.
-    async fn create_as(&self, t: &Target, mut obj: Value, opts: &WriteOptions, fields_recorded: bool) -> Result<Written, ApiError> {
+    async fn create_as(
+        &self,
+        t: &Target,
+        mut obj: Value,
+        opts: &WriteOptions,
+        fields_recorded: bool,
+    ) -> Result<Written, ApiError> {
         let r = t.resource;
         check_type(r, &mut obj, r.kind, &r.api_version())?;
         let mut warnings = Vec::new();
@@ -217,7 +233,11 @@ impl Registry {
                 r.kind,
                 r.group,
                 "",
-                vec![Cause::new("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")],
+                vec![Cause::new(
+                    "FieldValueRequired",
+                    "metadata.name",
+                    "Required value: name or generateName is required",
+                )],
             ));
         }
         let now = meta::now_rfc3339();
@@ -235,9 +255,10 @@ impl Registry {
             defaults::admit_pod(&mut obj);
         }
         if let Some(prefix) = &generate
-            && meta::name(&obj).is_empty() {
-                meta::set_meta(&mut obj, "name", json!(meta::generate_name(prefix)));
-            }
+            && meta::name(&obj).is_empty()
+        {
+            meta::set_meta(&mut obj, "name", json!(meta::generate_name(prefix)));
+        }
         validate(r, &obj, None)?;
         self.check_namespace(r, meta::namespace(&obj))?;
         if !fields_recorded {
@@ -276,7 +297,11 @@ impl NamespaceTerminating for ApiError {
     fn with_namespace_terminating(mut self, r: &ResourceInfo, ns: &str) -> Self {
         self.group = Some(r.group.to_string());
         self.kind = Some(r.plural.to_string());
-        self.causes = vec![Cause::new("NamespaceTerminating", "metadata.namespace", format!("namespace {ns} is being terminated"))];
+        self.causes = vec![Cause::new(
+            "NamespaceTerminating",
+            "metadata.namespace",
+            format!("namespace {ns} is being terminated"),
+        )];
         self
     }
 }
@@ -303,14 +328,24 @@ fn parse_rv(r: &ResourceInfo, name: &str, rv: &str) -> Result<Option<Revision>, 
             r.kind,
             r.group,
             name,
-            vec![Cause::new("FieldValueInvalid", "metadata.resourceVersion", format!("Invalid value: {rv:?}: must be a number"))],
+            vec![Cause::new(
+                "FieldValueInvalid",
+                "metadata.resourceVersion",
+                format!("Invalid value: {rv:?}: must be a number"),
+            )],
         )
     })
 }
 
 impl Registry {
     /// PUT on the main resource or on `/status`.
-    pub async fn update(&self, t: &Target, name: &str, mut body: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
+    pub async fn update(
+        &self,
+        t: &Target,
+        name: &str,
+        mut body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
         let r = t.resource;
         check_type(r, &mut body, r.kind, &r.api_version())?;
         let mut warnings = Vec::new();
@@ -330,7 +365,8 @@ impl Registry {
             }
         }
         let expected = parse_rv(r, name, meta::resource_version(&body))?;
-        let req = UpdateRequest { target: t, name, new: body, expected, subresource: t.subresource, fields_recorded: false };
+        let req =
+            UpdateRequest { target: t, name, new: body, expected, subresource: t.subresource, fields_recorded: false };
         let mut w = self.guaranteed_update(req, opts).await?;
         w.warnings.extend(warnings);
         Ok(w)
@@ -343,9 +379,10 @@ impl Registry {
         for _ in 0..MAX_RETRIES {
             let current = self.current(req.target, req.name)?;
             if let Some(rv) = req.expected
-                && rv != current.rev {
-                    return Err(ApiError::stale(r.group, r.plural, req.name));
-                }
+                && rv != current.rev
+            {
+                return Err(ApiError::stale(r.group, r.plural, req.name));
+            }
             let (next, delete) = self.prepare(&req, &current.value, opts)?;
             if opts.dry_run {
                 return Ok(Written { object: next, created: false, warnings: Vec::new() });
@@ -361,7 +398,9 @@ impl Registry {
                 Write::Update { key, value: next, expected: Some(current.rev) }
             };
             match self.store.write(write).await {
-                Ok(stored) => return Ok(Written { object: (*stored.value).clone(), created: false, warnings: Vec::new() }),
+                Ok(stored) => {
+                    return Ok(Written { object: (*stored.value).clone(), created: false, warnings: Vec::new() });
+                }
                 Err(StoreError::Conflict { .. }) if req.expected.is_none() => continue,
                 Err(e) => return Err(store_error(r, req.name, e)),
             }
@@ -384,9 +423,10 @@ impl Registry {
             }
             m.insert("resourceVersion".into(), json!(meta::resource_version(old)));
             if !m.contains_key("managedFields")
-                && let Some(mf) = old_meta.and_then(|om| om.get("managedFields")) {
-                    m.insert("managedFields".into(), mf.clone());
-                }
+                && let Some(mf) = old_meta.and_then(|om| om.get("managedFields"))
+            {
+                m.insert("managedFields".into(), mf.clone());
+            }
         }
         strategy::prepare_update(r, &mut new, old, req.subresource == Some(Subresource::Status));
         defaults::apply_defaults(r, &mut new);
@@ -406,7 +446,15 @@ impl Registry {
     }
 
     /// PATCH on the main resource or on `/status`; server-side apply creates a missing object.
-    pub async fn patch(&self, t: &Target, name: &str, kind: PatchType, patch_body: &Value, opts: &WriteOptions, force: bool) -> Result<Written, ApiError> {
+    pub async fn patch(
+        &self,
+        t: &Target,
+        name: &str,
+        kind: PatchType,
+        patch_body: &Value,
+        opts: &WriteOptions,
+        force: bool,
+    ) -> Result<Written, ApiError> {
         let r = t.resource;
         for _ in 0..MAX_RETRIES {
             let current = match self.store.get(&self.key(t, name)) {
@@ -463,7 +511,14 @@ impl Registry {
                     &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::uid(old)),
                 ));
             }
-            let req = UpdateRequest { target: t, name, new: patched, expected, subresource: t.subresource, fields_recorded: recorded };
+            let req = UpdateRequest {
+                target: t,
+                name,
+                new: patched,
+                expected,
+                subresource: t.subresource,
+                fields_recorded: recorded,
+            };
             match self.guaranteed_update(req, opts).await {
                 Err(e) if e.is_conflict() && !precondition && kind != PatchType::Apply => continue,
                 Err(e) => return Err(e),
@@ -483,7 +538,13 @@ impl Registry {
 
     /// PUT or PATCH of `/scale`: `patch` is applied to the Scale view, and its `spec.replicas` written to
     /// the parent's spec (a spec change: generation moves).
-    pub async fn update_scale(&self, t: &Target, name: &str, change: ScaleChange<'_>, opts: &WriteOptions) -> Result<Value, ApiError> {
+    pub async fn update_scale(
+        &self,
+        t: &Target,
+        name: &str,
+        change: ScaleChange<'_>,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let r = t.resource;
         for _ in 0..MAX_RETRIES {
             let current = self.current(t, name)?;
@@ -501,11 +562,16 @@ impl Registry {
             let replicas = match replicas {
                 Ok(n) if n >= 0 && n <= i64::from(i32::MAX) => n,
                 Ok(n) => {
-                    return Err(ApiError::invalid("Scale", "autoscaling", name, vec![Cause::new(
-                        "FieldValueInvalid",
-                        "spec.replicas",
-                        format!("Invalid value: {n}: must be greater than or equal to 0"),
-                    )]));
+                    return Err(ApiError::invalid(
+                        "Scale",
+                        "autoscaling",
+                        name,
+                        vec![Cause::new(
+                            "FieldValueInvalid",
+                            "spec.replicas",
+                            format!("Invalid value: {n}: must be greater than or equal to 0"),
+                        )],
+                    ));
                 }
                 Err(v) => return Err(ApiError::bad_request(format!("spec.replicas must be an integer, got {v}"))),
             };
@@ -608,8 +674,9 @@ impl DeleteOptions {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(o);
         }
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as DeleteOptions: {e}")))?;
+        let v: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the body of the request could not be decoded as DeleteOptions: {e}"))
+        })?;
         if !v.is_object() {
             return Err(ApiError::bad_request("DeleteOptions must be an object"));
         }
@@ -641,9 +708,14 @@ impl DeleteOptions {
             }
         }
         if let Some(g) = self.grace_period_seconds
-            && g < 0 {
-                causes.push(Cause::new("FieldValueInvalid", "gracePeriodSeconds", format!("Invalid value: {g}: must be >= 0")));
-            }
+            && g < 0
+        {
+            causes.push(Cause::new(
+                "FieldValueInvalid",
+                "gracePeriodSeconds",
+                format!("Invalid value: {g}: must be >= 0"),
+            ));
+        }
         if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid("DeleteOptions", "meta.k8s.io", "", causes)) }
     }
 
@@ -667,19 +739,28 @@ impl Registry {
             let current = self.current(t, name)?;
             let obj = &*current.value;
             if let Some(uid) = &opts.precondition_uid
-                && uid != meta::uid(obj) {
-                    return Err(ApiError::conflict(r.group, r.plural, name, &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        meta::uid(obj)
-                    )));
-                }
+                && uid != meta::uid(obj)
+            {
+                return Err(ApiError::conflict(
+                    r.group,
+                    r.plural,
+                    name,
+                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::uid(obj)),
+                ));
+            }
             if let Some(rv) = &opts.precondition_rv
-                && rv != meta::resource_version(obj) {
-                    return Err(ApiError::conflict(r.group, r.plural, name, &format!(
+                && rv != meta::resource_version(obj)
+            {
+                return Err(ApiError::conflict(
+                    r.group,
+                    r.plural,
+                    name,
+                    &format!(
                         "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
                         meta::resource_version(obj)
-                    )));
-                }
+                    ),
+                ));
+            }
             let grace = self.grace_period(r, obj, opts);
             let mut finalizers = meta::finalizers(obj);
             if let Some(f) = opts.finalizer() {
@@ -776,11 +857,11 @@ impl Registry {
             Some(ns) => r.namespace_prefix(ns),
             None => r.key_prefix(),
         };
-        let matches = |o: &&Object| {
-            labels.matches(meta::labels(&o.value)) && fields.as_ref().is_none_or(|f| f.matches(&o.value))
-        };
+        let matches =
+            |o: &&Object| labels.matches(meta::labels(&o.value)) && fields.as_ref().is_none_or(|f| f.matches(&o.value));
         // `metadata.name=x` (kubectl wait, rollout status, delete --wait) needs no scan.
-        let by_name = fields.as_ref().and_then(|f| f.name_equals()).filter(|_| t.namespace.is_some() || !r.namespaced());
+        let by_name =
+            fields.as_ref().and_then(|f| f.name_equals()).filter(|_| t.namespace.is_some() || !r.namespaced());
         let mut items = Vec::new();
         let mut continue_token = None;
         let mut remaining = None;
@@ -816,12 +897,9 @@ impl Registry {
     fn snapshot_for(&self, r: &ResourceInfo, q: &crate::request::Query) -> Result<Snapshot, ApiError> {
         let rv = q.resource_version_number()?;
         match (q.resource_version_match.as_deref(), rv) {
-            (Some("Exact"), Some(rev)) if rev != self.store.revision() => {
-                self.store.snapshot_at(rev).map_err(|_| store_error(r, "", StoreError::Compacted {
-                    requested: rev,
-                    oldest: self.store.oldest_watchable(),
-                }))
-            }
+            (Some("Exact"), Some(rev)) if rev != self.store.revision() => self.store.snapshot_at(rev).map_err(|_| {
+                store_error(r, "", StoreError::Compacted { requested: rev, oldest: self.store.oldest_watchable() })
+            }),
             (_, Some(rev)) if rev > self.store.revision() => Err(ApiError::new(
                 504,
                 "Timeout",
@@ -840,7 +918,11 @@ fn encode_continue(rev: Revision, last_key: &str) -> String {
 
 fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let raw = base64::engine::general_purpose::URL_SAFE.decode(token).map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rev = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
@@ -853,24 +935,40 @@ impl Registry {
     pub async fn bind(&self, t: &Target, name: &str, binding: &Value, opts: &WriteOptions) -> Result<(), ApiError> {
         let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
         if node.is_empty() {
-            return Err(ApiError::invalid("Binding", "", name, vec![Cause::new("FieldValueRequired", "target.name", "Required value")]));
+            return Err(ApiError::invalid(
+                "Binding",
+                "",
+                name,
+                vec![Cause::new("FieldValueRequired", "target.name", "Required value")],
+            ));
         }
         let r = t.resource;
         for _ in 0..MAX_RETRIES {
             let current = self.current(t, name)?;
             let pod = &*current.value;
             if meta::deletion_timestamp(pod).is_some() {
-                return Err(ApiError::conflict(r.group, r.plural, name, &format!("pod {name} is being deleted, cannot be assigned to a host")));
+                return Err(ApiError::conflict(
+                    r.group,
+                    r.plural,
+                    name,
+                    &format!("pod {name} is being deleted, cannot be assigned to a host"),
+                ));
             }
             if let Some(assigned) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-                return Err(ApiError::conflict(r.group, r.plural, name, &format!("pod {name} is already assigned to node {assigned:?}")));
+                return Err(ApiError::conflict(
+                    r.group,
+                    r.plural,
+                    name,
+                    &format!("pod {name} is already assigned to node {assigned:?}"),
+                ));
             }
             let mut next = pod.clone();
             if let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.insert("nodeName".into(), json!(node));
             }
             let now = meta::now_rfc3339();
-            let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+            let condition =
+                json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
             let status = meta::object_field_mut(&mut next, "status");
             let conditions = status.entry("conditions").or_insert_with(|| json!([]));
             if let Some(list) = conditions.as_array_mut() {

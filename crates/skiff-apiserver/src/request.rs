@@ -52,9 +52,10 @@ fn parse_rest(group: &str, version: &str, rest: &[&str]) -> Result<Target, ApiEr
         },
     };
     if let Some(n) = name
-        && n.is_empty() {
-            return Err(ApiError::not_found_path());
-        }
+        && n.is_empty()
+    {
+        return Err(ApiError::not_found_path());
+    }
     Ok(Target { resource, namespace, name: name.map(str::to_string), subresource })
 }
 
@@ -102,7 +103,8 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
 }
 
 fn parse_int<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ApiError> {
-    v.parse().map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for query parameter {name}: not an integer")))
+    v.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for query parameter {name}: not an integer")))
 }
 
 impl Query {
@@ -213,10 +215,7 @@ impl Query {
     pub fn resource_version_number(&self) -> Result<Option<u64>, ApiError> {
         match self.resource_version.as_deref() {
             None | Some("0") => Ok(None),
-            Some(s) => s
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}"))),
+            Some(s) => s.parse().map(Some).map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}"))),
         }
     }
 }
@@ -244,7 +243,10 @@ mod tests {
         assert_eq!((t.resource.plural, t.name.as_deref()), ("namespaces", Some("default")));
 
         let t = target("/api/v1/namespaces/kube-system/status");
-        assert_eq!((t.resource.plural, t.name.as_deref(), t.subresource), ("namespaces", Some("kube-system"), Some(Subresource::Status)));
+        assert_eq!(
+            (t.resource.plural, t.name.as_deref(), t.subresource),
+            ("namespaces", Some("kube-system"), Some(Subresource::Status))
+        );
 
         let t = target("/api/v1/namespaces/ns1/pods");
         assert_eq!((t.resource.plural, t.namespace.as_deref()), ("pods", Some("ns1")));

@@ -35,9 +35,10 @@ pub fn raw(code: u16, content_type: &str, body: Vec<u8>, warnings: &[String]) ->
 pub fn error(e: &ApiError) -> Response {
     let mut resp = json(e.code, &e.to_status(), &[]);
     if let Some(secs) = e.retry_after
-        && let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
     resp
 }
 
@@ -88,12 +89,17 @@ mod tests {
     #[test]
     fn negotiates_tables_and_json() {
         assert_eq!(
-            accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"),
+            accept(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            ),
             Some(Accept::Table)
         );
         assert_eq!(accept("application/json"), Some(Accept::Json));
         assert_eq!(accept("*/*"), Some(Accept::Json));
-        assert_eq!(accept("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"), Some(Accept::Json));
+        assert_eq!(
+            accept("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"),
+            Some(Accept::Json)
+        );
         assert_eq!(accept("application/vnd.kubernetes.protobuf"), None);
         assert_eq!(negotiate(&HeaderMap::new()), Some(Accept::Json));
     }

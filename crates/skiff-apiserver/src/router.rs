@@ -59,7 +59,9 @@ async fn entry(State(app): State<Arc<App>>, req: Request) -> Response {
             Err(e) => return response::error(&e),
         };
         let body = match axum::body::to_bytes(body, MAX_BODY + 1).await {
-            Ok(b) if b.len() > MAX_BODY => return response::error(&ApiError::too_large("Request entity too large: limit is 3145728")),
+            Ok(b) if b.len() > MAX_BODY => {
+                return response::error(&ApiError::too_large("Request entity too large: limit is 3145728"));
+            }
             Ok(b) => b,
             Err(_) => return response::error(&ApiError::too_large("Request entity too large: limit is 3145728")),
         };
@@ -88,7 +90,11 @@ fn non_resource(app: &App, path: &str, query: Option<&str>, headers: &HeaderMap)
     match path.trim_end_matches('/') {
         "/livez" | "/readyz" | "/healthz" => {
             let verbose = query.is_some_and(|q| q.contains("verbose"));
-            let text = if verbose { format!("[+]ping ok\n[+]etcd ok\n{} check passed\n", &path[1..]) } else { "ok".to_string() };
+            let text = if verbose {
+                format!("[+]ping ok\n[+]etcd ok\n{} check passed\n", &path[1..])
+            } else {
+                "ok".to_string()
+            };
             response::raw(200, "text/plain; charset=utf-8", text.into_bytes(), &[])
         }
         "/version" => response::json(200, &discovery::version_info(), &[]),

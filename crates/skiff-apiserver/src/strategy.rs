@@ -116,7 +116,9 @@ pub fn qos_class(pod: &Value) -> &'static str {
     for c in containers {
         let requests = c.pointer("/resources/requests").and_then(Value::as_object);
         let limits = c.pointer("/resources/limits").and_then(Value::as_object);
-        let has = |m: Option<&serde_json::Map<String, Value>>| m.is_some_and(|m| m.keys().any(|k| k == "cpu" || k == "memory"));
+        let has = |m: Option<&serde_json::Map<String, Value>>| {
+            m.is_some_and(|m| m.keys().any(|k| k == "cpu" || k == "memory"))
+        };
         if has(requests) || has(limits) {
             any = true;
         }
@@ -183,7 +185,9 @@ mod tests {
         assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
         assert_eq!(qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
         assert_eq!(
-            qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m", "memory": "1Gi"}}))),
+            qos_class(&pod(
+                json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m", "memory": "1Gi"}})
+            )),
             "Burstable"
         );
         assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "1"}}))), "Burstable");

@@ -162,9 +162,10 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
         for e in watch.backlog {
             last_rev = e.rev;
             if let Some((kind, obj)) = filter.translate(&e)
-                && tx.send(Ok(enc.line(kind, obj))).await.is_err() {
-                    return;
-                }
+                && tx.send(Ok(enc.line(kind, obj))).await.is_err()
+            {
+                return;
+            }
         }
         let mut live = watch.live;
         loop {

@@ -70,7 +70,13 @@ impl Recorder {
         }
     }
 
-    async fn try_record(&self, regarding: &ObjectReference, kind: EventType, reason: &str, message: &str) -> kube::Result<()> {
+    async fn try_record(
+        &self,
+        regarding: &ObjectReference,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) -> kube::Result<()> {
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".to_string());
         let object = regarding.name.clone().unwrap_or_default();
         // A stable name per (object, reason, message) lets repeats aggregate, like the upstream
@@ -107,7 +113,10 @@ impl Recorder {
             last_timestamp: Some(now),
             ..Event::default()
         };
-        match api.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() }, &event).await {
+        match api
+            .create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() }, &event)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 let patch = serde_json::json!({"count": count, "lastTimestamp": event.last_timestamp});

@@ -35,9 +35,10 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()>) {
     let pods = reflector::reflector(pod_writer, watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()))
         .default_backoff()
         .for_each(|_| async {});
-    let nodes = reflector::reflector(node_writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()))
-        .default_backoff()
-        .for_each(|_| async {});
+    let nodes =
+        reflector::reflector(node_writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()))
+            .default_backoff()
+            .for_each(|_| async {});
     let collect = collect_loop(client, pod_reader, node_reader);
     tokio::select! {
         _ = shutdown => {}
@@ -78,7 +79,9 @@ async fn collect_loop(client: Client, pods: Store<Pod>, nodes: Store<Node>) {
                 ..DeleteParams::default()
             };
             match api.delete(&pod.name_any(), &params).await {
-                Ok(_) => tracing::info!(pod = %pod.name_any(), node, "deleted a pod bound to a node that no longer exists"),
+                Ok(_) => {
+                    tracing::info!(pod = %pod.name_any(), node, "deleted a pod bound to a node that no longer exists")
+                }
                 Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
                 Err(e) => tracing::warn!(pod = %pod.name_any(), error = %e, "cannot delete an orphaned pod"),
             }
@@ -93,10 +96,7 @@ mod tests {
     use k8s_openapi::api::core::v1::PodSpec;
 
     fn pod(node: Option<&str>) -> Pod {
-        Pod {
-            spec: Some(PodSpec { node_name: node.map(str::to_string), ..PodSpec::default() }),
-            ..Pod::default()
-        }
+        Pod { spec: Some(PodSpec { node_name: node.map(str::to_string), ..PodSpec::default() }), ..Pod::default() }
     }
 
     #[test]

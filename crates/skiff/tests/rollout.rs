@@ -125,7 +125,8 @@ impl InvariantWatch {
                     violations.push(format!("rv {rv}: {total} pods > {want} + maxSurge {max_surge}"));
                 }
                 if available < want - max_unavailable {
-                    violations.push(format!("rv {rv}: {available} available < {want} - maxUnavailable {max_unavailable}"));
+                    violations
+                        .push(format!("rv {rv}: {available} available < {want} - maxUnavailable {max_unavailable}"));
                 }
             }
             let _ = child.kill();
@@ -153,10 +154,8 @@ fn create_scale_update_undo_pause_restart() {
     assert!(out.contains("deployment \"web\" successfully rolled out"), "{out}");
     assert_eq!(running_pods(&s, "app=web").len(), 3);
     // Replicas of one owner are spread over the nodes.
-    let nodes: std::collections::BTreeSet<String> = running_pods(&s, "app=web")
-        .iter()
-        .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
-        .collect();
+    let nodes: std::collections::BTreeSet<String> =
+        running_pods(&s, "app=web").iter().filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string)).collect();
     assert_eq!(nodes.len(), 3, "three replicas on three nodes: {nodes:?}");
 
     s.kubectl_ok(&["scale", "deployment", "web", "--replicas=5"]);
@@ -176,7 +175,10 @@ fn create_scale_update_undo_pause_restart() {
     assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
     assert_eq!(d["status"]["updatedReplicas"], 5);
     let rs = s.kubectl_json(&["get", "rs", "-l", "app=web", "-o", "json"]);
-    let sizes: Vec<i64> = rs["items"].as_array().map(|a| a.iter().map(|r| r["spec"]["replicas"].as_i64().unwrap_or(-1)).collect()).unwrap_or_default();
+    let sizes: Vec<i64> = rs["items"]
+        .as_array()
+        .map(|a| a.iter().map(|r| r["spec"]["replicas"].as_i64().unwrap_or(-1)).collect())
+        .unwrap_or_default();
     assert_eq!(sizes.iter().filter(|n| **n == 5).count(), 1, "{sizes:?}");
     assert_eq!(sizes.iter().filter(|n| **n == 0).count(), 1, "{sizes:?}");
 
@@ -198,7 +200,11 @@ fn create_scale_update_undo_pause_restart() {
     let rs = s.kubectl_json(&["get", "rs", "-l", "app=web", "-o", "json"]);
     let images: Vec<String> = rs["items"]
         .as_array()
-        .map(|a| a.iter().map(|r| r["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|r| r["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default();
     assert!(!images.iter().any(|i| i == "nginx:1.27"), "no rollout while paused: {images:?}");
     assert_eq!(s.kubectl_ok(&["rollout", "resume", "deployment/web"]).trim(), "deployment.apps/web resumed");
