@@ -53,9 +53,11 @@ impl Client {
                 format!("cannot read the kubeconfig {}: {e}", path.display())
             })
         })?;
-        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        let mut config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
             .map_err(|e| CliError::Kubeconfig(format!("the kubeconfig {} is not usable: {e}", path.display())))?;
+        // kubectl does not retry 5xx answers; a CLI must report them at once (e.g. logs without an agent).
+        config.default_retry = false;
         let server = config.cluster_url.authority().map(|a| a.to_string()).unwrap_or_default();
         let namespace = config.default_namespace.clone();
         let kube = kube::Client::try_from(config)
@@ -94,13 +96,8 @@ impl Client {
     ) -> Result<Vec<u8>, CliError> {
         let response = self.send(method, path, accept, content_type, body).await?;
         let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| CliError::Connect(e.to_string()))?
-            .to_bytes()
-            .to_vec();
+        let bytes =
+            response.into_body().collect().await.map_err(|e| CliError::Connect(e.to_string()))?.to_bytes().to_vec();
         if !status.is_success() {
             return Err(api_error(status.as_u16(), &bytes));
         }

@@ -501,7 +501,11 @@ async fn run_pod(a: RunArgs) -> Result<(), CliError> {
     let env = a
         .env
         .iter()
-        .map(|e| generate::key_values(e).map_err(CliError::Usage).and_then(|mut kv| kv.pop().ok_or_else(|| CliError::Usage(format!("invalid env: {e}")))))
+        .map(|e| {
+            generate::key_values(e)
+                .map_err(CliError::Usage)
+                .and_then(|mut kv| kv.pop().ok_or_else(|| CliError::Usage(format!("invalid env: {e}"))))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if !["Always", "OnFailure", "Never"].contains(&a.restart.as_str()) {
         return Err(CliError::Usage(format!("invalid restart policy: {}", a.restart)));
@@ -712,9 +716,8 @@ pub fn read_manifests(sources: &[String], recursive: bool) -> Result<Vec<(String
                 out.extend(parse_manifests(&text, &f.display().to_string())?);
             }
         } else {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::Failed(format!("the path \"{source}\" does not exist ({e})"))
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Failed(format!("the path \"{source}\" does not exist ({e})")))?;
             out.extend(parse_manifests(&text, source)?);
         }
     }
@@ -760,7 +763,12 @@ pub fn parse_manifests(text: &str, source: &str) -> Result<Vec<(String, Value)>,
 }
 
 /// The resource and namespace of a manifest, checking `-n` against the object's namespace.
-fn manifest_target(obj: &Value, source: &str, flag_ns: Option<&str>, default_ns: &str) -> Result<(&'static ResourceInfo, String), CliError> {
+fn manifest_target(
+    obj: &Value,
+    source: &str,
+    flag_ns: Option<&str>,
+    default_ns: &str,
+) -> Result<(&'static ResourceInfo, String), CliError> {
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
     let name = skiff_api::meta::name(obj);
@@ -797,7 +805,9 @@ async fn apply(a: ApplyArgs) -> Result<(), CliError> {
         let (r, ns) = manifest_target(&obj, &source, a.common.namespace.as_deref(), &default_ns)?;
         let name = skiff_api::meta::name(&obj).to_string();
         if name.is_empty() {
-            eprintln!("error: error when retrieving current configuration of object from {source}: resource name may not be empty");
+            eprintln!(
+                "error: error when retrieving current configuration of object from {source}: resource name may not be empty"
+            );
             failed = true;
             continue;
         }
@@ -812,7 +822,11 @@ async fn apply(a: ApplyArgs) -> Result<(), CliError> {
             Err(e) => return Err(e),
         };
         let force = if a.server_side { a.force_conflicts } else { true };
-        let manager = if a.server_side && a.field_manager == "kubectl-client-side-apply" { "kubectl" } else { a.field_manager.as_str() };
+        let manager = if a.server_side && a.field_manager == "kubectl-client-side-apply" {
+            "kubectl"
+        } else {
+            a.field_manager.as_str()
+        };
         let mut params = vec![("fieldManager", manager), ("fieldValidation", "Strict")];
         if force {
             params.push(("force", "true"));
@@ -841,7 +855,9 @@ async fn apply(a: ApplyArgs) -> Result<(), CliError> {
         } else {
             match &before {
                 None => "created",
-                Some(b) if skiff_api::meta::resource_version(b) == skiff_api::meta::resource_version(&applied) => "unchanged",
+                Some(b) if skiff_api::meta::resource_version(b) == skiff_api::meta::resource_version(&applied) => {
+                    "unchanged"
+                }
                 Some(_) => "configured",
             }
         };
@@ -864,7 +880,8 @@ fn apply_error(e: &CliError, source: &str, r: &ResourceInfo, name: &str, ns: &st
     format!(
         "Error from server ({}): error when applying patch to {}/{name} in namespace {ns} from {source}: {}",
         match e {
-            CliError::Api { status, .. } => status.get("reason").and_then(Value::as_str).unwrap_or("Unknown").to_string(),
+            CliError::Api { status, .. } =>
+                status.get("reason").and_then(Value::as_str).unwrap_or("Unknown").to_string(),
             _ => String::new(),
         },
         kind_prefix(r),
@@ -931,15 +948,18 @@ async fn delete(a: DeleteArgs) -> Result<(), CliError> {
         for t in targets {
             if t.names.is_empty() {
                 if a.selection.selector.is_none() && a.selection.field_selector.is_none() && !a.all {
-                    return Err(CliError::Usage(
-                        "resource(s) were provided, but no name was specified".into(),
-                    ));
+                    return Err(CliError::Usage("resource(s) were provided, but no name was specified".into()));
                 }
                 let scope = (!a.selection.all_namespaces).then_some(ns.as_str());
-                let list = client.get(&with_query(&collection_path(t.resource, scope), &list_params(&a.selection))).await?;
+                let list =
+                    client.get(&with_query(&collection_path(t.resource, scope), &list_params(&a.selection))).await?;
                 for item in list.get("items").and_then(Value::as_array).cloned().unwrap_or_default() {
                     let item_ns = skiff_api::meta::namespace(&item);
-                    victims.push((t.resource, if item_ns.is_empty() { ns.clone() } else { item_ns.to_string() }, skiff_api::meta::name(&item).to_string()));
+                    victims.push((
+                        t.resource,
+                        if item_ns.is_empty() { ns.clone() } else { item_ns.to_string() },
+                        skiff_api::meta::name(&item).to_string(),
+                    ));
                 }
             } else {
                 victims.extend(t.names.iter().map(|n| (t.resource, ns.clone(), n.clone())));
@@ -1026,9 +1046,7 @@ async fn scale(a: ScaleArgs) -> Result<(), CliError> {
         let scale = client.get(&path).await?;
         let actual = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
         if actual != i64::from(current) {
-            return Err(CliError::Failed(format!(
-                "Expected replicas to be {current}, was {actual}"
-            )));
+            return Err(CliError::Failed(format!("Expected replicas to be {current}, was {actual}")));
         }
     }
     let mode = dry_run(&a.write.dry_run)?;
@@ -1038,7 +1056,13 @@ async fn scale(a: ScaleArgs) -> Result<(), CliError> {
             params.push(("dryRun", "All"));
         }
         client
-            .call(Method::PATCH, &with_query(&path, &params), None, Some("application/merge-patch+json"), Some(&json!({"spec": {"replicas": a.replicas}})))
+            .call(
+                Method::PATCH,
+                &with_query(&path, &params),
+                None,
+                Some("application/merge-patch+json"),
+                Some(&json!({"spec": {"replicas": a.replicas}})),
+            )
             .await?;
     }
     out(&format!("{}/{name} scaled{}\n", kind_prefix(r), dry_run_suffix(mode)));
@@ -1097,7 +1121,13 @@ async fn set_image(a: SetImageArgs) -> Result<(), CliError> {
         }
         result = with_type(
             client
-                .call(Method::PATCH, &with_query(&path, &params), None, Some("application/strategic-merge-patch+json"), Some(&patch))
+                .call(
+                    Method::PATCH,
+                    &with_query(&path, &params),
+                    None,
+                    Some("application/strategic-merge-patch+json"),
+                    Some(&patch),
+                )
                 .await?,
             r,
         );
@@ -1121,7 +1151,8 @@ async fn edit(a: EditArgs) -> Result<(), CliError> {
     let header = "# Please edit the object below. Lines beginning with a '#' will be ignored,\n# and an empty file will abort the edit. If an error occurs while saving this file will be\n# reopened with the relevant failures.\n#\n";
     std::fs::write(&file, format!("{header}{original}"))?;
     let editor = std::env::var("KUBE_EDITOR").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
-    let status = std::process::Command::new("sh").arg("-c").arg(format!("{editor} \"$1\"")).arg("sh").arg(&file).status()?;
+    let status =
+        std::process::Command::new("sh").arg("-c").arg(format!("{editor} \"$1\"")).arg("sh").arg(&file).status()?;
     let edited = std::fs::read_to_string(&file)?;
     let _ = std::fs::remove_file(&file);
     if !status.success() {
@@ -1136,7 +1167,8 @@ async fn edit(a: EditArgs) -> Result<(), CliError> {
         eprintln!("Edit cancelled, no changes made.");
         return Ok(());
     }
-    let new: Value = serde_saphyr::from_str(&body).map_err(|e| CliError::Failed(format!("error parsing the edited object: {e}")))?;
+    let new: Value =
+        serde_saphyr::from_str(&body).map_err(|e| CliError::Failed(format!("error parsing the edited object: {e}")))?;
     client.call(Method::PUT, &with_query(&path, &[("fieldManager", "kubectl-edit")]), None, None, Some(&new)).await?;
     out(&format!("{}/{name} edited\n", kind_prefix(r)));
     Ok(())
@@ -1161,7 +1193,12 @@ async fn pod_for(client: &Client, ns: &str, target: &str) -> Result<Value, CliEr
     // Prefer running, then the newest, as kubectl's ByLogging sort does.
     items.sort_by_key(|p| {
         let running = p.pointer("/status/phase").and_then(Value::as_str) == Some("Running");
-        (std::cmp::Reverse(running), std::cmp::Reverse(p.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("").to_string()))
+        (
+            std::cmp::Reverse(running),
+            std::cmp::Reverse(
+                p.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("").to_string(),
+            ),
+        )
     });
     items.into_iter().next().ok_or_else(|| CliError::Failed(format!("no pods found for {target}")))
 }
@@ -1176,7 +1213,9 @@ fn pick_container(pod: &Value, flag: Option<&str>) -> Result<String, CliError> {
         .and_then(Value::as_array)
         .map(|cs| cs.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).map(String::from).collect())
         .unwrap_or_default();
-    if let Some(d) = pod.pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container").and_then(Value::as_str) {
+    if let Some(d) =
+        pod.pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container").and_then(Value::as_str)
+    {
         return Ok(d.to_string());
     }
     let first = names.first().cloned().ok_or_else(|| CliError::Failed("the pod has no containers".into()))?;
@@ -1205,7 +1244,8 @@ async fn logs(a: LogsArgs) -> Result<(), CliError> {
     if let Some(t) = tail.as_deref().filter(|t| *t != "-1") {
         params.push(("tailLines", t));
     }
-    let path = with_query(&format!("{}/log", object_path(resource("pods")?, &ns, skiff_api::meta::name(&pod))), &params);
+    let path =
+        with_query(&format!("{}/log", object_path(resource("pods")?, &ns, skiff_api::meta::name(&pod))), &params);
     let mut stream = Box::pin(client.stream(&path, Some("*/*")).await?);
     let mut stdout = std::io::stdout();
     while let Some(chunk) = stream.next().await {
@@ -1222,18 +1262,17 @@ async fn exec(a: ExecArgs) -> Result<(), CliError> {
     let pod = pod_for(&client, &ns, &a.pod).await?;
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or_default();
     if phase == "Succeeded" || phase == "Failed" {
-        return Err(CliError::Failed(format!("cannot exec into a container in a completed pod; current phase is {phase}")));
+        return Err(CliError::Failed(format!(
+            "cannot exec into a container in a completed pod; current phase is {phase}"
+        )));
     }
     let container = pick_container(&pod, a.container.as_deref())?;
     let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.kube.clone(), &ns);
     let params = AttachParams::default().container(container).stdin(a.stdin).stdout(true).stderr(!a.tty).tty(a.tty);
-    let mut process = api
-        .exec(skiff_api::meta::name(&pod), a.command.clone(), &params)
-        .await
-        .map_err(|e| match e {
-            kube::Error::Api(s) => CliError::Api { code: s.code, status: serde_json::to_value(&*s).unwrap_or_default() },
-            other => CliError::Failed(other.to_string()),
-        })?;
+    let mut process = api.exec(skiff_api::meta::name(&pod), a.command.clone(), &params).await.map_err(|e| match e {
+        kube::Error::Api(s) => CliError::Api { code: s.code, status: serde_json::to_value(&*s).unwrap_or_default() },
+        other => CliError::Failed(other.to_string()),
+    })?;
     let mut tasks = Vec::new();
     if let Some(mut stdout) = process.stdout() {
         tasks.push(tokio::spawn(async move {
@@ -1300,7 +1339,9 @@ pub fn parse_wait_for(s: &str) -> Result<WaitFor, CliError> {
     if let Some(rest) = s.strip_prefix("jsonpath=") {
         let rest = rest.trim_matches('\'');
         return Ok(match rest.rfind("}=") {
-            Some(pos) => WaitFor::JsonPath { template: rest[..=pos].to_string(), value: Some(rest[pos + 2..].to_string()) },
+            Some(pos) => {
+                WaitFor::JsonPath { template: rest[..=pos].to_string(), value: Some(rest[pos + 2..].to_string()) }
+            }
             None => WaitFor::JsonPath { template: rest.to_string(), value: None },
         });
     }
@@ -1329,7 +1370,8 @@ async fn wait(a: WaitArgs) -> Result<(), CliError> {
     let mut objects: Vec<(&'static ResourceInfo, String)> = Vec::new();
     for t in &targets {
         if t.names.is_empty() {
-            let list = client.get(&with_query(&collection_path(t.resource, Some(&ns)), &list_params(&a.selection))).await?;
+            let list =
+                client.get(&with_query(&collection_path(t.resource, Some(&ns)), &list_params(&a.selection))).await?;
             for i in list.get("items").and_then(Value::as_array).cloned().unwrap_or_default() {
                 objects.push((t.resource, skiff_api::meta::name(&i).to_string()));
             }
@@ -1348,7 +1390,10 @@ async fn wait(a: WaitArgs) -> Result<(), CliError> {
             let met = match (&condition, &got) {
                 (WaitFor::Delete, Err(e)) if e.is_not_found() => true,
                 (_, Err(e)) if e.is_not_found() && condition != WaitFor::Delete => {
-                    return Err(CliError::Api { code: 404, status: json!({"reason":"NotFound","message": format!("{} \"{name}\" not found", qualified(r))}) });
+                    return Err(CliError::Api {
+                        code: 404,
+                        status: json!({"reason":"NotFound","message": format!("{} \"{name}\" not found", qualified(r))}),
+                    });
                 }
                 (_, Err(_)) => return got.map(|_| ()),
                 (WaitFor::Delete, Ok(_)) => false,
@@ -1362,8 +1407,7 @@ async fn wait(a: WaitArgs) -> Result<(), CliError> {
                 }
             };
             if met {
-                let verb = if condition == WaitFor::Delete { "condition met" } else { "condition met" };
-                out(&format!("{}/{name} {verb}\n", kind_prefix(r)));
+                out(&format!("{}/{name} condition met\n", kind_prefix(r)));
                 break;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -1391,7 +1435,11 @@ async fn version(a: VersionArgs) -> Result<(), CliError> {
             if let Some(s) = &server {
                 v["serverVersion"] = s.clone();
             }
-            out(&if a.output.as_deref() == Some("json") { format!("{}\n", crate::output::to_json(&v)) } else { yaml::to_yaml(&v) });
+            out(&if a.output.as_deref() == Some("json") {
+                format!("{}\n", crate::output::to_json(&v))
+            } else {
+                yaml::to_yaml(&v)
+            });
         }
         _ => {
             out(&format!("Client Version: {}\n", client_version["gitVersion"].as_str().unwrap_or_default()));
@@ -1405,7 +1453,8 @@ async fn version(a: VersionArgs) -> Result<(), CliError> {
 
 /// `api-resources` lines, sorted by group then name as kubectl sorts them.
 pub fn api_resource_lines(namespaced: Option<bool>, wide: bool, no_headers: bool) -> String {
-    let mut rows: Vec<&ResourceInfo> = RESOURCES.iter().filter(|r| namespaced.is_none_or(|n| r.namespaced() == n)).collect();
+    let mut rows: Vec<&ResourceInfo> =
+        RESOURCES.iter().filter(|r| namespaced.is_none_or(|n| r.namespaced() == n)).collect();
     rows.sort_by(|a, b| (a.group, a.plural).cmp(&(b.group, b.plural)));
     let mut text = String::new();
     if !no_headers {
@@ -1413,7 +1462,14 @@ pub fn api_resource_lines(namespaced: Option<bool>, wide: bool, no_headers: bool
         text.push_str(if wide { "\tVERBS\tCATEGORIES\n" } else { "\n" });
     }
     for r in rows {
-        text.push_str(&format!("{}\t{}\t{}\t{}\t{}", r.plural, r.short_names.join(","), r.api_version(), r.namespaced(), r.kind));
+        text.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}",
+            r.plural,
+            r.short_names.join(","),
+            r.api_version(),
+            r.namespaced(),
+            r.kind
+        ));
         if wide {
             text.push_str(&format!("\t[{}]\t{}", r.verbs().join(" "), r.categories.join(",")));
         }
@@ -1485,7 +1541,10 @@ mod tests {
     #[test]
     fn checks_manifest_namespaces() {
         let obj = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"w","namespace":"a"}});
-        assert_eq!(manifest_target(&obj, "f", None, "default").map(|(r, ns)| (r.plural, ns)).ok(), Some(("deployments", "a".into())));
+        assert_eq!(
+            manifest_target(&obj, "f", None, "default").map(|(r, ns)| (r.plural, ns)).ok(),
+            Some(("deployments", "a".into()))
+        );
         assert!(manifest_target(&obj, "f", Some("b"), "default").is_err());
         let unknown = json!({"apiVersion":"x/v1","kind":"Foo","metadata":{"name":"f"}});
         assert!(manifest_target(&unknown, "f", None, "default").is_err());

@@ -113,7 +113,10 @@ fn containers(spec: &Value, statuses: Option<&Value>, indent: &str) -> String {
             if st.get("lastState").and_then(Value::as_object).is_some_and(|m| !m.is_empty()) {
                 out.push_str(&state_lines("Last State", st.get("lastState"), &inner));
             }
-            out.push_str(&format!("{inner}Ready:\t{}\n", if st.get("ready") == Some(&Value::Bool(true)) { "True" } else { "False" }));
+            out.push_str(&format!(
+                "{inner}Ready:\t{}\n",
+                if st.get("ready") == Some(&Value::Bool(true)) { "True" } else { "False" }
+            ));
             out.push_str(&format!("{inner}Restart Count:\t{}\n", int(st, "/restartCount")));
         }
         let env: Vec<String> = c
@@ -147,7 +150,11 @@ fn state_lines(title: &str, state: Option<&Value>, indent: &str) -> String {
     if let Some(t) = state.get("terminated") {
         let mut out = format!("{indent}{title}:\tTerminated\n{indent}  Reason:\t{}\n", s(t, "/reason"));
         out.push_str(&format!("{indent}  Exit Code:\t{}\n", int(t, "/exitCode")));
-        out.push_str(&format!("{indent}  Started:\t{}\n{indent}  Finished:\t{}\n", rfc1123z(s(t, "/startedAt")), rfc1123z(s(t, "/finishedAt"))));
+        out.push_str(&format!(
+            "{indent}  Started:\t{}\n{indent}  Finished:\t{}\n",
+            rfc1123z(s(t, "/startedAt")),
+            rfc1123z(s(t, "/finishedAt"))
+        ));
         return out;
     }
     let w = state.get("waiting").cloned().unwrap_or_default();
@@ -180,7 +187,8 @@ pub fn pod_template_text(template: &Value, level: usize) -> String {
 }
 
 fn volumes(spec: &Value, indent: &str) -> String {
-    let vols: Vec<&Value> = spec.get("volumes").and_then(Value::as_array).map(|v| v.iter().collect()).unwrap_or_default();
+    let vols: Vec<&Value> =
+        spec.get("volumes").and_then(Value::as_array).map(|v| v.iter().collect()).unwrap_or_default();
     if vols.is_empty() {
         return format!("{indent}Volumes:\t<none>\n");
     }
@@ -242,7 +250,10 @@ fn deployment_text(d: &Value, sets: &[Value]) -> String {
     out.push_str(&format!("CreationTimestamp:\t{}\n", rfc1123z(s(d, "/metadata/creationTimestamp"))));
     out.push_str(&multiline("Labels", "", &labels(d.pointer("/metadata/labels"))));
     out.push_str(&multiline("Annotations", "", &annotations(d.pointer("/metadata/annotations"))));
-    out.push_str(&format!("Selector:\t{}\n", d.pointer("/spec/selector").map(skiff_api::selector::selector_string).unwrap_or_default()));
+    out.push_str(&format!(
+        "Selector:\t{}\n",
+        d.pointer("/spec/selector").map(skiff_api::selector::selector_string).unwrap_or_default()
+    ));
     let replicas = format!(
         "{} desired | {} updated | {} total | {} available | {} unavailable",
         int(d, "/spec/replicas"),
@@ -269,13 +280,21 @@ fn deployment_text(d: &Value, sets: &[Value]) -> String {
     out.push_str(&pod_template_text(d.pointer("/spec/template").unwrap_or(&Value::Null), 0));
     out.push_str(&conditions(d, true));
     let template = d.pointer("/spec/template").cloned().unwrap_or_default();
-    let (new, old): (Vec<&Value>, Vec<&Value>) =
-        sets.iter().partition(|rs| crate::rollout::equal_ignore_hash(rs.pointer("/spec/template").unwrap_or(&Value::Null), &template));
+    let (new, old): (Vec<&Value>, Vec<&Value>) = sets.iter().partition(|rs| {
+        crate::rollout::equal_ignore_hash(rs.pointer("/spec/template").unwrap_or(&Value::Null), &template)
+    });
     let summary = |list: &[&Value]| {
         let parts: Vec<String> = list
             .iter()
             .filter(|rs| !std::ptr::eq(**rs, &Value::Null))
-            .map(|rs| format!("{} ({}/{} replicas created)", skiff_api::meta::name(rs), int(rs, "/status/replicas"), int(rs, "/spec/replicas")))
+            .map(|rs| {
+                format!(
+                    "{} ({}/{} replicas created)",
+                    skiff_api::meta::name(rs),
+                    int(rs, "/status/replicas"),
+                    int(rs, "/spec/replicas")
+                )
+            })
             .collect();
         if parts.is_empty() { "<none>".to_string() } else { parts.join(", ") }
     };
@@ -287,13 +306,20 @@ fn deployment_text(d: &Value, sets: &[Value]) -> String {
 
 fn replicaset_text(rs: &Value, pods: &[Value]) -> String {
     let mut out = header(rs, true);
-    out.push_str(&format!("Selector:\t{}\n", rs.pointer("/spec/selector").map(skiff_api::selector::selector_string).unwrap_or_default()));
+    out.push_str(&format!(
+        "Selector:\t{}\n",
+        rs.pointer("/spec/selector").map(skiff_api::selector::selector_string).unwrap_or_default()
+    ));
     out.push_str(&multiline("Labels", "", &labels(rs.pointer("/metadata/labels"))));
     out.push_str(&multiline("Annotations", "", &annotations(rs.pointer("/metadata/annotations"))));
     if let Some(owner) = rs.pointer("/metadata/ownerReferences/0") {
         out.push_str(&format!("Controlled By:\t{}/{}\n", s(owner, "/kind"), s(owner, "/name")));
     }
-    out.push_str(&format!("Replicas:\t{} current / {} desired\n", int(rs, "/status/replicas"), int(rs, "/spec/replicas")));
+    out.push_str(&format!(
+        "Replicas:\t{} current / {} desired\n",
+        int(rs, "/status/replicas"),
+        int(rs, "/spec/replicas")
+    ));
     let phase = |p: &str| pods.iter().filter(|x| s(x, "/status/phase") == p).count();
     out.push_str(&format!(
         "Pods Status:\t{} Running / {} Waiting / {} Succeeded / {} Failed\n",
@@ -313,7 +339,16 @@ fn pod_text(p: &Value) -> String {
     out.push_str(&format!("Service Account:\t{}\n", or_none(s(p, "/spec/serviceAccountName"))));
     let node = s(p, "/spec/nodeName");
     let host = s(p, "/status/hostIP");
-    out.push_str(&format!("Node:\t{}\n", if node.is_empty() { "<none>".to_string() } else if host.is_empty() { node.to_string() } else { format!("{node}/{host}") }));
+    out.push_str(&format!(
+        "Node:\t{}\n",
+        if node.is_empty() {
+            "<none>".to_string()
+        } else if host.is_empty() {
+            node.to_string()
+        } else {
+            format!("{node}/{host}")
+        }
+    ));
     if !s(p, "/status/startTime").is_empty() {
         out.push_str(&format!("Start Time:\t{}\n", rfc1123z(s(p, "/status/startTime"))));
     }
@@ -321,7 +356,11 @@ fn pod_text(p: &Value) -> String {
     out.push_str(&multiline("Annotations", "", &annotations(p.pointer("/metadata/annotations"))));
     out.push_str(&format!("Status:\t{}\n", s(p, "/status/phase")));
     out.push_str(&format!("IP:\t{}\n", s(p, "/status/podIP")));
-    let ips: Vec<String> = p.pointer("/status/podIPs").and_then(Value::as_array).map(|ips| ips.iter().map(|i| format!("IP:\t{}", s(i, "/ip"))).collect()).unwrap_or_default();
+    let ips: Vec<String> = p
+        .pointer("/status/podIPs")
+        .and_then(Value::as_array)
+        .map(|ips| ips.iter().map(|i| format!("IP:\t{}", s(i, "/ip"))).collect())
+        .unwrap_or_default();
     if ips.is_empty() {
         out.push_str("IPs:\t<none>\n");
     } else {
@@ -413,7 +452,8 @@ async fn describe_one(client: &Client, r: &'static ResourceInfo, obj: &Value) ->
         "Deployment" => {
             let rs = crate::resources::resolve_type("replicasets")?[0];
             let selector = obj.pointer("/spec/selector").map(skiff_api::selector::selector_string).unwrap_or_default();
-            let list = client.get(&with_query(&collection_path(rs, Some(&ns)), &[("labelSelector", &selector)])).await?;
+            let list =
+                client.get(&with_query(&collection_path(rs, Some(&ns)), &[("labelSelector", &selector)])).await?;
             let uid = skiff_api::meta::uid(obj);
             let sets: Vec<Value> = list
                 .get("items")
@@ -421,13 +461,19 @@ async fn describe_one(client: &Client, r: &'static ResourceInfo, obj: &Value) ->
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|x| x.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(|o| o.iter().any(|o| s(o, "/uid") == uid)))
+                .filter(|x| {
+                    x.pointer("/metadata/ownerReferences")
+                        .and_then(Value::as_array)
+                        .is_some_and(|o| o.iter().any(|o| s(o, "/uid") == uid))
+                })
                 .collect();
             deployment_text(obj, &sets)
         }
         "ReplicaSet" => {
             let selector = obj.pointer("/spec/selector").map(skiff_api::selector::selector_string).unwrap_or_default();
-            let pods = client.get(&with_query(&format!("/api/v1/namespaces/{ns}/pods"), &[("labelSelector", &selector)])).await?;
+            let pods = client
+                .get(&with_query(&format!("/api/v1/namespaces/{ns}/pods"), &[("labelSelector", &selector)]))
+                .await?;
             replicaset_text(obj, pods.get("items").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]))
         }
         "Pod" => pod_text(obj),
@@ -536,6 +582,9 @@ mod tests {
             "source":{"component":"deployment-controller"},"count":3,
             "firstTimestamp":"2026-01-01T00:00:00Z","lastTimestamp":"2026-01-01T00:09:00Z"});
         let text = tabwriter::format(&events_text(&[e], now), tabwriter::DESCRIBE);
-        assert_eq!(text, "Events:\n  Type    Reason             Age                From                   Message\n  ----    ------             ----               ----                   -------\n  Normal  ScalingReplicaSet  60s (x3 over 10m)  deployment-controller  Scaled up replica set web-abc from 0 to 1\n");
+        assert_eq!(
+            text,
+            "Events:\n  Type    Reason             Age                From                   Message\n  ----    ------             ----               ----                   -------\n  Normal  ScalingReplicaSet  60s (x3 over 10m)  deployment-controller  Scaled up replica set web-abc from 0 to 1\n"
+        );
     }
 }

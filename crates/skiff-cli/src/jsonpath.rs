@@ -171,7 +171,8 @@ fn parse_bracket(inner: &str) -> Result<Step, JsonPathError> {
     }
     if let Some(filter) = inner.strip_prefix("?(").and_then(|f| f.strip_suffix(')')) {
         let ops = ["==", "!=", "<=", ">=", "<", ">"];
-        let Some((pos, op)) = ops.iter().filter_map(|op| filter.find(op).map(|p| (p, *op))).min_by_key(|(p, _)| *p) else {
+        let Some((pos, op)) = ops.iter().filter_map(|op| filter.find(op).map(|p| (p, *op))).min_by_key(|(p, _)| *p)
+        else {
             let path = parse_path(filter.trim().strip_prefix('@').unwrap_or(filter.trim()))?;
             return Ok(Step::Filter { path, op: "exists".into(), value: Value::Null });
         };

@@ -58,8 +58,9 @@ pub fn print_objects(objects: &[Value], single: bool, output: &Output) -> Result
         Output::Yaml => yaml::to_yaml(&data),
         Output::Json => format!("{}\n", to_json(&data)),
         Output::Name => objects.iter().map(|o| format!("{}\n", object_name(o))).collect(),
-        Output::JsonPath(t) => jsonpath::render(t, &data)
-            .map_err(|e| CliError::Failed(format!("error parsing jsonpath {t}, {e}")))?,
+        Output::JsonPath(t) => {
+            jsonpath::render(t, &data).map_err(|e| CliError::Failed(format!("error parsing jsonpath {t}, {e}")))?
+        }
         Output::Table | Output::Wide => String::new(),
     })
 }
@@ -88,7 +89,8 @@ pub fn object_name(obj: &Value) -> String {
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
     let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-    let prefix = if group.is_empty() { kind.to_ascii_lowercase() } else { format!("{}.{group}", kind.to_ascii_lowercase()) };
+    let prefix =
+        if group.is_empty() { kind.to_ascii_lowercase() } else { format!("{}.{group}", kind.to_ascii_lowercase()) };
     format!("{prefix}/{}", skiff_api::meta::name(obj))
 }
 
@@ -127,7 +129,8 @@ impl TableOptions {
 /// The tab-separated lines (header unless `no_headers`) for a server Table; formatting happens
 /// with [`tabwriter::format`] so several tables can be laid out separately.
 pub fn table_lines(table: &Value, opts: &TableOptions) -> (String, usize) {
-    let columns: Vec<&Value> = table.get("columnDefinitions").and_then(Value::as_array).map(|c| c.iter().collect()).unwrap_or_default();
+    let columns: Vec<&Value> =
+        table.get("columnDefinitions").and_then(Value::as_array).map(|c| c.iter().collect()).unwrap_or_default();
     let shown: Vec<usize> = (0..columns.len())
         .filter(|i| opts.wide || columns[*i].get("priority").and_then(Value::as_i64).unwrap_or(0) == 0)
         .collect();
@@ -138,7 +141,8 @@ pub fn table_lines(table: &Value, opts: &TableOptions) -> (String, usize) {
         if opts.namespace_column {
             header.push("NAMESPACE".into());
         }
-        header.extend(shown.iter().map(|i| columns[*i].get("name").and_then(Value::as_str).unwrap_or("").to_uppercase()));
+        header
+            .extend(shown.iter().map(|i| columns[*i].get("name").and_then(Value::as_str).unwrap_or("").to_uppercase()));
         if opts.show_labels {
             header.push("LABELS".into());
         }
@@ -212,7 +216,8 @@ mod tests {
         let (lines, n) = table_lines(&table(), &TableOptions::default());
         assert_eq!(n, 1);
         assert_eq!(layout(&lines), "NAME    READY   RESTARTS\nweb-1   1/1     0\n");
-        let opts = TableOptions { wide: true, kind_prefix: Some("pod".into()), namespace_column: true, ..Default::default() };
+        let opts =
+            TableOptions { wide: true, kind_prefix: Some("pod".into()), namespace_column: true, ..Default::default() };
         let (lines, _) = table_lines(&table(), &opts);
         assert_eq!(
             layout(&lines),
@@ -232,10 +237,14 @@ mod tests {
     #[test]
     fn prints_names_and_lists() {
         let d = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"}});
-        assert_eq!(print_objects(&[d.clone()], true, &Output::Name).expect("name"), "deployment.apps/web\n");
+        assert_eq!(
+            print_objects(std::slice::from_ref(&d), true, &Output::Name).expect("name"),
+            "deployment.apps/web\n"
+        );
         let p = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"}});
         assert_eq!(object_name(&p), "pod/p");
-        let list = print_objects(&[d], false, &Output::JsonPath("{.kind} {.items[0].metadata.name}".into())).expect("jp");
+        let list =
+            print_objects(&[d], false, &Output::JsonPath("{.kind} {.items[0].metadata.name}".into())).expect("jp");
         assert_eq!(list, "List web");
     }
 }

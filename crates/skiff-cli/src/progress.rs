@@ -10,7 +10,11 @@ fn int(v: &Value, ptr: &str) -> i64 {
 /// A bar like `[#####.....] 1/2` of `width` cells.
 pub fn bar(label: &str, value: i64, total: i64, width: usize) -> String {
     let total_cells = width.max(1);
-    let filled = if total <= 0 { total_cells } else { usize::try_from((value.clamp(0, total) * total_cells as i64) / total).unwrap_or(0) };
+    let filled = if total <= 0 {
+        total_cells
+    } else {
+        usize::try_from((value.clamp(0, total) * total_cells as i64) / total).unwrap_or(0)
+    };
     format!("{label:<10} [{}{}] {value}/{total}", "#".repeat(filled), ".".repeat(total_cells - filled))
 }
 

@@ -75,9 +75,7 @@ pub fn parse_args(args: &[String]) -> Result<Vec<Target>, CliError> {
         let mut targets: Vec<Target> = Vec::new();
         for arg in args {
             let Some((kind, name)) = arg.split_once('/') else {
-                return Err(CliError::Usage(format!(
-                    "there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'skiff get resource/<resource_name>' instead of 'skiff get resource resource/<resource_name>'"
-                )));
+                return Err(CliError::Usage("there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'skiff get resource/<resource_name>' instead of 'skiff get resource resource/<resource_name>'".to_string()));
             };
             let resource = *resolve_type(kind)?.first().ok_or_else(|| unknown_type(kind))?;
             match targets.iter_mut().find(|t| std::ptr::eq(t.resource, resource)) {
@@ -99,7 +97,8 @@ pub fn parse_args(args: &[String]) -> Result<Vec<Target>, CliError> {
 
 /// The request path of a collection (`ns` None: across all namespaces, or cluster-scoped).
 pub fn collection_path(r: &ResourceInfo, ns: Option<&str>) -> String {
-    let root = if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
+    let root =
+        if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
     match ns {
         Some(ns) if r.namespaced() => format!("{root}/namespaces/{ns}/{}", r.plural),
         _ => format!("{root}/{}", r.plural),
@@ -139,7 +138,10 @@ mod tests {
     #[test]
     fn suggests_the_nearest_name_on_typos() {
         let err = parse_args(&s(&["deploymnt"])).expect_err("typo");
-        assert_eq!(err.to_string(), "error: the server doesn't have a resource type \"deploymnt\"\nDid you mean \"deployment\"?");
+        assert_eq!(
+            err.to_string(),
+            "error: the server doesn't have a resource type \"deploymnt\"\nDid you mean \"deployment\"?"
+        );
         assert_eq!(suggest("pdos"), Some("pods"));
         assert_eq!(suggest("zzzzzzzz"), None);
         assert_eq!(levenshtein("kitten", "sitting"), 3);

@@ -133,7 +133,10 @@ pub async fn run(what: RolloutWhat) -> Result<(), CliError> {
 }
 
 /// The Deployment named by `deploy/NAME` or `deployment NAME`; other kinds are refused as kubectl does.
-async fn deployment(args: &[String], common: &Common) -> Result<(Client, String, &'static ResourceInfo, String, Value), CliError> {
+async fn deployment(
+    args: &[String],
+    common: &Common,
+) -> Result<(Client, String, &'static ResourceInfo, String, Value), CliError> {
     let (r, name, _) = one_object(args)?;
     if r.kind != "Deployment" {
         return Err(CliError::Failed(format!("no rollout support for kind {:?}", r.kind)));
@@ -222,14 +225,19 @@ async fn owned_replica_sets(client: &Client, ns: &str, d: &Value) -> Result<Vec<
         .into_iter()
         .filter(|r| {
             r.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(|refs| {
-                refs.iter().any(|o| o.get("uid").and_then(Value::as_str) == Some(uid) && o.get("controller") == Some(&json!(true)))
+                refs.iter().any(|o| {
+                    o.get("uid").and_then(Value::as_str) == Some(uid) && o.get("controller") == Some(&json!(true))
+                })
             })
         })
         .collect())
 }
 
 fn revision(rs: &Value) -> i64 {
-    rs.pointer("/metadata/annotations/deployment.kubernetes.io~1revision").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0)
+    rs.pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn old_replica_sets(client: &Client, ns: &str, d: &Value) -> Result<Vec<(String, i64)>, CliError> {
@@ -249,18 +257,35 @@ pub async fn diagnose(client: &Client, ns: &str, d: &Value) -> String {
     let sets = owned_replica_sets(client, ns, d).await.unwrap_or_default();
     let Some(newest) = sets.iter().max_by_key(|r| revision(r)) else { return String::new() };
     let hash = newest.pointer("/metadata/labels/pod-template-hash").and_then(Value::as_str).unwrap_or_default();
-    let pods_path = with_query(&format!("/api/v1/namespaces/{ns}/pods"), &[("labelSelector", &format!("pod-template-hash={hash}"))]);
-    let pods = client.get(&pods_path).await.ok().and_then(|l| l.get("items").cloned()).and_then(|i| i.as_array().cloned()).unwrap_or_default();
+    let pods_path = with_query(
+        &format!("/api/v1/namespaces/{ns}/pods"),
+        &[("labelSelector", &format!("pod-template-hash={hash}"))],
+    );
+    let pods = client
+        .get(&pods_path)
+        .await
+        .ok()
+        .and_then(|l| l.get("items").cloned())
+        .and_then(|i| i.as_array().cloned())
+        .unwrap_or_default();
     lines.extend(pod_problems(&pods));
     if let Some(crashing) = pods.iter().find_map(|p| {
         p.pointer("/status/containerStatuses").and_then(Value::as_array).and_then(|cs| {
             cs.iter()
                 .find(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff"))
-                .map(|c| (skiff_api::meta::name(p).to_string(), c.get("name").and_then(Value::as_str).unwrap_or_default().to_string()))
+                .map(|c| {
+                    (
+                        skiff_api::meta::name(p).to_string(),
+                        c.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    )
+                })
         })
     }) {
         let (pod, container) = crashing;
-        let path = with_query(&format!("/api/v1/namespaces/{ns}/pods/{pod}/log"), &[("container", container.as_str()), ("previous", "true"), ("tailLines", "5")]);
+        let path = with_query(
+            &format!("/api/v1/namespaces/{ns}/pods/{pod}/log"),
+            &[("container", container.as_str()), ("previous", "true"), ("tailLines", "5")],
+        );
         if let Ok(bytes) = client.call_raw(Method::GET, &path, Some("*/*"), None, None).await {
             let text = String::from_utf8_lossy(&bytes);
             if !text.trim().is_empty() {
@@ -269,9 +294,18 @@ pub async fn diagnose(client: &Client, ns: &str, d: &Value) -> String {
             }
         }
     }
-    let events = client.get(&format!("/api/v1/namespaces/{ns}/events")).await.ok().and_then(|l| l.get("items").cloned()).and_then(|i| i.as_array().cloned()).unwrap_or_default();
+    let events = client
+        .get(&format!("/api/v1/namespaces/{ns}/events"))
+        .await
+        .ok()
+        .and_then(|l| l.get("items").cloned())
+        .and_then(|i| i.as_array().cloned())
+        .unwrap_or_default();
     for e in events.iter().filter(|e| e.get("reason").and_then(Value::as_str) == Some("Unhealthy")) {
-        if pods.iter().any(|p| Some(skiff_api::meta::name(p)) == e.pointer("/involvedObject/name").and_then(Value::as_str)) {
+        if pods
+            .iter()
+            .any(|p| Some(skiff_api::meta::name(p)) == e.pointer("/involvedObject/name").and_then(Value::as_str))
+        {
             lines.push(format!("probe failing: {}", e.get("message").and_then(Value::as_str).unwrap_or_default()));
         }
     }
@@ -321,7 +355,10 @@ async fn history(a: HistoryArgs) -> Result<(), CliError> {
     let mut sets = owned_replica_sets(&client, &ns, &d).await?;
     sets.sort_by_key(revision);
     if let Some(rev) = a.revision {
-        let rs = sets.iter().find(|s| revision(s) == rev).ok_or_else(|| CliError::Failed(format!("unable to find the specified revision")))?;
+        let rs = sets
+            .iter()
+            .find(|s| revision(s) == rev)
+            .ok_or_else(|| CliError::Failed("unable to find the specified revision".to_string()))?;
         let mut text = format!("{}/{name} with revision #{rev}\n", kind_prefix(r));
         let template = rs.pointer("/spec/template").cloned().unwrap_or_default();
         text.push_str(&crate::describe::pod_template_text(&template, 0));
@@ -330,7 +367,8 @@ async fn history(a: HistoryArgs) -> Result<(), CliError> {
     }
     let mut table = String::from("REVISION\tCHANGE-CAUSE\n");
     for rs in sets.iter().filter(|s| revision(s) > 0) {
-        let cause = rs.pointer("/metadata/annotations/kubernetes.io~1change-cause").and_then(Value::as_str).unwrap_or("<none>");
+        let cause =
+            rs.pointer("/metadata/annotations/kubernetes.io~1change-cause").and_then(Value::as_str).unwrap_or("<none>");
         table.push_str(&format!("{}\t{cause}\n", revision(rs)));
     }
     print(&format!("{}/{name} \n{}\n", kind_prefix(r), tabwriter::format(&table, tabwriter::DESCRIBE)));
@@ -385,9 +423,10 @@ pub fn equal_ignore_hash(a: &Value, b: &Value) -> bool {
 async fn undo(a: UndoArgs) -> Result<(), CliError> {
     let (client, ns, r, name, d) = deployment(&a.args, &a.common).await?;
     if d.pointer("/spec/paused") == Some(&json!(true)) {
-        return Err(CliError::Failed(format!(
+        return Err(CliError::Failed(
             "you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume' and try again"
-        )));
+                .to_string(),
+        ));
     }
     let sets = owned_replica_sets(&client, &ns, &d).await?;
     let target = if a.to_revision == 0 {
@@ -407,11 +446,16 @@ async fn undo(a: UndoArgs) -> Result<(), CliError> {
         .ok_or_else(|| CliError::Failed(format!("unable to find specified revision {target} in history")))?;
     let current = d.pointer("/spec/template").cloned().unwrap_or_default();
     if equal_ignore_hash(&current, rs.pointer("/spec/template").unwrap_or(&Value::Null)) {
-        print(&format!("{}/{name} skipped rollback (current template already matches revision {target})\n", kind_prefix(r)));
+        print(&format!(
+            "{}/{name} skipped rollback (current template already matches revision {target})\n",
+            kind_prefix(r)
+        ));
         return Ok(());
     }
     let patch = undo_patch(&d, rs);
-    client.call(Method::PATCH, &object_path(r, &ns, &name), None, Some("application/json-patch+json"), Some(&patch)).await?;
+    client
+        .call(Method::PATCH, &object_path(r, &ns, &name), None, Some("application/json-patch+json"), Some(&patch))
+        .await?;
     print(&format!("{}/{name} rolled back\n", kind_prefix(r)));
     Ok(())
 }
@@ -428,7 +472,13 @@ async fn pause_resume(a: TargetArgs, pause: bool) -> Result<(), CliError> {
     }
     let path = with_query(&object_path(r, &ns, &name), &[("fieldManager", "kubectl-rollout")]);
     client
-        .call(Method::PATCH, &path, None, Some("application/strategic-merge-patch+json"), Some(&json!({"spec": {"paused": pause}})))
+        .call(
+            Method::PATCH,
+            &path,
+            None,
+            Some("application/strategic-merge-patch+json"),
+            Some(&json!({"spec": {"paused": pause}})),
+        )
         .await?;
     print(&format!("{}/{name} {}\n", kind_prefix(r), if pause { "paused" } else { "resumed" }));
     Ok(())
@@ -443,7 +493,8 @@ async fn restart(a: TargetArgs) -> Result<(), CliError> {
         )));
     }
     let now = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let patch = json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}});
+    let patch =
+        json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}});
     let path = with_query(&object_path(r, &ns, &name), &[("fieldManager", "kubectl-rollout")]);
     client.call(Method::PATCH, &path, None, Some("application/strategic-merge-patch+json"), Some(&patch)).await?;
     print(&format!("{}/{name} restarted\n", kind_prefix(r)));
@@ -462,18 +513,43 @@ mod tests {
     #[test]
     fn status_messages_match_kubectl() {
         let cases = [
-            (deploy(2, 1, 3, 3, 3, 3), Status::Waiting("Waiting for deployment spec update to be observed...\n".into())),
-            (deploy(1, 1, 3, 1, 3, 1), Status::Waiting("Waiting for deployment \"web\" rollout to finish: 1 out of 3 new replicas have been updated...\n".into())),
-            (deploy(1, 1, 3, 3, 4, 3), Status::Waiting("Waiting for deployment \"web\" rollout to finish: 1 old replicas are pending termination...\n".into())),
-            (deploy(1, 1, 3, 3, 3, 2), Status::Waiting("Waiting for deployment \"web\" rollout to finish: 2 of 3 updated replicas are available...\n".into())),
+            (
+                deploy(2, 1, 3, 3, 3, 3),
+                Status::Waiting("Waiting for deployment spec update to be observed...\n".into()),
+            ),
+            (
+                deploy(1, 1, 3, 1, 3, 1),
+                Status::Waiting(
+                    "Waiting for deployment \"web\" rollout to finish: 1 out of 3 new replicas have been updated...\n"
+                        .into(),
+                ),
+            ),
+            (
+                deploy(1, 1, 3, 3, 4, 3),
+                Status::Waiting(
+                    "Waiting for deployment \"web\" rollout to finish: 1 old replicas are pending termination...\n"
+                        .into(),
+                ),
+            ),
+            (
+                deploy(1, 1, 3, 3, 3, 2),
+                Status::Waiting(
+                    "Waiting for deployment \"web\" rollout to finish: 2 of 3 updated replicas are available...\n"
+                        .into(),
+                ),
+            ),
             (deploy(1, 1, 3, 3, 3, 3), Status::Done("deployment \"web\" successfully rolled out\n".into())),
         ];
         for (d, want) in cases {
             assert_eq!(deployment_status(&d), want, "{d}");
         }
         let mut stuck = deploy(1, 1, 3, 1, 3, 1);
-        stuck["status"]["conditions"] = json!([{"type":"Progressing","status":"False","reason":"ProgressDeadlineExceeded"}]);
-        assert_eq!(deployment_status(&stuck), Status::Failed("deployment \"web\" exceeded its progress deadline".into()));
+        stuck["status"]["conditions"] =
+            json!([{"type":"Progressing","status":"False","reason":"ProgressDeadlineExceeded"}]);
+        assert_eq!(
+            deployment_status(&stuck),
+            Status::Failed("deployment \"web\" exceeded its progress deadline".into())
+        );
     }
 
     #[test]

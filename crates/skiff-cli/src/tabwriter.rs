@@ -34,7 +34,14 @@ fn cell_width(cell: &str) -> usize {
     cell.chars().count()
 }
 
-fn format_block(lines: &[Vec<&str>], line0: usize, line1: usize, widths: &mut Vec<usize>, layout: Layout, out: &mut String) {
+fn format_block(
+    lines: &[Vec<&str>],
+    line0: usize,
+    line1: usize,
+    widths: &mut Vec<usize>,
+    layout: Layout,
+    out: &mut String,
+) {
     let column = widths.len();
     let mut start = line0;
     let mut this = line0;
@@ -86,8 +93,11 @@ mod tests {
             // Minimum width 6 applies to short columns.
             ("A\tB\nx\ty\n", GET, "A     B\nx     y\n"),
             // A line without tabs ends the column block: the next block aligns on its own.
-            ("Name:\tweb\nConditions:\n  Type\tStatus\n  Available\tTrue\n", DESCRIBE,
-             "Name:  web\nConditions:\n  Type       Status\n  Available  True\n"),
+            (
+                "Name:\tweb\nConditions:\n  Type\tStatus\n  Available\tTrue\n",
+                DESCRIBE,
+                "Name:  web\nConditions:\n  Type       Status\n  Available  True\n",
+            ),
             // Lines with more cells than their neighbours open a nested block.
             ("a\tb\tc\naaaa\tb\n", DESCRIBE, "a     b  c\naaaa  b\n"),
             ("", GET, ""),

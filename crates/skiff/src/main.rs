@@ -46,14 +46,21 @@ struct ServerArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Daemons log at info; the kubectl-like verbs print their own messages, as kubectl does.
+    let default_level = match cli.command {
+        Command::Server(_) | Command::Agent(_) => "info",
+        Command::Cli(_) => "off",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
@@ -84,13 +91,19 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         background.push(tokio::spawn(skiff_controllers::manager::run(client.clone(), config, stop.clone())));
         let scheduler_stop = stop.clone();
         background.push(tokio::spawn(async move {
-            skiff_controllers::leader::run_elected(client.clone(), "kube-scheduler", &identity, timings, scheduler_stop, |token| {
-                skiff_scheduler::run(client.clone(), token.cancelled_owned())
-            })
+            skiff_controllers::leader::run_elected(
+                client.clone(),
+                "kube-scheduler",
+                &identity,
+                timings,
+                scheduler_stop,
+                |token| skiff_scheduler::run(client.clone(), token.cancelled_owned()),
+            )
             .await;
         }));
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -113,7 +126,9 @@ async fn kube_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Clien
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "skiff".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "skiff".into())
 }
 
 // ------------------------------------------------------------------------------------- agent
@@ -144,11 +159,23 @@ struct AgentArgs {
     /// Milliseconds from Running to Ready for simulated pods.
     #[arg(long, default_value_t = 0)]
     ready_delay: u64,
+    /// The real agent's data directory: pod directories, images, container state.
+    #[arg(long, default_value = "/var/lib/skiff/agent")]
+    data_dir: PathBuf,
+    /// This node's pod subnet.
+    #[arg(long, default_value = "10.42.0.0/24")]
+    pod_cidr: String,
+    /// The cluster's pod range.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// The Linux bridge pods attach to.
+    #[arg(long, default_value = "skiff0")]
+    bridge: String,
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let Some(count) = args.simulate else {
-        anyhow::bail!("the real node agent is not implemented yet (use --simulate N)");
+        return real_agent(args).await;
     };
     let client = agent_client(&args).await?;
     let config = skiff_agent::simulate::SimulatorConfig {
@@ -168,6 +195,32 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         }
     };
     skiff_agent::simulate::run(client, config, stop).await.context("the node simulator failed")
+}
+
+/// Runs the real node agent: pods as runc containers on the `--bridge` network.
+async fn real_agent(args: AgentArgs) -> anyhow::Result<()> {
+    use skiff_agent::runc_runtime::{RuncConfig, RuncRuntime};
+    let client = agent_client(&args).await?;
+    let runtime_config = RuncConfig {
+        bridge: args.bridge.clone(),
+        pod_cidr: args.pod_cidr.clone(),
+        cluster_cidr: args.cluster_cidr.clone(),
+        ..RuncConfig::new(args.data_dir.clone())
+    };
+    let runtime = RuncRuntime::new(runtime_config).await.context("cannot start the container runtime")?;
+    let config = skiff_agent::agent::AgentConfig::new(&args.node_name, args.data_dir.clone());
+    println!("skiff agent running node {} (pods {} on {})", args.node_name, args.pod_cidr, args.bridge);
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
+    let stop = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    skiff_agent::agent::Agent::run(client, config, std::sync::Arc::new(runtime), stop)
+        .await
+        .context("the node agent failed")
 }
 
 /// The agent's client: from --kubeconfig, or from --server and --token.
