@@ -15,6 +15,7 @@ pub mod node;
 pub mod observed;
 pub mod plan;
 pub mod probe;
+pub mod runc_runtime;
 pub mod runtime;
 pub mod simulate;
 pub mod status;

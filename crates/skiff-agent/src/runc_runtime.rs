@@ -1,0 +1,503 @@
+//! [`RuncRuntime`]: the [`ContainerRuntime`] over `skiff-runtime` (image store, pod sandboxes on a
+//! CNI bridge, containers driven through runc).
+//!
+//! The runtime keeps an in-memory registry keyed by pod UID: the pod's [`Sandbox`] and its
+//! container instances (name, attempt, spec hash, the runc [`Container`] handle). Observed state
+//! (`list_sandboxes`, `list_containers`) is derived from it and from each container's own exit
+//! observation. The registry does not survive an agent restart.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::jiff::Timestamp;
+use parking_lot::Mutex;
+use serde_json::Value;
+use skiff_runtime::cni::{self, Network, NetworkConfig};
+use skiff_runtime::{
+    BindMount, Container, ContainerStatus, ExitInfo, Image, ImageError, ImageStore, PullOptions, Runtime,
+    RuntimeConfig, Sandbox, StoreConfig,
+};
+
+use crate::runtime::{
+    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ImageInfo, PullPolicy, RuntimeError,
+    SandboxConfig, SandboxInfo,
+};
+
+/// Where and how the runtime runs pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuncConfig {
+    /// The agent's data directory; the runtime uses `images/`, `containers/`, `runc/`,
+    /// `sandboxes/` and `cni/` under it.
+    pub data_dir: PathBuf,
+    /// The Linux bridge pods attach to.
+    pub bridge: String,
+    /// This node's pod subnet.
+    pub pod_cidr: String,
+    /// The cluster's pod range (blackholed on the host).
+    pub cluster_cidr: String,
+    /// The runc binary.
+    pub runc_binary: PathBuf,
+    /// Masquerade traffic leaving the pod subnet.
+    pub ip_masq: bool,
+}
+
+impl RuncConfig {
+    /// Defaults: bridge `skiff0`, pod subnet `10.42.0.0/24`, cluster CIDR `10.42.0.0/16`, `runc`
+    /// from `PATH`, masquerading on.
+    pub fn new(data_dir: PathBuf) -> RuncConfig {
+        RuncConfig {
+            data_dir,
+            bridge: "skiff0".into(),
+            pod_cidr: "10.42.0.0/24".into(),
+            cluster_cidr: "10.42.0.0/16".into(),
+            runc_binary: "runc".into(),
+            ip_masq: true,
+        }
+    }
+
+    /// The image store's directory (tests import images there before starting the agent).
+    pub fn image_dir(&self) -> PathBuf {
+        self.data_dir.join("images")
+    }
+
+    fn network(&self) -> NetworkConfig {
+        NetworkConfig {
+            name: format!("skiff-{}", self.bridge),
+            bridge: self.bridge.clone(),
+            subnet: self.pod_cidr.clone(),
+            cluster_cidr: self.cluster_cidr.clone(),
+            ipam_data_dir: self.data_dir.join("cni/networks"),
+            cache_dir: self.data_dir.join("cni/results"),
+            ip_masq: self.ip_masq,
+            ..NetworkConfig::default()
+        }
+    }
+}
+
+/// One container instance the runtime started.
+struct Instance {
+    info: ContainerInfo,
+    started_at: Option<Timestamp>,
+    container: Arc<Container>,
+}
+
+/// One pod: its sandbox and container instances (by container ID).
+struct Pod {
+    sandbox: Arc<Sandbox>,
+    info: SandboxInfo,
+    containers: HashMap<String, Instance>,
+}
+
+/// The real container runtime.
+pub struct RuncRuntime {
+    config: RuncConfig,
+    images: ImageStore,
+    runtime: Runtime,
+    network: Network,
+    pods: Mutex<HashMap<String, Pod>>,
+    creating: tokio::sync::Mutex<()>,
+}
+
+fn failed(op: &'static str) -> impl FnOnce(String) -> RuntimeError {
+    move |message| RuntimeError::Failed { op, message }
+}
+
+impl RuncRuntime {
+    /// Opens the image store, prepares the runtime's directories and makes sure the blackhole route
+    /// for the cluster CIDR exists.
+    pub async fn new(config: RuncConfig) -> Result<RuncRuntime, RuntimeError> {
+        let images = ImageStore::open(config.image_dir(), StoreConfig::default())
+            .map_err(|e| failed("open image store")(e.to_string()))?;
+        let runtime = Runtime::new(
+            RuntimeConfig {
+                state_dir: config.data_dir.join("containers"),
+                runc_root: config.data_dir.join("runc"),
+                runc_binary: config.runc_binary.clone(),
+            },
+            images.clone(),
+        )
+        .map_err(|e| failed("start runtime")(e.to_string()))?;
+        cni::ensure_blackhole_route(&config.cluster_cidr)
+            .await
+            .map_err(|e| failed("blackhole route")(e.to_string()))?;
+        let network = Network::new(config.network());
+        Ok(RuncRuntime {
+            config,
+            images,
+            runtime,
+            network,
+            pods: Mutex::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn find(&self, id: &str) -> Option<(String, Arc<Container>)> {
+        let pods = self.pods.lock();
+        pods.iter().find_map(|(uid, p)| p.containers.get(id).map(|i| (uid.clone(), i.container.clone())))
+    }
+
+    /// The image, present or pulled per `policy`; `bool`: pulled now.
+    async fn image(&self, image: &str, policy: PullPolicy) -> Result<(Image, bool), RuntimeError> {
+        let present = match self.images.get(image) {
+            Ok(found) => Some(found),
+            Err(ImageError::NotFound(_)) => None,
+            Err(ImageError::Reference(e)) => {
+                return Err(RuntimeError::InvalidImageName { image: image.into(), message: e.to_string() });
+            }
+            Err(e) => return Err(failed("read image")(e.to_string())),
+        };
+        match (policy, present) {
+            (PullPolicy::Never, None) => Err(RuntimeError::ImageNeverPull { image: image.into() }),
+            (PullPolicy::Never | PullPolicy::IfNotPresent, Some(found)) => Ok((found, false)),
+            _ => match self.images.pull(image, PullOptions::default()).await {
+                Ok(pulled) => Ok((pulled, true)),
+                Err(ImageError::Reference(e)) => {
+                    Err(RuntimeError::InvalidImageName { image: image.into(), message: e.to_string() })
+                }
+                Err(e) => Err(RuntimeError::ImagePull {
+                    image: image.into(),
+                    message: format!("failed to pull and unpack image \"{image}\": {e}"),
+                }),
+            },
+        }
+    }
+}
+
+/// `repo@sha256:…` from a normalized reference and a manifest digest.
+pub fn image_id(reference: &str, digest: &str) -> String {
+    let repo = reference.split('@').next().unwrap_or(reference);
+    let (head, last) = repo.rsplit_once('/').unwrap_or(("", repo));
+    let last = last.split(':').next().unwrap_or(last);
+    if head.is_empty() { format!("{last}@{digest}") } else { format!("{head}/{last}@{digest}") }
+}
+
+/// The trait's exit state from the runtime's observation.
+pub fn exited(exit: &ExitInfo, started_at: Option<Timestamp>) -> ContainerState {
+    ContainerState::Exited {
+        exit_code: exit.exit_code.unwrap_or(-1),
+        reason: Some(exit.reason().to_string()),
+        message: None,
+        started_at,
+        finished_at: exit.finished_at,
+        oom: exit.oom_killed,
+    }
+}
+
+fn field<'a>(contexts: &[Option<&'a Value>], key: &str) -> Option<&'a Value> {
+    contexts.iter().flatten().find_map(|c| c.get(key))
+}
+
+fn quantity(v: Option<&Value>) -> Option<f64> {
+    skiff_api::validation::parse_quantity(v?.as_str()?).ok()
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The runtime's container config from the agent's: command/args, env, mounts, the security
+/// context (container fields override the pod's) and resource limits.
+pub fn runtime_config(config: &ContainerConfig) -> skiff_runtime::ContainerConfig {
+    let sc = config.security_context.as_ref();
+    let psc = config.pod_security_context.as_ref();
+    let both = [sc, psc];
+    let id = |key| field(&both, key).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok());
+    let flag = |key| sc.and_then(|c| c.get(key)).and_then(Value::as_bool);
+    let caps = sc.and_then(|c| c.get("capabilities"));
+    let res = config.resources.as_ref();
+    let limits = res.and_then(|r| r.get("limits"));
+    let requests = res.and_then(|r| r.get("requests"));
+    skiff_runtime::ContainerConfig {
+        name: config.name.clone(),
+        command: config.command.clone().unwrap_or_default(),
+        args: config.args.clone().unwrap_or_default(),
+        env: config.env.clone(),
+        working_dir: config.working_dir.clone().filter(|w| !w.is_empty()),
+        run_as_user: id("runAsUser"),
+        run_as_group: id("runAsGroup"),
+        supplemental_groups: psc
+            .and_then(|p| p.get("supplementalGroups"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_u64).filter_map(|n| u32::try_from(n).ok()).collect())
+            .unwrap_or_default(),
+        readonly_rootfs: flag("readOnlyRootFilesystem").unwrap_or(false),
+        privileged: flag("privileged").unwrap_or(false),
+        no_new_privileges: flag("allowPrivilegeEscalation") == Some(false),
+        capabilities_add: strings(caps.and_then(|c| c.get("add"))),
+        capabilities_drop: strings(caps.and_then(|c| c.get("drop"))),
+        memory_limit_bytes: quantity(limits.and_then(|l| l.get("memory"))).map(|b| b.ceil() as i64),
+        cpu_limit_millis: quantity(limits.and_then(|l| l.get("cpu"))).map(|c| (c * 1000.0).ceil() as i64),
+        cpu_request_millis: quantity(requests.and_then(|l| l.get("cpu"))).map(|c| (c * 1000.0).ceil() as i64),
+        mounts: config
+            .mounts
+            .iter()
+            .map(|m| BindMount {
+                source: m.host_path.clone(),
+                destination: m.container_path.clone(),
+                readonly: m.read_only,
+            })
+            .collect(),
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for RuncRuntime {
+    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<ImageInfo, RuntimeError> {
+        let (found, pulled) = self.image(image, policy).await?;
+        Ok(ImageInfo {
+            image: image.into(),
+            image_id: image_id(&found.reference, &found.digest),
+            size: found.size(),
+            pulled,
+        })
+    }
+
+    async fn run_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {
+        // Serialized, so two calls for one pod cannot both create its sandbox (same directory).
+        let _creating = self.creating.lock().await;
+        if let Some(existing) = self.pods.lock().get(&config.pod_uid) {
+            return Ok(existing.info.clone());
+        }
+        if config.host_network {
+            return Err(failed("run sandbox")("hostNetwork pods are not supported yet".into()));
+        }
+        let sb_config = skiff_runtime::SandboxConfig {
+            pod_uid: config.pod_uid.clone(),
+            pod_name: config.name.clone(),
+            namespace: config.namespace.clone(),
+            hostname: config.hostname.clone(),
+            host_aliases: config.host_aliases.iter().map(|(ip, names)| format!("{ip}\t{}", names.join("\t"))).collect(),
+            ..Default::default()
+        };
+        let sandbox = Sandbox::create(&sb_config, &self.config.data_dir.join("sandboxes"), &self.network)
+            .await
+            .map_err(|e| failed("run sandbox")(e.to_string()))?;
+        let info = SandboxInfo {
+            id: config.pod_uid.clone(),
+            pod_uid: config.pod_uid.clone(),
+            name: config.name.clone(),
+            namespace: config.namespace.clone(),
+            ip: Some(sandbox.ip.to_string()),
+            ready: true,
+            created_at: Timestamp::now(),
+        };
+        self.pods.lock().insert(
+            config.pod_uid.clone(),
+            Pod { sandbox: Arc::new(sandbox), info: info.clone(), containers: HashMap::new() },
+        );
+        Ok(info)
+    }
+
+    async fn sandbox(&self, pod_uid: &str) -> Result<Option<SandboxInfo>, RuntimeError> {
+        Ok(self.pods.lock().get(pod_uid).map(|p| p.info.clone()))
+    }
+
+    async fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>, RuntimeError> {
+        Ok(self.pods.lock().values().map(|p| p.info.clone()).collect())
+    }
+
+    async fn stop_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        let ids: Vec<String> = match self.pods.lock().get(pod_uid) {
+            Some(p) => p.containers.keys().cloned().collect(),
+            None => return Ok(()),
+        };
+        for id in ids {
+            self.stop_container(&id, Duration::from_secs(2)).await?;
+            self.remove_container(&id).await?;
+        }
+        let Some(pod) = self.pods.lock().remove(pod_uid) else { return Ok(()) };
+        pod.sandbox.destroy(&self.network).await.map_err(|e| failed("stop sandbox")(e.to_string()))
+    }
+
+    async fn start_container(&self, sandbox: &SandboxInfo, config: &ContainerConfig) -> Result<String, RuntimeError> {
+        let Some(sb) = self.pods.lock().get(&sandbox.pod_uid).map(|p| p.sandbox.clone()) else {
+            return Err(RuntimeError::NotFound { kind: "sandbox", id: sandbox.id.clone() });
+        };
+        let (image, _) = self.image(&config.image, PullPolicy::Never).await?;
+        let container = self
+            .runtime
+            .create(&sb, &runtime_config(config), &image, &config.log_path)
+            .await
+            .map_err(|e| failed("create container")(e.to_string()))?;
+        if let Err(e) = container.start().await {
+            let _ = container.remove().await;
+            return Err(failed("start container")(e.to_string()));
+        }
+        let started_at = match container.status() {
+            ContainerStatus::Running { started_at } => Some(started_at),
+            _ => None,
+        };
+        let id = container.id.clone();
+        let info = ContainerInfo {
+            id: id.clone(),
+            pod_uid: sandbox.pod_uid.clone(),
+            name: config.name.clone(),
+            attempt: config.attempt,
+            image: config.image.clone(),
+            image_id: image_id(&image.reference, &image.digest),
+            hash: config.hash,
+            created_at: Timestamp::now(),
+            state: ContainerState::Created,
+        };
+        let container = Arc::new(container);
+        let mut pods = self.pods.lock();
+        match pods.get_mut(&sandbox.pod_uid) {
+            Some(pod) => {
+                pod.containers.insert(id.clone(), Instance { info, started_at, container });
+                Ok(id)
+            }
+            None => Err(RuntimeError::NotFound { kind: "sandbox", id: sandbox.id.clone() }),
+        }
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let Some((_, container)) = self.find(id) else {
+            return Err(RuntimeError::NotFound { kind: "container", id: id.into() });
+        };
+        container.stop(grace).await;
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let instance = {
+            let mut pods = self.pods.lock();
+            pods.values_mut().find_map(|p| p.containers.remove(id))
+        };
+        let Some(instance) = instance else { return Ok(()) };
+        match Arc::try_unwrap(instance.container) {
+            Ok(container) => container.remove().await.map_err(|e| failed("remove container")(e.to_string())),
+            Err(shared) => {
+                // Still in use (a concurrent stop or exec): put it back for a later retry.
+                let uid = instance.info.pod_uid.clone();
+                if let Some(pod) = self.pods.lock().get_mut(&uid) {
+                    pod.containers.insert(id.into(), Instance { container: shared, ..instance });
+                }
+                Err(failed("remove container")(format!("container {id} is busy")))
+            }
+        }
+    }
+
+    async fn list_containers(&self, pod_uid: &str) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let pods = self.pods.lock();
+        let Some(pod) = pods.get(pod_uid) else { return Ok(Vec::new()) };
+        Ok(pod
+            .containers
+            .values()
+            .map(|i| {
+                let state = match i.container.status() {
+                    ContainerStatus::Created => ContainerState::Created,
+                    ContainerStatus::Running { started_at } => ContainerState::Running { started_at },
+                    ContainerStatus::Exited(exit) => exited(&exit, i.started_at),
+                };
+                ContainerInfo { state, ..i.info.clone() }
+            })
+            .collect())
+    }
+
+    fn log_path(&self, id: &str) -> PathBuf {
+        match self.find(id) {
+            Some((_, c)) => c.log_path.clone(),
+            None => self.config.data_dir.join("containers").join(format!("{id}.log")),
+        }
+    }
+
+    async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput, RuntimeError> {
+        if self.find(id).is_none() {
+            return Err(RuntimeError::NotFound { kind: "container", id: id.into() });
+        }
+        let child = tokio::process::Command::new(&self.config.runc_binary)
+            .arg("--root")
+            .arg(self.config.data_dir.join("runc"))
+            .arg("exec")
+            .arg(id)
+            .args(cmd)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| failed("exec")(e.to_string()))?;
+        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Err(_) => Err(RuntimeError::Timeout(timeout)),
+            Ok(Err(e)) => Err(failed("exec")(e.to_string())),
+            Ok(Ok(out)) => {
+                Ok(ExecOutput { exit_code: out.status.code().unwrap_or(-1), stdout: out.stdout, stderr: out.stderr })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn image_ids_drop_the_tag() {
+        let cases = [
+            ("docker.io/library/nginx:1.27", "docker.io/library/nginx@sha256:ab"),
+            ("localhost:5000/app:v1", "localhost:5000/app@sha256:ab"),
+            ("localhost:5000/app", "localhost:5000/app@sha256:ab"),
+            ("docker.io/library/nginx@sha256:00", "docker.io/library/nginx@sha256:ab"),
+            ("busybox", "busybox@sha256:ab"),
+        ];
+        for (reference, want) in cases {
+            assert_eq!(image_id(reference, "sha256:ab"), want, "{reference}");
+        }
+    }
+
+    #[test]
+    fn exit_info_maps_to_exited() {
+        let t = Timestamp::UNIX_EPOCH;
+        let cases = [
+            (Some(0), false, 0, "Completed"),
+            (Some(1), false, 1, "Error"),
+            (Some(137), true, 137, "OOMKilled"),
+            (None, false, -1, "Error"),
+        ];
+        for (code, oom, want_code, want_reason) in cases {
+            let exit = ExitInfo { exit_code: code, signal: None, oom_killed: oom, finished_at: t };
+            assert_eq!(
+                exited(&exit, Some(t)),
+                ContainerState::Exited {
+                    exit_code: want_code,
+                    reason: Some(want_reason.into()),
+                    message: None,
+                    started_at: Some(t),
+                    finished_at: t,
+                    oom,
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn converts_container_config() {
+        let config = ContainerConfig {
+            name: "app".into(),
+            command: Some(vec!["sh".into()]),
+            args: None,
+            working_dir: Some(String::new()),
+            security_context: Some(json!({"runAsUser": 1000, "privileged": true, "allowPrivilegeEscalation": false,
+                "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}})),
+            pod_security_context: Some(json!({"runAsUser": 5, "runAsGroup": 7, "supplementalGroups": [9]})),
+            resources: Some(json!({"limits": {"memory": "64Mi", "cpu": "500m"}, "requests": {"cpu": "0.1"}})),
+            ..ContainerConfig::default()
+        };
+        let rc = runtime_config(&config);
+        assert_eq!(rc.command, vec!["sh".to_string()]);
+        assert!(rc.args.is_empty());
+        assert_eq!(rc.working_dir, None);
+        assert_eq!((rc.run_as_user, rc.run_as_group), (Some(1000), Some(7)));
+        assert_eq!(rc.supplemental_groups, vec![9]);
+        assert!(rc.privileged && rc.no_new_privileges && !rc.readonly_rootfs);
+        assert_eq!((rc.capabilities_add, rc.capabilities_drop), (vec!["NET_ADMIN".into()], vec!["ALL".into()]));
+        assert_eq!(rc.memory_limit_bytes, Some(64 * 1024 * 1024));
+        assert_eq!((rc.cpu_limit_millis, rc.cpu_request_millis), (Some(500), Some(100)));
+    }
+}

@@ -1,0 +1,305 @@
+//! End-to-end: `skiff agent` (the real one, runc containers on a CNI bridge) against `skiff server`,
+//! driven with the real kubectl.
+//!
+//! Needs root, runc, the CNI plugins and busybox-static (scripts/install-deps.sh). The agent gets
+//! its own data directory, bridge and pod subnet; the test deletes its pods (so the agent releases
+//! containers, network namespaces and mounts) before killing the agent, and a [`Drop`] safety net
+//! removes whatever a failing test left behind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Server, poll};
+use serde_json::{Value, json};
+
+/// The test image's name as pods use it.
+const IMAGE: &str = "localhost/skiff-test:v1";
+
+/// Busybox applets the image links.
+const APPLETS: &[&str] = &["sh", "echo", "cat", "sleep", "httpd", "wget", "true", "trap", "kill", "ls"];
+
+fn run(cmd: &mut Command) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(status.success(), "{cmd:?} failed: {status}");
+}
+
+fn put_blob(blobs: &Path, bytes: &[u8]) -> String {
+    let digest = skiff_runtime::digest::sha256(bytes);
+    std::fs::write(blobs.join(&digest["sha256:".len()..]), bytes).expect("write blob");
+    digest
+}
+
+/// Writes an OCI image layout archive of a busybox image (one uncompressed layer: /bin/busybox,
+/// applet links, /etc/passwd, /www/index.html) to `dir/image.tar`.
+fn build_image(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    for d in ["bin", "etc", "tmp", "www", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(rootfs.join(d)).expect("mkdir");
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+        .expect("busybox-static is installed (scripts/install-deps.sh)");
+    for applet in APPLETS {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).expect("symlink");
+    }
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").expect("group");
+    std::fs::write(rootfs.join("www/index.html"), "hello from skiff\n").expect("index");
+    let layer_tar = dir.join("layer.tar");
+    run(Command::new("tar")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&layer_tar)
+        .args(["bin", "etc", "tmp", "www", "proc", "sys", "dev"]));
+    let layout = dir.join("layout");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir blobs");
+    let layer = std::fs::read(&layer_tar).expect("read layer");
+    let layer_digest = put_blob(&blobs, &layer);
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"], "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    })
+    .to_string();
+    let config_digest = put_blob(&blobs, config.as_bytes());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+    })
+    .to_string();
+    let manifest_digest = put_blob(&blobs, manifest.as_bytes());
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest, "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "v1"},
+        }],
+    });
+    std::fs::write(layout.join("index.json"), index.to_string()).expect("index");
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+    let archive = dir.join("image.tar");
+    run(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).args([
+        "oci-layout",
+        "index.json",
+        "blobs",
+    ]));
+    archive
+}
+
+/// Imports the test image into the image store the agent will open (`<data-dir>/images`).
+fn import_image(data_dir: &Path, scratch: &Path) {
+    let archive = build_image(scratch);
+    let store_dir = skiff_agent::runc_runtime::RuncConfig::new(data_dir.to_path_buf()).image_dir();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let images = rt.block_on(async {
+        let store = skiff_runtime::ImageStore::open(store_dir, skiff_runtime::StoreConfig::default()).expect("store");
+        store.import(&archive, Some("localhost/skiff-test")).await.expect("import the test image")
+    });
+    assert_eq!(images.len(), 1, "one image imported");
+}
+
+/// A running `skiff agent`; dropping it kills it (by PID) and removes what it left: runc
+/// containers, mounts under its data directory, its bridge.
+struct Agent {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    bridge: String,
+    log: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Agent {
+    /// `n` picks the bridge `skag<n>` and subnet `10.244.<n>.0/24`.
+    fn start(server: &Server, node: &str, n: u8) -> Agent {
+        let tmp = tempfile::Builder::new().prefix("skiff-agent-e2e-").tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        import_image(&data_dir, tmp.path());
+        let bridge = format!("skag{n}");
+        let log = tmp.path().join("agent.log");
+        let log_file = std::fs::File::create(&log).expect("agent log");
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["agent", "--kubeconfig"])
+            .arg(server.data_dir().join("kubeconfig.yaml"))
+            .args(["--node-name", node, "--data-dir"])
+            .arg(&data_dir)
+            .args(["--pod-cidr", &format!("10.244.{n}.0/24"), "--cluster-cidr", "10.244.0.0/16", "--bridge", &bridge])
+            .env("SKIFF_LOG", std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("spawn skiff agent");
+        Agent { child: Some(child), data_dir, bridge, log, _tmp: tmp }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn runc_root(&self) -> PathBuf {
+        self.data_dir.join("runc")
+    }
+
+    /// The runc container IDs under the agent's runc root.
+    fn runc_containers(&self) -> Vec<String> {
+        let out = Command::new("runc").arg("--root").arg(self.runc_root()).args(["list", "-q"]).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("SKIFF_E2E_AGENT_LOG").is_some() {
+            eprintln!("--- agent log ---\n{}", self.log_text());
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for id in self.runc_containers() {
+            let _ = Command::new("runc").arg("--root").arg(self.runc_root()).args(["delete", "--force", &id]).status();
+        }
+        let prefix = format!("{}/", self.data_dir.display());
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> =
+            info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).collect();
+        mounts.reverse();
+        for m in mounts {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+    }
+}
+
+fn pod(s: &Server, name: &str) -> Option<Value> {
+    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+}
+
+fn condition(pod: &Value, kind: &str) -> Option<String> {
+    pod["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == kind)?["status"].as_str().map(str::to_string)
+}
+
+/// Waits until `name` is Running and Ready; returns the pod.
+fn wait_ready(s: &Server, agent: &Agent, name: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(p) = pod(s, name)
+            && p["status"]["phase"] == "Running"
+            && condition(&p, "Ready").as_deref() == Some("True")
+        {
+            return p;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "pod {name} did not become Running and Ready: {}\n--- agent log ---\n{}",
+                pod(s, name).map(|p| p["status"].to_string()).unwrap_or_default(),
+                agent.log_text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The contents of a CRI log file (the fourth field of each line).
+fn log_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3).map(str::to_string))
+        .collect()
+}
+
+fn delete_and_wait(s: &Server, name: &str) {
+    s.kubectl_ok(&["delete", "pod", name, "--timeout=90s"]);
+    poll(Duration::from_secs(30), "the pod to be gone", || pod(s, name).is_none().then_some(()));
+}
+
+#[test]
+fn agent_runs_pods_with_runc() {
+    let s = Server::start();
+    let agent = Agent::start(&s, "e2e-runc", 210);
+    poll(Duration::from_secs(60), "the node to be Ready", || {
+        let out = s.kubectl(&["get", "node", "e2e-runc", "-o", "json"]);
+        let node: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (condition(&node, "Ready").as_deref() == Some("True")).then_some(())
+    });
+
+    // One container: runs, gets an IP from the node's subnet, logs, is deleted gracefully.
+    s.kubectl_ok(&[
+        "run",
+        "hello",
+        &format!("--image={IMAGE}"),
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; echo hello; sleep 3600 & wait",
+    ]);
+    let p = wait_ready(&s, &agent, "hello");
+    let ip = p["status"]["podIP"].as_str().expect("podIP").to_string();
+    assert!(ip.starts_with("10.244.210."), "podIP {ip} is in the node's pod CIDR");
+    assert_eq!(p["status"]["podIPs"], json!([{"ip": ip}]));
+    assert_eq!(p["spec"]["nodeName"], "e2e-runc");
+    let status = &p["status"]["containerStatuses"][0];
+    assert_eq!((status["name"].as_str(), status["ready"].as_bool()), (Some("hello"), Some(true)));
+    assert!(status["state"]["running"]["startedAt"].is_string(), "{status}");
+    assert!(status["imageID"].as_str().is_some_and(|id| id.starts_with("localhost/skiff-test@sha256:")), "{status}");
+    let uid = p["metadata"]["uid"].as_str().expect("uid").to_string();
+    let log = agent.data_dir.join("pods").join(&uid).join("logs/hello/0.log");
+    poll(Duration::from_secs(10), "the container's log", || {
+        log_lines(&log).contains(&"hello".to_string()).then_some(())
+    });
+    assert_eq!(agent.runc_containers().len(), 1, "one runc container");
+
+    // Two containers in one pod share the network namespace: wget reaches httpd on localhost.
+    // The server's exec readiness probe runs through `runc exec`. (httpd as PID 1 ignores SIGTERM:
+    // a short grace period keeps the deletion quick.)
+    let manifest = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 2, "containers": [
+            {"name": "server", "image": IMAGE, "imagePullPolicy": "Never",
+             "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+             "readinessProbe": {"exec": {"command": ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]},
+                                "periodSeconds": 1}},
+            {"name": "client", "image": IMAGE, "imagePullPolicy": "Never",
+             "command": ["sh", "-c",
+                "trap 'exit 0' TERM; until wget -q -O- http://127.0.0.1:8080/; do sleep 0.2; done; sleep 3600 & wait"]},
+        ]},
+    });
+    s.kubectl_stdin_ok(&["create", "-f", "-"], &manifest.to_string());
+    let web = wait_ready(&s, &agent, "web");
+    let server = web["status"]["containerStatuses"].as_array().and_then(|a| a.iter().find(|c| c["name"] == "server"));
+    assert_eq!(server.map(|c| c["ready"].clone()), Some(json!(true)), "the exec probe passed: {web}");
+    let web_uid = web["metadata"]["uid"].as_str().expect("uid").to_string();
+    let client_log = agent.data_dir.join("pods").join(&web_uid).join("logs/client/0.log");
+    poll(Duration::from_secs(20), "the client to fetch the page over localhost", || {
+        log_lines(&client_log).contains(&"hello from skiff".to_string()).then_some(())
+    });
+    assert_eq!(agent.runc_containers().len(), 3, "three runc containers");
+
+    delete_and_wait(&s, "hello");
+    delete_and_wait(&s, "web");
+    poll(Duration::from_secs(30), "the runc containers to be removed", || {
+        agent.runc_containers().is_empty().then_some(())
+    });
+    assert!(
+        !agent.data_dir.join("sandboxes").join(&uid).exists(),
+        "the sandbox directory of the deleted pod is removed"
+    );
+    drop(agent);
+}
