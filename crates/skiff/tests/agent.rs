@@ -117,7 +117,20 @@ struct Agent {
     data_dir: PathBuf,
     bridge: String,
     log: PathBuf,
+    /// Whether the cluster CIDR's blackhole route was absent before the agent added it (then the
+    /// test removes it again).
+    added_blackhole: bool,
     _tmp: tempfile::TempDir,
+}
+
+const CLUSTER_CIDR: &str = "10.244.0.0/16";
+
+fn blackhole_present() -> bool {
+    Command::new("ip")
+        .args(["route", "show", "type", "blackhole", CLUSTER_CIDR])
+        .output()
+        .map(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
+        .unwrap_or(false)
 }
 
 impl Agent {
@@ -127,6 +140,7 @@ impl Agent {
         let data_dir = tmp.path().join("data");
         import_image(&data_dir, tmp.path());
         let bridge = format!("skag{n}");
+        let added_blackhole = !blackhole_present();
         let log = tmp.path().join("agent.log");
         let log_file = std::fs::File::create(&log).expect("agent log");
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
@@ -134,14 +148,14 @@ impl Agent {
             .arg(server.data_dir().join("kubeconfig.yaml"))
             .args(["--node-name", node, "--data-dir"])
             .arg(&data_dir)
-            .args(["--pod-cidr", &format!("10.244.{n}.0/24"), "--cluster-cidr", "10.244.0.0/16", "--bridge", &bridge])
+            .args(["--pod-cidr", &format!("10.244.{n}.0/24"), "--cluster-cidr", CLUSTER_CIDR, "--bridge", &bridge])
             .env("SKIFF_LOG", std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))
             .spawn()
             .expect("spawn skiff agent");
-        Agent { child: Some(child), data_dir, bridge, log, _tmp: tmp }
+        Agent { child: Some(child), data_dir, bridge, log, added_blackhole, _tmp: tmp }
     }
 
     fn log_text(&self) -> String {
@@ -180,6 +194,26 @@ impl Drop for Agent {
             let _ = Command::new("umount").arg("-l").arg(m).status();
         }
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+        if self.added_blackhole {
+            let _ = Command::new("ip").args(["route", "del", "blackhole", CLUSTER_CIDR]).stderr(Stdio::null()).status();
+        }
+        // Pods whose sandbox was never destroyed leave their cgroup directories (empty by now).
+        let uids: Vec<String> = std::fs::read_dir(self.data_dir.join("sandboxes"))
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        let hierarchies: Vec<PathBuf> =
+            std::fs::read_dir("/sys/fs/cgroup").map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        for uid in uids.iter().filter(|u| !u.is_empty() && !u.contains('.')) {
+            for h in &hierarchies {
+                let pod = h.join("skiff").join(uid);
+                if let Ok(children) = std::fs::read_dir(&pod) {
+                    for c in children.flatten().filter(|c| c.path().is_dir()) {
+                        let _ = std::fs::remove_dir(c.path());
+                    }
+                }
+                let _ = std::fs::remove_dir(&pod);
+            }
+        }
     }
 }
 
