@@ -153,9 +153,10 @@ struct AgentArgs {
     /// Simulate this many nodes (no containers run), named `<node-name>-0` … `<node-name>-(N-1)`.
     #[arg(long)]
     simulate: Option<usize>,
-    /// The node name; with --simulate, the prefix of the simulated nodes' names.
-    #[arg(long, default_value = "sim")]
-    node_name: String,
+    /// The node name (default: this host's name); with --simulate, the prefix of the simulated
+    /// nodes' names (default: `sim`).
+    #[arg(long)]
+    node_name: Option<String>,
     /// Milliseconds from Running to Ready for simulated pods.
     #[arg(long, default_value_t = 0)]
     ready_delay: u64,
@@ -179,13 +180,13 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     };
     let client = agent_client(&args).await?;
     let config = skiff_agent::simulate::SimulatorConfig {
-        prefix: args.node_name.clone(),
+        prefix: args.node_name.clone().unwrap_or_else(|| "sim".into()),
         count,
         ready_delay: std::time::Duration::from_millis(args.ready_delay),
         ..Default::default()
     };
     let last = count.saturating_sub(1);
-    println!("skiff agent simulating {count} nodes {prefix}-0 … {prefix}-{last}", prefix = args.node_name);
+    println!("skiff agent simulating {count} nodes {prefix}-0 … {prefix}-{last}", prefix = config.prefix);
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
     let stop = async move {
@@ -208,8 +209,9 @@ async fn real_agent(args: AgentArgs) -> anyhow::Result<()> {
         ..RuncConfig::new(args.data_dir.clone())
     };
     let runtime = RuncRuntime::new(runtime_config).await.context("cannot start the container runtime")?;
-    let config = skiff_agent::agent::AgentConfig::new(&args.node_name, args.data_dir.clone());
-    println!("skiff agent running node {} (pods {} on {})", args.node_name, args.pod_cidr, args.bridge);
+    let node_name = args.node_name.clone().unwrap_or_else(hostname);
+    let config = skiff_agent::agent::AgentConfig::new(&node_name, args.data_dir.clone());
+    println!("skiff agent running node {node_name} (pods {} on {})", args.pod_cidr, args.bridge);
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
     let stop = async move {
