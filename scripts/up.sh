@@ -1,24 +1,40 @@
 #!/usr/bin/env bash
-# Sets up what is missing, builds Skiff, starts `skiff server` on this machine, applies the demo
-# Deployment and shows `kubectl get all`. The server keeps running in the foreground (Ctrl-C stops it).
+# Sets up what is missing (system packages, the real kubectl, the build, the demo image), starts
+# `skiff server` on this machine, runs the demo Deployment (3 replicas of a busybox httpd page),
+# fetches the page from a pod, and shows `kubectl get all`. The server stays in the foreground;
+# Ctrl-C deletes the demo and stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 kubectl=$(./scripts/fetch-kubectl.sh)
 cargo build --release --locked
+skiff=./target/release/skiff
+image=$(./scripts/build-demo-image.sh)
 data_dir="${SKIFF_DATA_DIR:-/var/lib/skiff}"
-./target/release/skiff server --data-dir "$data_dir" &
+"$skiff" image import "$image" --name skiff.local/demo-web:v1 --data-dir "$data_dir"
+"$skiff" server --data-dir "$data_dir" &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null' EXIT INT TERM
 export KUBECONFIG="$data_dir/kubeconfig.yaml"
+stop() {
+  trap - EXIT INT TERM
+  "$kubectl" delete -f examples/demo.yaml --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+}
+trap stop EXIT INT TERM
 for _ in $(seq 1 100); do
   [ -f "$KUBECONFIG" ] && "$kubectl" get --raw /readyz >/dev/null 2>&1 && break
   sleep 0.1
 done
 "$kubectl" apply -f examples/demo.yaml
+"$kubectl" rollout status deployment/demo --timeout=120s
+ip=$("$kubectl" get pods -l app=demo -o jsonpath='{.items[0].status.podIP}')
+echo "--- http://$ip:8080/ (a demo pod) ---"
+python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://$ip:8080/', timeout=5).read().decode())"
+echo "---"
 "$kubectl" get all
 echo
 echo "skiff server is running (pid $server). In another shell:"
 echo "  export KUBECONFIG=$KUBECONFIG"
-echo "  $kubectl get all"
+echo "  $kubectl get all        # or: $skiff get all"
 wait "$server"

@@ -18,11 +18,39 @@ struct Cli {
 enum Command {
     /// Run the API server (with its store) on this machine.
     Server(ServerArgs),
-    /// Run a node agent. Only simulated nodes (`--simulate N`) exist so far.
+    /// Run a node agent for this machine (or `--simulate N` nodes).
     Agent(AgentArgs),
+    /// Manage the images of this machine's node agent.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// kubectl-like verbs (get, describe, create, apply, delete, scale, rollout, logs, exec, ...).
     #[command(flatten)]
     Cli(skiff_cli::Verb),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import an OCI image layout archive or a `docker save` tarball.
+    Import {
+        file: PathBuf,
+        /// The name to give the image when the archive names none (or only a tag).
+        #[arg(long)]
+        name: Option<String>,
+        /// The server's data directory (the images of its node agent live in `DIR/agent/images`).
+        #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// List the images.
+    Ls {
+        #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Remove an image.
+    Rm {
+        reference: String,
+        #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -39,6 +67,15 @@ struct ServerArgs {
     /// How many recent changes are kept for watches to resume from; older revisions answer 410 Gone.
     #[arg(long, default_value_t = 100_000)]
     history: usize,
+    /// Run no node agent for this machine (by default `skiff server` also runs its pods).
+    #[arg(long)]
+    no_agent: bool,
+    /// The pod range of this machine's node (its agent's bridge network).
+    #[arg(long, default_value = "10.42.0.0/24")]
+    pod_cidr: String,
+    /// The cluster's pod range (a blackhole route keeps packets for absent pods on the machine).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
     /// Serve the API only: run no controllers and no scheduler in this process.
     #[arg(long)]
     no_controllers: bool,
@@ -49,6 +86,7 @@ fn main() -> anyhow::Result<()> {
     // Daemons log at info; the kubectl-like verbs print their own messages, as kubectl does.
     let default_level = match cli.command {
         Command::Server(_) | Command::Agent(_) => "info",
+        Command::Image(_) => "warn",
         Command::Cli(_) => "off",
     };
     tracing_subscriber::fmt()
@@ -64,6 +102,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
+        Command::Image(cmd) => runtime.block_on(image(cmd)),
         Command::Cli(verb) => std::process::exit(runtime.block_on(skiff_cli::run(verb))),
     }
 }
@@ -100,6 +139,19 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 |token| skiff_scheduler::run(client.clone(), token.cancelled_owned()),
             )
             .await;
+        }));
+    }
+    if !args.no_agent {
+        let kubeconfig = running.kubeconfig.clone();
+        let data_dir = running.kubeconfig.with_file_name("agent");
+        let (pod_cidr, cluster_cidr) = (args.pod_cidr.clone(), args.cluster_cidr.clone());
+        let agent_stop = stop.clone();
+        background.push(tokio::spawn(async move {
+            let run = embedded_agent(&kubeconfig, data_dir, pod_cidr, cluster_cidr, agent_stop.cancelled_owned());
+            // A machine that cannot run containers still serves the API; say why no pods will run here.
+            if let Err(e) = run.await {
+                tracing::error!(error = format!("{e:#}"), "the node agent of this machine is not running");
+            }
         }));
     }
     let mut term =
@@ -220,6 +272,51 @@ async fn real_agent(args: AgentArgs) -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
     };
+    skiff_agent::agent::Agent::run(client, config, std::sync::Arc::new(runtime), stop)
+        .await
+        .context("the node agent failed")
+}
+
+/// `skiff image ...`: the image store of the server's own node agent.
+async fn image(cmd: ImageCommand) -> anyhow::Result<()> {
+    let open = |data_dir: &std::path::Path| {
+        let dir = skiff_agent::runc_runtime::RuncConfig::new(data_dir.join("agent")).image_dir();
+        skiff_runtime::ImageStore::open(dir, skiff_runtime::StoreConfig::default()).context("cannot open the image store")
+    };
+    match cmd {
+        ImageCommand::Import { file, name, data_dir } => {
+            let store = open(&data_dir)?;
+            for image in store.import(&file, name.as_deref()).await.context("cannot import the image")? {
+                println!("imported {} ({})", image.reference, image.digest);
+            }
+        }
+        ImageCommand::Ls { data_dir } => {
+            println!("{:<60} DIGEST", "REFERENCE");
+            for image in open(&data_dir)?.list().context("cannot list images")? {
+                println!("{:<60} {}", image.reference, image.digest);
+            }
+        }
+        ImageCommand::Rm { reference, data_dir } => {
+            open(&data_dir)?.remove(&reference).await.context("cannot remove the image")?;
+            println!("removed {reference}");
+        }
+    }
+    Ok(())
+}
+
+/// The node agent of the server's own machine, with the server's kubeconfig.
+async fn embedded_agent(
+    kubeconfig: &std::path::Path,
+    data_dir: PathBuf,
+    pod_cidr: String,
+    cluster_cidr: String,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use skiff_agent::runc_runtime::{RuncConfig, RuncRuntime};
+    let client = kube_client(kubeconfig).await?;
+    let runtime_config = RuncConfig { pod_cidr, cluster_cidr, ..RuncConfig::new(data_dir.clone()) };
+    let runtime = RuncRuntime::new(runtime_config).await.context("cannot start the container runtime")?;
+    let config = skiff_agent::agent::AgentConfig::new(&hostname(), data_dir);
     skiff_agent::agent::Agent::run(client, config, std::sync::Arc::new(runtime), stop)
         .await
         .context("the node agent failed")

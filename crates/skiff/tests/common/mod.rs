@@ -93,6 +93,9 @@ impl Server {
         let port = port.to_string();
         let data_dir = self.data_dir.to_str().expect("UTF-8 temp path");
         let mut args = vec!["server", "--data-dir", data_dir, "--port", port.as_str(), "--bind", "127.0.0.1"];
+        // Tests share one machine: a server runs no node agent of its own (which would take the
+        // default bridge and pod range); tests that need nodes start agents or simulators themselves.
+        args.push("--no-agent");
         args.extend(self.extra_args.iter().map(String::as_str));
         let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(&args)
