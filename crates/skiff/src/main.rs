@@ -281,7 +281,8 @@ async fn real_agent(args: AgentArgs) -> anyhow::Result<()> {
 async fn image(cmd: ImageCommand) -> anyhow::Result<()> {
     let open = |data_dir: &std::path::Path| {
         let dir = skiff_agent::runc_runtime::RuncConfig::new(data_dir.join("agent")).image_dir();
-        skiff_runtime::ImageStore::open(dir, skiff_runtime::StoreConfig::default()).context("cannot open the image store")
+        skiff_runtime::ImageStore::open(dir, skiff_runtime::StoreConfig::default())
+            .context("cannot open the image store")
     };
     match cmd {
         ImageCommand::Import { file, name, data_dir } => {
