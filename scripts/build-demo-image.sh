@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the demo image without internet: an OCI image archive of Debian's busybox-static whose
 # httpd serves a page on port 8080. Prints the archive's path. Import it with `skiff image import`.
+# Usage: build-demo-image.sh [ARCHIVE [TAG]]   (TAG defaults to v1; the page names it)
 set -euo pipefail
-out="${1:-$(cd "$(dirname "$0")/.." && pwd)/target/demo-web.tar}"
+tag="${2:-v1}"
+out="${1:-$(cd "$(dirname "$0")/.." && pwd)/target/demo-web-$tag.tar}"
 busybox=/bin/busybox
 [ -x "$busybox" ] || { echo "busybox-static is missing (run scripts/install-deps.sh)" >&2; exit 1; }
 work=$(mktemp -d)
@@ -16,13 +18,14 @@ echo 'root:x:0:' > "$root/etc/group"
 cat > "$root/www/index.html" <<'HTML'
 <!doctype html>
 <title>Skiff demo</title>
-<h1>Hello from a Skiff pod</h1>
+<h1>Hello from a Skiff pod (TAG)</h1>
 <p>Served by busybox httpd in a container that runc started, on a pod network that CNI wired.</p>
 HTML
+sed -i "s/TAG/$tag/" "$root/www/index.html"
 tar --owner=0 --group=0 --numeric-owner -C "$root" -cf "$work/layer.tar" bin etc tmp www proc sys dev
-python3 - "$work" "$out" <<'PY'
+python3 - "$work" "$out" "$tag" <<'PY'
 import hashlib, json, os, platform, sys, tarfile
-work, out = sys.argv[1], sys.argv[2]
+work, out, tag = sys.argv[1], sys.argv[2], sys.argv[3]
 layout = os.path.join(work, "layout")
 blobs = os.path.join(layout, "blobs", "sha256")
 os.makedirs(blobs)
@@ -48,7 +51,7 @@ manifest = json.dumps({
 manifest_digest, manifest_size = put(manifest)
 json.dump({"schemaVersion": 2, "manifests": [{
     "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest_size,
-    "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}, open(os.path.join(layout, "index.json"), "w"))
+    "annotations": {"org.opencontainers.image.ref.name": tag}}]}, open(os.path.join(layout, "index.json"), "w"))
 open(os.path.join(layout, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
 os.makedirs(os.path.dirname(out), exist_ok=True)
 with tarfile.open(out + ".tmp", "w") as t:

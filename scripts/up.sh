@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 kubectl=$(./scripts/fetch-kubectl.sh)
 cargo build --release --locked
 skiff=./target/release/skiff
-image=$(./scripts/build-demo-image.sh)
 data_dir="${SKIFF_DATA_DIR:-/var/lib/skiff}"
-"$skiff" image import "$image" --name skiff.local/demo-web:v1 --data-dir "$data_dir"
+for tag in v1 v2; do   # v2 is for the README's rolling update
+  "$skiff" image import "$(./scripts/build-demo-image.sh "" "$tag")" --name "skiff.local/demo-web:$tag" --data-dir "$data_dir"
+done
 "$skiff" server --data-dir "$data_dir" &
 server=$!
 export KUBECONFIG="$data_dir/kubeconfig.yaml"
