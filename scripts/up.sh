@@ -13,7 +13,8 @@ data_dir="${SKIFF_DATA_DIR:-/var/lib/skiff}"
 for tag in v1 v2; do   # v2 is for the README's rolling update
   "$skiff" image import "$(./scripts/build-demo-image.sh "" "$tag")" --name "skiff.local/demo-web:$tag" --data-dir "$data_dir"
 done
-"$skiff" server --data-dir "$data_dir" &
+# Its own session: Ctrl-C reaches this script, whose trap deletes the demo before stopping the server.
+setsid "$skiff" server --data-dir "$data_dir" &
 server=$!
 export KUBECONFIG="$data_dir/kubeconfig.yaml"
 stop() {

@@ -161,8 +161,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     stop.cancel();
-    for task in background {
-        let _ = task.await;
+    // Controllers, scheduler and agent get a moment to finish what they are doing; a stop must not
+    // hang on one of them. (The agent leaves running containers running, as a kubelet does.)
+    let drained = futures::future::join_all(background);
+    if tokio::time::timeout(std::time::Duration::from_secs(5), drained).await.is_err() {
+        tracing::warn!("background tasks did not stop within 5 s; stopping anyway");
     }
     running.stop().await;
     Ok(())
