@@ -19,8 +19,12 @@ server=$!
 export KUBECONFIG="$data_dir/kubeconfig.yaml"
 stop() {
   trap - EXIT INT TERM
+  # The agent confirms each pod's deletion: wait for the pods before stopping the server.
   "$kubectl" delete -f examples/demo.yaml --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
+  "$kubectl" wait --for=delete pod -l app=demo --timeout=60s >/dev/null 2>&1 || true
   kill "$server" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
 }
 trap stop EXIT INT TERM
