@@ -109,8 +109,7 @@ fn write_options(headers: &HeaderMap, q: &Query, options_kind: &str, apply: bool
     })
 }
 
-fn ok(app: &App, t: &Target, accept: Accept, q: &Query, obj: &Value) -> Result<Response, ApiError> {
-    let _ = app;
+fn ok(t: &Target, accept: Accept, q: &Query, obj: &Value) -> Result<Response, ApiError> {
     match accept {
         Accept::Json => Ok(response::json(200, obj, &[])),
         Accept::Table => {
@@ -169,7 +168,7 @@ async fn dispatch(
             };
             Ok(response::json(200, &body, &[]))
         }
-        (&Method::GET, Some(name), None | Some(Subresource::Status)) => ok(app, t, accept, &q, &*reg.get(t, name)?),
+        (&Method::GET, Some(name), None | Some(Subresource::Status)) => ok(t, accept, &q, &*reg.get(t, name)?),
         (&Method::GET, Some(name), Some(Subresource::Scale)) => Ok(response::json(200, &reg.get_scale(t, name)?, &[])),
         (&Method::GET, Some(name), Some(Subresource::Log)) => {
             let pod = reg.get(t, name)?;
