@@ -114,7 +114,7 @@ fn ok(t: &Target, accept: Accept, q: &Query, obj: &Value) -> Result<Response, Ap
         Accept::Json => Ok(response::json(200, obj, &[])),
         Accept::Table => {
             let include = IncludeObject::parse(q.include_object.as_deref())?;
-            let now = meta::parse_time(&meta::now_rfc3339()).unwrap_or_default();
+            let now = jiff::Timestamp::now();
             let md = json!({"resourceVersion": meta::resource_version(obj)});
             Ok(response::json(200, &table::table(t.resource, &[obj], md, include, true, now), &[]))
         }
@@ -162,7 +162,7 @@ async fn dispatch(
                 Accept::Table => {
                     let include = IncludeObject::parse(q.include_object.as_deref())?;
                     let objs: Vec<&Value> = listed.items.iter().map(|v| &**v).collect();
-                    let now = meta::parse_time(&meta::now_rfc3339()).unwrap_or_default();
+                    let now = jiff::Timestamp::now();
                     table::table(r, &objs, md, include, true, now)
                 }
             };

@@ -67,7 +67,7 @@ impl Encoder {
                     json!({"resourceVersion": meta::resource_version(obj)}),
                     self.include,
                     !self.columns_sent,
-                    skiff_api::meta::parse_time(&meta::now_rfc3339()).unwrap_or_default(),
+                    jiff::Timestamp::now(),
                 );
                 self.columns_sent = true;
                 t
