@@ -6,7 +6,7 @@
 //! (`PR_SET_CHILD_SUBREAPER`), then `runc create` runs in runc's pass-through stdio mode with
 //! the write ends of two pipes as its stdout/stderr: the container's init process inherits them
 //! and, when runc exits, is re-parented to the agent. A task per stream turns the pipe into CRI
-//! log lines ([`crate::logs`]); a blocking `waitpid` on the init pid yields the exit status;
+//! log lines ([`crate::logs`]); a pidfd on the init pid tells when it exits and `waitpid` yields the status;
 //! since the cgroup still exists until `runc delete`, its `oom_kill` counter tells an OOM kill
 //! apart from any other SIGKILL. Limitation: an agent restart loses the pipes and the exit code of
 //! containers started before it (kubelet's checkpointing is future work).
@@ -273,15 +273,8 @@ async fn observe_exit(
     copiers: Vec<tokio::task::JoinHandle<()>>,
     tx: watch::Sender<Option<ExitInfo>>,
 ) {
-    use nix::sys::wait::{WaitStatus, waitpid};
-    let waited = if reaper {
-        tokio::task::spawn_blocking(move || waitpid(nix::unistd::Pid::from_raw(pid), None))
-            .await
-            .ok()
-            .and_then(Result::ok)
-    } else {
-        None
-    };
+    use nix::sys::wait::WaitStatus;
+    let waited = if reaper { wait_child(pid).await } else { None };
     let (exit_code, signal) = match waited {
         Some(WaitStatus::Exited(_, code)) => (Some(code), None),
         Some(WaitStatus::Signaled(_, sig, _)) => (Some(128 + sig as i32), Some(sig as i32)),
@@ -301,6 +294,26 @@ async fn observe_exit(
         let _ = tokio::time::timeout(Duration::from_secs(2), c).await;
     }
     let _ = tx.send(Some(ExitInfo { exit_code, signal, oom_killed, finished_at: jiff::Timestamp::now() }));
+}
+
+/// Waits for our child `pid` to exit without holding a thread: a pidfd becomes readable when the
+/// process exits, then a non-blocking `waitpid` reaps it. `None` if `pid` is not our child.
+async fn wait_child(pid: i32) -> Option<nix::sys::wait::WaitStatus> {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let raw = rustix::process::Pid::from_raw(pid)?;
+    let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).ok()?;
+    // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same for the
+    // AsyncFd's whole life (the requirement of `register`).
+    #[allow(unsafe_code)]
+    let pidfd = unsafe { tokio::io::unix::AsyncFd::register(pidfd) }.ok()?;
+    loop {
+        let mut ready = pidfd.readable().await.ok()?;
+        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => ready.clear_ready(),
+            Ok(status) => return Some(status),
+            Err(_) => return None,
+        }
+    }
 }
 
 /// A created container.

@@ -99,12 +99,16 @@ fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
-    match cli.command {
+    let result = match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
         Command::Image(cmd) => runtime.block_on(image(cmd)),
         Command::Cli(verb) => std::process::exit(runtime.block_on(skiff_cli::run(verb))),
-    }
+    };
+    // Dropping a runtime waits for every blocking task without limit; a stop must not hang on one
+    // (for example a read of a pipe that a still-running container holds open).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
