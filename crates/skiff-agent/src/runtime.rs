@@ -180,6 +180,48 @@ pub struct ExecOutput {
     pub stderr: Vec<u8>,
 }
 
+/// What `kubectl exec` asks to run in a container.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    /// Attach the caller's stdin (`kubectl exec -i`).
+    pub stdin: bool,
+    /// Give the process a terminal (`kubectl exec -t`): stdout and stderr merge into it.
+    pub tty: bool,
+}
+
+/// A terminal size, as `kubectl exec -t` sends it on the resize channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TerminalSize {
+    pub width: u16,
+    pub height: u16,
+}
+
+/// A process started by [`ContainerRuntime::exec_stream`]: its streams, its terminal and its exit.
+pub struct ExecSession {
+    /// The process's stdin when requested; dropping it closes the process's stdin.
+    pub stdin: Option<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
+    /// The process's stdout (with a TTY: the terminal's output).
+    pub stdout: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    /// The process's stderr; `None` with a TTY.
+    pub stderr: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+    /// Terminal size changes; `Some` only with a TTY.
+    pub resize: Option<tokio::sync::mpsc::UnboundedSender<TerminalSize>>,
+    /// Resolves to the process's exit code (128 + signal when killed by one).
+    pub exit: futures::future::BoxFuture<'static, Result<i32, RuntimeError>>,
+}
+
+impl std::fmt::Debug for ExecSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecSession")
+            .field("stdin", &self.stdin.is_some())
+            .field("stdout", &self.stdout.is_some())
+            .field("stderr", &self.stderr.is_some())
+            .field("tty", &self.resize.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why a runtime call failed. Pull errors are told apart because they become their own waiting
 /// reasons (`ErrImagePull`, `ErrImageNeverPull`, `InvalidImageName`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -222,8 +264,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// The container's CRI-format log file.
     fn log_path(&self, id: &str) -> PathBuf;
     /// Runs `cmd` in the container and collects its output (probes, hooks). Streaming exec for
-    /// `kubectl exec` is a separate, later seam.
+    /// `kubectl exec` is [`ContainerRuntime::exec_stream`].
     async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput, RuntimeError>;
+    /// Starts `request.command` in the running container `id` with its streams attached
+    /// (`kubectl exec`). The process runs until it exits or the session's stdin and outputs are
+    /// dropped and it is killed by the runtime.
+    async fn exec_stream(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+        let _ = request;
+        Err(RuntimeError::Failed { op: "exec", message: format!("streaming exec is not supported for {id}") })
+    }
 }
 
 #[cfg(test)]
