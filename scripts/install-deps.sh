@@ -12,6 +12,9 @@ packages=(
   busybox-static    # the tiny test image skiff-runtime's tests build
   docker-registry   # a real OCI registry for skiff-runtime's pull tests
   skopeo            # pushes the test image to that registry
+  protobuf-compiler # protoc, run by etcd-client's build script (skiff-store's etcd backend)
+  libprotobuf-dev   # the well-known .proto includes protoc needs for etcd-client
+  etcd-server       # /usr/bin/etcd: the etcd backend's tests start a real etcd
 )
 missing=()
 for p in "${packages[@]}"; do

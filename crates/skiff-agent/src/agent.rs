@@ -35,6 +35,7 @@ use crate::runtime::{
     ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, Mount, PullPolicy, RuntimeError, SandboxConfig,
     SandboxInfo,
 };
+use crate::server::{self, BoundPod, BoundPods, KubeletServer, StreamingConfig};
 use crate::status::pod_status;
 use crate::volumes;
 
@@ -65,6 +66,9 @@ pub struct AgentConfig {
     pub backoff_max: Duration,
     /// `nodeInfo.containerRuntimeVersion`.
     pub runtime_version: String,
+    /// The kubelet server for logs and `kubectl exec` (none: not served; the Node still says
+    /// port 10250).
+    pub streaming: Option<StreamingConfig>,
 }
 
 impl AgentConfig {
@@ -83,6 +87,7 @@ impl AgentConfig {
             backoff_initial: crate::backoff::INITIAL,
             backoff_max: crate::backoff::MAX,
             runtime_version: "skiff://0.1.0".to_string(),
+            streaming: None,
         }
     }
 }
@@ -94,6 +99,8 @@ pub enum AgentError {
     Register { node: String, source: kube::Error },
     #[error("cannot list the pods bound to node {node}")]
     ListPods { node: String, source: kube::Error },
+    #[error("cannot start the kubelet server")]
+    Serve(#[source] server::ServerError),
 }
 
 /// What every worker shares.
@@ -105,6 +112,10 @@ struct Ctx {
     recorder: Recorder,
     host_ip: String,
     facts: NodeFacts,
+    /// The pods bound here, for the kubelet server.
+    pods: Arc<BoundPods>,
+    /// `daemonEndpoints.kubeletEndpoint.Port`.
+    kubelet_port: u16,
 }
 
 /// The node agent.
@@ -137,6 +148,16 @@ impl Agent {
             allocatable_cpu: machine.cpus.to_string(),
             allocatable_memory: format!("{}Ki", machine.memory_bytes / 1024),
         };
+        let pods = Arc::new(BoundPods::default());
+        let kubelet = match &config.streaming {
+            Some(streaming) => {
+                let hostname = config.hostname.as_deref().unwrap_or(&config.node_name);
+                let names = server::tls::serving_names(&host_ip, hostname);
+                let state = Arc::new(server::ServerState { pods: pods.clone(), runtime: runtime.clone() });
+                Some(KubeletServer::start(streaming, &names, state).await.map_err(AgentError::Serve)?)
+            }
+            None => None,
+        };
         let ctx = Arc::new(Ctx {
             recorder: Recorder::new(client.clone(), &config.node_name),
             client,
@@ -145,6 +166,8 @@ impl Agent {
             host_ip,
             facts,
             config,
+            pods,
+            kubelet_port: kubelet.as_ref().map_or(server::DEFAULT_PORT, |k| k.addr.port()),
         });
         let node_uid = register_node(&ctx, &machine).await?;
         renew_lease(&ctx, node_uid.as_deref()).await;
@@ -155,6 +178,9 @@ impl Agent {
         shutdown.await;
         heartbeats.abort();
         pods.abort();
+        if let Some(k) = kubelet {
+            k.stop().await;
+        }
         Ok(())
     }
 }
@@ -174,6 +200,7 @@ async fn register_node(ctx: &Ctx, machine: &MachineInfo) -> Result<Option<String
         pods: c.pods,
         labels: &c.labels,
         runtime_version: &c.runtime_version,
+        kubelet_port: ctx.kubelet_port,
     };
     let body = node::node_object(&spec, machine, Timestamp::now());
     let err = |source| AgentError::Register { node: c.node_name.clone(), source };
@@ -341,6 +368,10 @@ async fn pod_loop(ctx: Arc<Ctx>) {
                 listing.insert(uid.clone());
                 let ours =
                     pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(ctx.config.node_name.as_str());
+                match BoundPod::of(&pod).filter(|_| ours) {
+                    Some((namespace, name, entry)) => ctx.pods.set(&namespace, &name, entry),
+                    None => ctx.pods.remove_uid(&uid),
+                }
                 match workers.get(&uid) {
                     Some(w) => {
                         let _ = w.send(ours.then_some(pod));
@@ -358,6 +389,7 @@ async fn pod_loop(ctx: Arc<Ctx>) {
                 }
             }
             watcher::Event::InitDone => {
+                ctx.pods.retain_uids(|uid| listing.contains(uid));
                 for (uid, w) in &workers {
                     if !listing.contains(uid) {
                         let _ = w.send(None);
@@ -365,6 +397,9 @@ async fn pod_loop(ctx: Arc<Ctx>) {
                 }
             }
             watcher::Event::Delete(pod) => {
+                if let Some(uid) = &pod.metadata.uid {
+                    ctx.pods.remove_uid(uid);
+                }
                 if let Some(w) = pod.metadata.uid.as_ref().and_then(|u| workers.get(u)) {
                     let _ = w.send(None);
                 }
@@ -597,6 +632,8 @@ impl PodWorker {
         }
         if actions.kill_pod {
             self.kill_pod(pod, observed, None).await;
+        } else if actions.finish_pod {
+            self.stop_containers(pod, observed, termination_grace(pod)).await;
         }
         let mut sandbox = observed.sandbox.clone().filter(|s| s.ready);
         if actions.create_sandbox {
@@ -919,6 +956,17 @@ impl PodWorker {
     /// with `grace` (default: the pod's `terminationGracePeriodSeconds`), then its sandbox.
     async fn kill_pod(&mut self, pod: &Pod, observed: &ObservedPod, grace: Option<i64>) {
         let grace = grace.unwrap_or_else(|| termination_grace(pod));
+        self.stop_containers(pod, observed, grace).await;
+        if observed.sandbox.is_some()
+            && let Err(e) = self.ctx.runtime.stop_sandbox(&self.uid).await
+        {
+            tracing::warn!(pod = %format_pod(pod), error = %e, "cannot stop the sandbox");
+        }
+        self.stop_probes(&HashSet::new());
+    }
+
+    /// Stops the pod's running containers: main ones together, then sidecars in reverse order.
+    async fn stop_containers(&self, pod: &Pod, observed: &ObservedPod, grace: i64) {
         let running: Vec<&ContainerInfo> = observed.containers.iter().filter(|c| c.is_running()).collect();
         let sidecar_order: Vec<String> = pod
             .spec
@@ -935,12 +983,6 @@ impl PodWorker {
                 self.stop_one(pod, c, grace).await;
             }
         }
-        if observed.sandbox.is_some()
-            && let Err(e) = self.ctx.runtime.stop_sandbox(&self.uid).await
-        {
-            tracing::warn!(pod = %format_pod(pod), error = %e, "cannot stop the sandbox");
-        }
-        self.stop_probes(&HashSet::new());
     }
 
     /// `Killing`, the `preStop` hook, then stop with what is left of the grace period (at least 2 s).

@@ -1,9 +1,13 @@
 //! An in-memory [`ContainerRuntime`] for tests: containers "run" on wall-clock time following a
 //! per-container script, images can be made to fail, exec answers are set per container name, and
-//! every call is recorded.
+//! every call is recorded. Streaming exec runs a tiny command language ([`FakeRuntime`]'s
+//! `exec_stream`): `exit N`, `cat`, `sleep`, `stderr WORDS...`, and anything else echoes its
+//! arguments.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,8 +15,8 @@ use k8s_openapi::jiff::Timestamp;
 use parking_lot::Mutex;
 
 use crate::runtime::{
-    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ImageInfo, PullPolicy, RuntimeError,
-    SandboxConfig, SandboxInfo,
+    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ExecRequest, ExecSession, ImageInfo,
+    PullPolicy, RuntimeError, SandboxConfig, SandboxInfo, TerminalSize,
 };
 
 /// What one run of a container does.
@@ -34,6 +38,7 @@ pub enum Call {
     Stop { id: String, grace: Duration },
     Remove { id: String },
     Exec { id: String, cmd: Vec<String> },
+    ExecStream { id: String, command: Vec<String>, stdin: bool, tty: bool },
 }
 
 #[derive(Default)]
@@ -56,6 +61,65 @@ struct State {
 #[derive(Default)]
 pub struct FakeRuntime {
     state: Mutex<State>,
+    /// Streaming exec processes still running.
+    exec_live: Arc<AtomicUsize>,
+    /// Terminal sizes received by streaming execs, by container ID.
+    resizes: Arc<Mutex<Vec<(String, TerminalSize)>>>,
+}
+
+/// Counts a fake exec process as live until dropped.
+struct LiveGuard(Arc<AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a fake exec process does; returns its exit code (`None`: killed).
+async fn fake_process(
+    command: Vec<String>,
+    tty: bool,
+    stdin: Option<tokio::io::DuplexStream>,
+    mut stdout: tokio::io::DuplexStream,
+    stderr: Option<tokio::io::DuplexStream>,
+    killed: &mut tokio::sync::oneshot::Sender<i32>,
+) -> Option<i32> {
+    use tokio::io::AsyncWriteExt;
+    let args = command.get(1..).unwrap_or_default().join(" ");
+    let work = async {
+        match command.first().map(String::as_str) {
+            Some("exit") => args.trim().parse().unwrap_or(0),
+            Some("sleep") => std::future::pending().await,
+            Some("cat") => {
+                if let Some(mut input) = stdin {
+                    let _ = tokio::io::copy(&mut input, &mut stdout).await;
+                }
+                0
+            }
+            Some("stderr") => {
+                let line = format!("{args}\n");
+                match (stderr, tty) {
+                    (Some(mut e), false) => {
+                        let _ = e.write_all(line.as_bytes()).await;
+                    }
+                    _ => {
+                        let _ = stdout.write_all(line.as_bytes()).await;
+                    }
+                }
+                0
+            }
+            _ => {
+                let _ = stdout.write_all(format!("{args}\n").as_bytes()).await;
+                0
+            }
+        }
+    };
+    tokio::select! {
+        code = work => Some(code),
+        // The session was dropped: the runtime kills the process.
+        _ = killed.closed() => None,
+    }
 }
 
 fn now() -> Timestamp {
@@ -80,6 +144,16 @@ impl FakeRuntime {
     /// Exec in containers named `name` exits with `code`.
     pub fn set_exec_code(&self, name: &str, code: i32) {
         self.state.lock().exec_codes.insert(name.to_string(), code);
+    }
+
+    /// How many streaming exec processes still run.
+    pub fn live_execs(&self) -> usize {
+        self.exec_live.load(Ordering::SeqCst)
+    }
+
+    /// Terminal sizes sent to streaming execs, by container ID.
+    pub fn resizes(&self) -> Vec<(String, TerminalSize)> {
+        self.resizes.lock().clone()
     }
 
     /// Everything called so far.
@@ -278,8 +352,12 @@ impl ContainerRuntime for FakeRuntime {
         Ok(s.containers.values().filter(|(c, _)| c.pod_uid == pod_uid).map(|(c, _)| c.clone()).collect())
     }
 
+    /// The path the container was started with, else a fake one.
     fn log_path(&self, id: &str) -> PathBuf {
-        PathBuf::from(format!("/fake/logs/{id}.log"))
+        match self.state.lock().configs.get(id).map(|c| c.log_path.clone()) {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => PathBuf::from(format!("/fake/logs/{id}.log")),
+        }
     }
 
     async fn exec(&self, id: &str, cmd: &[String], _timeout: Duration) -> Result<ExecOutput, RuntimeError> {
@@ -295,6 +373,67 @@ impl ContainerRuntime for FakeRuntime {
             exit_code: code,
             stdout: Vec::new(),
             stderr: if code == 0 { Vec::new() } else { b"exec failed\n".to_vec() },
+        })
+    }
+
+    async fn exec_stream(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+        {
+            let mut s = self.state.lock();
+            Self::advance(&mut s);
+            if !s.containers.get(id).is_some_and(|(c, _)| c.is_running()) {
+                return Err(RuntimeError::NotFound { kind: "running container", id: id.into() });
+            }
+            s.calls.push(Call::ExecStream {
+                id: id.into(),
+                command: request.command.clone(),
+                stdin: request.stdin,
+                tty: request.tty,
+            });
+        }
+        const PIPE: usize = 64 * 1024;
+        let (out_w, out_r) = tokio::io::duplex(PIPE);
+        let (err_w, err_r) = if request.tty {
+            (None, None)
+        } else {
+            let (w, r) = tokio::io::duplex(PIPE);
+            (Some(w), Some(r))
+        };
+        let (in_w, in_r) = if request.stdin {
+            let (w, r) = tokio::io::duplex(PIPE);
+            (Some(w), Some(r))
+        } else {
+            (None, None)
+        };
+        let resize = if request.tty {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<TerminalSize>();
+            let (sizes, id) = (self.resizes.clone(), id.to_string());
+            tokio::spawn(async move {
+                while let Some(size) = rx.recv().await {
+                    sizes.lock().push((id.clone(), size));
+                }
+            });
+            Some(tx)
+        } else {
+            None
+        };
+        let (mut exit_tx, exit_rx) = tokio::sync::oneshot::channel::<i32>();
+        self.exec_live.fetch_add(1, Ordering::SeqCst);
+        let guard = LiveGuard(self.exec_live.clone());
+        let (command, tty) = (request.command.clone(), request.tty);
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let Some(code) = fake_process(command, tty, in_r, out_w, err_w, &mut exit_tx).await {
+                let _ = exit_tx.send(code);
+            }
+        });
+        Ok(ExecSession {
+            stdin: in_w.map(|w| Box::new(w) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
+            stdout: Some(Box::new(out_r)),
+            stderr: err_r.map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            resize,
+            exit: Box::pin(async move {
+                exit_rx.await.map_err(|_| RuntimeError::Failed { op: "exec", message: "the process was killed".into() })
+            }),
         })
     }
 }
@@ -331,5 +470,58 @@ mod tests {
             rt.ensure_image("bad:1", PullPolicy::IfNotPresent).await,
             Err(RuntimeError::ImagePull { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn streaming_exec_language() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rt = FakeRuntime::new();
+        let sb =
+            rt.run_sandbox(&SandboxConfig { pod_uid: "u".into(), ..SandboxConfig::default() }).await.expect("sandbox");
+        let id = rt
+            .start_container(&sb, &ContainerConfig { name: "app".into(), ..ContainerConfig::default() })
+            .await
+            .expect("start");
+        let req = |cmd: &[&str], stdin: bool, tty: bool| ExecRequest {
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            stdin,
+            tty,
+        };
+        async fn read_all(r: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>) -> String {
+            let mut out = String::new();
+            if let Some(mut r) = r {
+                r.read_to_string(&mut out).await.expect("read");
+            }
+            out
+        }
+        let s = rt.exec_stream(&id, &req(&["echo", "a", "b"], false, false)).await.expect("exec");
+        assert!(s.stdin.is_none() && s.resize.is_none());
+        assert_eq!(read_all(s.stdout).await, "a b\n");
+        assert_eq!(s.exit.await, Ok(0));
+        let s = rt.exec_stream(&id, &req(&["exit", "7"], false, false)).await.expect("exec");
+        assert_eq!(s.exit.await, Ok(7));
+        let s = rt.exec_stream(&id, &req(&["stderr", "bad"], false, false)).await.expect("exec");
+        assert_eq!((read_all(s.stderr).await, read_all(s.stdout).await), ("bad\n".to_string(), String::new()));
+        let s = rt.exec_stream(&id, &req(&["stderr", "tty"], false, true)).await.expect("exec");
+        assert!(s.stderr.is_none() && s.resize.is_some());
+        assert_eq!(read_all(s.stdout).await, "tty\n");
+        let mut s = rt.exec_stream(&id, &req(&["cat"], true, false)).await.expect("exec");
+        let mut input = s.stdin.take().expect("stdin");
+        input.write_all(b"in\n").await.expect("write");
+        drop(input);
+        assert_eq!(read_all(s.stdout).await, "in\n");
+        assert_eq!(s.exit.await, Ok(0));
+        let s = rt.exec_stream(&id, &req(&["sleep"], false, false)).await.expect("exec");
+        assert_eq!(rt.live_execs(), 1);
+        drop(s);
+        for _ in 0..100 {
+            if rt.live_execs() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(rt.live_execs(), 0, "dropping the session kills the process");
+        rt.stop_container(&id, Duration::from_secs(1)).await.expect("stop");
+        assert!(matches!(rt.exec_stream(&id, &req(&["echo"], false, false)).await, Err(RuntimeError::NotFound { .. })));
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! The real agent is a pure plan ([`plan::compute_pod_actions`]) and a pure status
 //! ([`status::pod_status`]) driven by an executor ([`agent::Agent`]) over two seams: the
-//! [`runtime::ContainerRuntime`] (a fake in [`fake`]) and the [`probe::Prober`].
+//! [`runtime::ContainerRuntime`] (a fake in [`fake`]) and the [`probe::Prober`]. [`server`] is the
+//! kubelet server the API server calls for logs and `kubectl exec`.
 
 pub mod agent;
 pub mod backoff;
@@ -17,6 +18,7 @@ pub mod plan;
 pub mod probe;
 pub mod runc_runtime;
 pub mod runtime;
+pub mod server;
 pub mod simulate;
 pub mod status;
 pub mod volumes;

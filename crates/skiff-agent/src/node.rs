@@ -126,6 +126,8 @@ pub struct NodeSpec<'a> {
     pub pods: u32,
     pub labels: &'a [(String, String)],
     pub runtime_version: &'a str,
+    /// The port of the kubelet server (`daemonEndpoints.kubeletEndpoint.Port`).
+    pub kubelet_port: u16,
 }
 
 /// The capacity map (also the allocatable: the agent reserves nothing).
@@ -163,7 +165,7 @@ pub fn node_object(n: &NodeSpec<'_>, m: &MachineInfo, now: Timestamp) -> Value {
                 {"type": "InternalIP", "address": n.ip.to_string()},
                 {"type": "Hostname", "address": n.hostname},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": n.kubelet_port}},
             "nodeInfo": {
                 "machineID": m.machine_id,
                 "systemUUID": m.system_uuid,
@@ -228,6 +230,7 @@ mod tests {
             pods: 110,
             labels: &labels,
             runtime_version: "skiff://0.1.0",
+            kubelet_port: 41234,
         };
         let now = Timestamp::from_second(1_750_000_000).expect("t");
         let n = node_object(&spec, &m, now);
@@ -237,6 +240,7 @@ mod tests {
             json!([{"type": "InternalIP", "address": "192.168.1.10"}, {"type": "Hostname", "address": "host1"}])
         );
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/hostname"], "n1");
+        assert_eq!(n["status"]["daemonEndpoints"], json!({"kubeletEndpoint": {"Port": 41234}}));
         assert_eq!(n["metadata"]["labels"]["role"], "edge");
         assert_eq!(n["status"]["conditions"][3]["reason"], "KubeletReady");
         let not_ready = node_conditions(false, "container runtime is down", now);

@@ -61,7 +61,12 @@ pub struct BackoffUpdate {
 /// containers, then start containers. `waiting` are containers held back (crash-loop back-off).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodActions {
+    /// Stop every running container, then tear the sandbox down (its exited containers go with it).
     pub kill_pod: bool,
+    /// The pod has finished but its terminal phase is not reported yet: stop what still runs
+    /// (sidecars) and keep the sandbox and the exited containers, so the status written next
+    /// carries their final states. The sandbox goes once the phase is terminal.
+    pub finish_pod: bool,
     pub create_sandbox: bool,
     pub kill: Vec<KillContainer>,
     pub start: Vec<StartContainer>,
@@ -272,13 +277,13 @@ pub fn compute_pod_actions(
     let mut p = Planner { pod, observed, backoff, now, actions: PodActions::default() };
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
     let terminal = phase == "Succeeded" || phase == "Failed";
-    if pod.metadata.deletion_timestamp.is_some()
-        || terminal
-        || pod_finished(spec, observed)
-        || init_failed_for_good(spec, observed)
-    {
+    if pod.metadata.deletion_timestamp.is_some() || terminal {
         // Nothing starts again: stop what still runs and release the sandbox.
         p.actions.kill_pod = observed.any_running() || observed.sandbox_ready();
+        return p.actions;
+    }
+    if pod_finished(spec, observed) || init_failed_for_good(spec, observed) {
+        p.actions.finish_pod = observed.any_running();
         return p.actions;
     }
     let policy = pod_restart_policy(spec);
@@ -600,7 +605,12 @@ mod tests {
         assert_eq!(got.start, vec![start(Init, 0, "i1", 1)]);
         // And fails the pod under Never.
         let never = pod("Never", json!([c("i1"), c("i2")]), json!([c("a")]));
+        // The sandbox stays until the Failed phase is reported, so the status keeps the exit.
         let got = compute_pod_actions(&never, &observed(vec![exited("i1", 0, 1, 1)]), &b, &r, t(2));
+        assert_eq!(got, PodActions::default());
+        let mut failed = never.clone();
+        failed.status.get_or_insert_default().phase = Some("Failed".into());
+        let got = compute_pod_actions(&failed, &observed(vec![exited("i1", 0, 1, 1)]), &b, &r, t(3));
         assert_eq!(got, PodActions { kill_pod: true, ..PodActions::default() });
         // Once a regular container ran, init containers are not run again.
         let got = compute_pod_actions(&p, &observed(vec![running("a", 0)]), &b, &r, t(3));
@@ -626,7 +636,8 @@ mod tests {
             t(3),
         );
         assert_eq!(got.start, vec![start(Init, 0, "side", 1)]);
-        // Main containers done under Never: the pod stops, sidecar included.
+        // Main containers done under Never: the sidecar is stopped; the sandbox waits for the
+        // terminal phase to be reported.
         let got = compute_pod_actions(
             &p,
             &observed(vec![running("side", 0), exited("i1", 0, 0, 1), exited("a", 0, 0, 4)]),
@@ -634,7 +645,7 @@ mod tests {
             &r,
             t(5),
         );
-        assert_eq!(got, PodActions { kill_pod: true, ..PodActions::default() });
+        assert_eq!(got, PodActions { finish_pod: true, ..PodActions::default() });
     }
 
     #[test]

@@ -22,8 +22,8 @@ use skiff_runtime::{
 };
 
 use crate::runtime::{
-    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ImageInfo, PullPolicy, RuntimeError,
-    SandboxConfig, SandboxInfo,
+    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ExecRequest, ExecSession, ImageInfo,
+    PullPolicy, RuntimeError, SandboxConfig, SandboxInfo, TerminalSize,
 };
 
 /// Where and how the runtime runs pods.
@@ -91,6 +91,14 @@ struct Pod {
     containers: HashMap<String, Instance>,
 }
 
+/// An exited container kept after its sandbox was torn down, as the kubelet keeps dead
+/// containers: its final state stays in the pod's status and `kubectl logs` still reads it.
+#[derive(Clone)]
+struct Finished {
+    info: ContainerInfo,
+    log_path: PathBuf,
+}
+
 /// The real container runtime.
 pub struct RuncRuntime {
     config: RuncConfig,
@@ -98,6 +106,9 @@ pub struct RuncRuntime {
     runtime: Runtime,
     network: Network,
     pods: Mutex<HashMap<String, Pod>>,
+    /// Exited containers of torn-down sandboxes, by pod UID, until the pod is forgotten (a second
+    /// `stop_sandbox`, or `remove_container` of each).
+    finished: Mutex<HashMap<String, Vec<Finished>>>,
     creating: tokio::sync::Mutex<()>,
 }
 
@@ -130,8 +141,26 @@ impl RuncRuntime {
             runtime,
             network,
             pods: Mutex::new(HashMap::new()),
+            finished: Mutex::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The container instances of the pod's live sandbox, with their current states.
+    fn list_live(&self, pod_uid: &str) -> Vec<ContainerInfo> {
+        let pods = self.pods.lock();
+        let Some(pod) = pods.get(pod_uid) else { return Vec::new() };
+        pod.containers
+            .values()
+            .map(|i| {
+                let state = match i.container.status() {
+                    ContainerStatus::Created => ContainerState::Created,
+                    ContainerStatus::Running { started_at } => ContainerState::Running { started_at },
+                    ContainerStatus::Exited(exit) => exited(&exit, i.started_at),
+                };
+                ContainerInfo { state, ..i.info.clone() }
+            })
+            .collect()
     }
 
     fn find(&self, id: &str) -> Option<(String, Arc<Container>)> {
@@ -304,12 +333,24 @@ impl ContainerRuntime for RuncRuntime {
     async fn stop_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError> {
         let ids: Vec<String> = match self.pods.lock().get(pod_uid) {
             Some(p) => p.containers.keys().cloned().collect(),
-            None => return Ok(()),
+            None => {
+                // Already torn down: forget its exited containers too.
+                self.finished.lock().remove(pod_uid);
+                return Ok(());
+            }
         };
-        for id in ids {
-            self.stop_container(&id, Duration::from_secs(2)).await?;
-            self.remove_container(&id).await?;
+        for id in &ids {
+            self.stop_container(id, Duration::from_secs(2)).await?;
         }
+        let exited: Vec<Finished> = self
+            .list_live(pod_uid)
+            .into_iter()
+            .map(|info| Finished { log_path: self.log_path(&info.id), info })
+            .collect();
+        for id in &ids {
+            self.remove_container(id).await?;
+        }
+        self.finished.lock().entry(pod_uid.to_string()).or_default().extend(exited);
         let Some(pod) = self.pods.lock().remove(pod_uid) else { return Ok(()) };
         pod.sandbox.destroy(&self.network).await.map_err(|e| failed("stop sandbox")(e.to_string()))
     }
@@ -368,7 +409,12 @@ impl ContainerRuntime for RuncRuntime {
             let mut pods = self.pods.lock();
             pods.values_mut().find_map(|p| p.containers.remove(id))
         };
-        let Some(instance) = instance else { return Ok(()) };
+        let Some(instance) = instance else {
+            for list in self.finished.lock().values_mut() {
+                list.retain(|f| f.info.id != id);
+            }
+            return Ok(());
+        };
         match Arc::try_unwrap(instance.container) {
             Ok(container) => container.remove().await.map_err(|e| failed("remove container")(e.to_string())),
             Err(shared) => {
@@ -383,25 +429,20 @@ impl ContainerRuntime for RuncRuntime {
     }
 
     async fn list_containers(&self, pod_uid: &str) -> Result<Vec<ContainerInfo>, RuntimeError> {
-        let pods = self.pods.lock();
-        let Some(pod) = pods.get(pod_uid) else { return Ok(Vec::new()) };
-        Ok(pod
-            .containers
-            .values()
-            .map(|i| {
-                let state = match i.container.status() {
-                    ContainerStatus::Created => ContainerState::Created,
-                    ContainerStatus::Running { started_at } => ContainerState::Running { started_at },
-                    ContainerStatus::Exited(exit) => exited(&exit, i.started_at),
-                };
-                ContainerInfo { state, ..i.info.clone() }
-            })
-            .collect())
+        let mut all = self.list_live(pod_uid);
+        if let Some(finished) = self.finished.lock().get(pod_uid) {
+            all.extend(finished.iter().map(|f| f.info.clone()));
+        }
+        Ok(all)
     }
 
     fn log_path(&self, id: &str) -> PathBuf {
-        match self.find(id) {
-            Some((_, c)) => c.log_path.clone(),
+        if let Some((_, c)) = self.find(id) {
+            return c.log_path.clone();
+        }
+        let finished = self.finished.lock();
+        match finished.values().flatten().find(|f| f.info.id == id) {
+            Some(f) => f.log_path.clone(),
             None => self.config.data_dir.join("containers").join(format!("{id}.log")),
         }
     }
@@ -429,6 +470,42 @@ impl ContainerRuntime for RuncRuntime {
                 Ok(ExecOutput { exit_code: out.status.code().unwrap_or(-1), stdout: out.stdout, stderr: out.stderr })
             }
         }
+    }
+
+    async fn exec_stream(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
+        if self.find(id).is_none() {
+            return Err(RuntimeError::NotFound { kind: "container", id: id.into() });
+        }
+        let spec = skiff_runtime::ExecSpec {
+            args: request.command.clone(),
+            tty: request.tty,
+            stdin: request.stdin,
+            ..Default::default()
+        };
+        let mut process =
+            skiff_runtime::exec(self.runtime.runc(), id, spec).await.map_err(|e| failed("exec")(e.to_string()))?;
+        let resize = process.terminal().map(|terminal| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<TerminalSize>();
+            // Ends when the session drops its sender.
+            tokio::spawn(async move {
+                while let Some(size) = rx.recv().await {
+                    if let Err(e) = terminal.resize(size.width, size.height) {
+                        tracing::debug!(error = %e, "exec: resizing the terminal");
+                    }
+                }
+            });
+            tx
+        });
+        let waiter = process.exit_waiter();
+        // The streams keep the process alive; the ExecProcess itself is dropped at the end of
+        // this function, so dropping the session's stdin and outputs kills it.
+        Ok(ExecSession {
+            stdin: process.stdin.take().map(|w| Box::new(w) as _),
+            stdout: process.stdout.take().map(|r| Box::new(r) as _),
+            stderr: process.stderr.take().map(|r| Box::new(r) as _),
+            resize,
+            exit: Box::pin(async move { waiter.wait().await.map_err(|e| failed("exec")(e.to_string())) }),
+        })
     }
 }
 

@@ -170,14 +170,6 @@ async fn dispatch(
         }
         (&Method::GET, Some(name), None | Some(Subresource::Status)) => ok(t, accept, &q, &*reg.get(t, name)?),
         (&Method::GET, Some(name), Some(Subresource::Scale)) => Ok(response::json(200, &reg.get_scale(t, name)?, &[])),
-        (&Method::GET, Some(name), Some(Subresource::Log)) => {
-            let pod = reg.get(t, name)?;
-            Err(crate::node_pending(&pod, "logs"))
-        }
-        (&Method::GET | &Method::POST, Some(name), Some(Subresource::Exec)) => {
-            let pod = reg.get(t, name)?;
-            Err(crate::node_pending(&pod, "exec"))
-        }
         (&Method::POST, None, None) => {
             let opts = write_options(headers, &q, "CreateOptions", false)?;
             let w = reg.create(t, decode_body(headers, &body)?, &opts).await?;

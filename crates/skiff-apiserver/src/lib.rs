@@ -2,11 +2,13 @@
 //!
 //! Only this crate knows HTTP routes. Requests go: [`server`] (TLS, HTTP/1.1 and HTTP/2) →
 //! [`router`] (authentication, non-resource endpoints, metrics) → [`handlers`] (decode, encode) →
-//! [`registry`] (API machinery semantics) → the store.
+//! [`registry`] (API machinery semantics) → the store. Pod logs and exec go from the router to
+//! [`node_proxy`], which relays them to the pod's node agent.
 
 pub mod handlers;
 pub mod metrics;
 pub mod namespaces;
+pub mod node_proxy;
 pub mod pki;
 pub mod registry;
 pub mod request;
@@ -16,10 +18,9 @@ pub mod server;
 pub mod strategy;
 pub mod watch;
 
-use serde_json::Value;
-use skiff_api::ApiError;
+use std::sync::Arc;
 
-pub use server::{Config, RunningServer, ServerError, start};
+pub use server::{Config, RunningServer, ServerError, start, start_with_store};
 
 /// Everything a request handler needs.
 pub struct App {
@@ -29,13 +30,6 @@ pub struct App {
     pub metrics: metrics::Metrics,
     /// `host:port` clients reach the server at (discovery's `serverAddressByClientCIDRs`).
     pub address: String,
-}
-
-/// The error for pod subresources that a node agent serves (`log`, `exec`) while no agent serves them.
-pub fn node_pending(pod: &Value, what: &str) -> ApiError {
-    let name = skiff_api::meta::name(pod);
-    match pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-        None => ApiError::bad_request(format!("pod {name} does not have a host assigned")),
-        Some(node) => ApiError::unavailable(format!("no node agent serves {what} for node {node:?}")),
-    }
+    /// The TLS client configuration for dialing node agents (kubelet-client certificate).
+    pub kubelet_tls: Arc<rustls::ClientConfig>,
 }

@@ -1,7 +1,12 @@
 //! Request metrics in Prometheus' text format (`/metrics`), named as the apiserver names them.
+//!
+//! A request is observed once, when its response head is ready: the time of a streamed answer
+//! (a followed log, an exec session, a watch) is its time to the first byte, not its whole life. The
+//! streams still open are counted apart, in `apiserver_longrunning_requests`, as the apiserver does.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -16,6 +21,22 @@ struct Series {
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, String, u16), Series>>,
+    long_running: Arc<Mutex<BTreeMap<(&'static str, &'static str), i64>>>,
+}
+
+/// One open long-running request (a log stream, an exec session): counted in
+/// `apiserver_longrunning_requests` until dropped.
+pub struct LongRunning {
+    key: (&'static str, &'static str),
+    gauges: Arc<Mutex<BTreeMap<(&'static str, &'static str), i64>>>,
+}
+
+impl Drop for LongRunning {
+    fn drop(&mut self) {
+        if let Some(n) = self.gauges.lock().get_mut(&self.key) {
+            *n -= 1;
+        }
+    }
 }
 
 impl Metrics {
@@ -24,6 +45,13 @@ impl Metrics {
         let s = m.entry((verb, resource.to_string(), code)).or_default();
         s.count += 1;
         s.seconds += elapsed.as_secs_f64();
+    }
+
+    /// Counts one long-running request of `verb` on `resource` (e.g. `connect`, `pods/exec`) until the
+    /// returned guard is dropped.
+    pub fn long_running(&self, verb: &'static str, resource: &'static str) -> LongRunning {
+        *self.long_running.lock().entry((verb, resource)).or_default() += 1;
+        LongRunning { key: (verb, resource), gauges: self.long_running.clone() }
     }
 
     /// The exposition text, with the store's revision and the process's memory.
@@ -49,6 +77,11 @@ impl Metrics {
             );
         }
         drop(m);
+        out.push_str("# HELP apiserver_longrunning_requests Gauge of all active long-running apiserver requests broken out by verb and resource.\n");
+        out.push_str("# TYPE apiserver_longrunning_requests gauge\n");
+        for ((verb, resource), n) in self.long_running.lock().iter() {
+            let _ = writeln!(out, "apiserver_longrunning_requests{{verb=\"{verb}\",resource=\"{resource}\"}} {n}");
+        }
         out.push_str("# HELP skiff_store_revision The store's latest revision.\n# TYPE skiff_store_revision gauge\n");
         let _ = writeln!(out, "skiff_store_revision {revision}");
         if let Some(rss) = resident_bytes() {
@@ -79,5 +112,18 @@ mod tests {
         let text = m.render(42);
         assert!(text.contains("apiserver_request_total{verb=\"get\",resource=\"pods\",code=\"200\"} 2\n"));
         assert!(text.contains("skiff_store_revision 42\n"));
+    }
+
+    #[test]
+    fn long_running_requests_are_counted_while_open() {
+        let m = Metrics::default();
+        let line = |n: i64| format!("apiserver_longrunning_requests{{verb=\"connect\",resource=\"pods/exec\"}} {n}\n");
+        let a = m.long_running("connect", "pods/exec");
+        let b = m.long_running("connect", "pods/exec");
+        assert!(m.render(1).contains(&line(2)));
+        drop(a);
+        assert!(m.render(1).contains(&line(1)));
+        drop(b);
+        assert!(m.render(1).contains(&line(0)));
     }
 }

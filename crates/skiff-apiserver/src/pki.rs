@@ -1,6 +1,6 @@
-//! The server's credentials: a CA, a serving certificate signed by it, and the admin bearer token,
-//! created on first start in the data directory and reused afterwards; and the kubeconfig that lets
-//! the real kubectl use them as they are.
+//! The server's credentials: a CA, a serving certificate signed by it, the client certificate the
+//! server presents to node agents, and the admin bearer token, created on first start in the data
+//! directory and reused afterwards; and the kubeconfig that lets the real kubectl use them as they are.
 
 use std::fs;
 use std::io::Write;
@@ -25,6 +25,10 @@ pub struct Credentials {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    /// The client certificate (and its key) the server presents when it dials a node agent's kubelet
+    /// server for logs and exec (kube-apiserver's `--kubelet-client-certificate`).
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
     pub token: String,
 }
 
@@ -32,7 +36,12 @@ const CA_CERT: &str = "pki/ca.crt";
 const CA_KEY: &str = "pki/ca.key";
 const SERVING_CERT: &str = "pki/serving.crt";
 const SERVING_KEY: &str = "pki/serving.key";
+const KUBELET_CLIENT_CERT: &str = "pki/kubelet-client.crt";
+const KUBELET_CLIENT_KEY: &str = "pki/kubelet-client.key";
 const TOKEN: &str = "pki/admin.token";
+/// The identity of [`Credentials::kubelet_client_cert_pem`], as kubeadm names kube-apiserver's.
+pub const KUBELET_CLIENT_CN: &str = "skiff-apiserver-kubelet-client";
+pub const KUBELET_CLIENT_ORG: &str = "system:masters";
 
 fn read(path: &Path) -> Result<String, PkiError> {
     fs::read_to_string(path).map_err(|source| PkiError::Io { path: path.to_owned(), source })
@@ -78,6 +87,17 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     Ok(params)
 }
 
+/// The API server's client certificate for node agents: CN `skiff-apiserver-kubelet-client`,
+/// O `system:masters`, usable for TLS client authentication only.
+fn kubelet_client_params() -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, KUBELET_CLIENT_CN);
+    params.distinguished_name.push(DnType::OrganizationName, KUBELET_CLIENT_ORG);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(params)
+}
+
 /// Loads the credentials from `data_dir`, creating whatever is missing. The serving certificate is
 /// issued once, for loopback, the host's name and `extra_names`; delete `pki/serving.*` to re-issue it.
 pub fn load_or_create(data_dir: &Path, extra_names: &[String]) -> Result<Credentials, PkiError> {
@@ -88,8 +108,9 @@ pub fn load_or_create(data_dir: &Path, extra_names: &[String]) -> Result<Credent
         let cert = ca_params()?.self_signed(&key)?;
         write_private(&ca_key_path, key.serialize_pem().as_bytes())?;
         write_private(&ca_cert_path, cert.pem().as_bytes())?;
-        // A new CA invalidates any serving certificate signed by an old one.
+        // A new CA invalidates any certificate signed by an old one.
         let _ = fs::remove_file(data_dir.join(SERVING_CERT));
+        let _ = fs::remove_file(data_dir.join(KUBELET_CLIENT_CERT));
     }
     let ca_pem = read(&ca_cert_path)?;
     let ca_key = KeyPair::from_pem(&read(&ca_key_path)?)?;
@@ -109,6 +130,16 @@ pub fn load_or_create(data_dir: &Path, extra_names: &[String]) -> Result<Credent
         write_private(&cert_path, cert.pem().as_bytes())?;
     }
 
+    let client_cert_path = data_dir.join(KUBELET_CLIENT_CERT);
+    let client_key_path = data_dir.join(KUBELET_CLIENT_KEY);
+    if !client_cert_path.exists() || !client_key_path.exists() {
+        let issuer = Issuer::new(ca_params()?, &ca_key);
+        let key = KeyPair::generate()?;
+        let cert = kubelet_client_params()?.signed_by(&key, &issuer)?;
+        write_private(&client_key_path, key.serialize_pem().as_bytes())?;
+        write_private(&client_cert_path, cert.pem().as_bytes())?;
+    }
+
     let token_path = data_dir.join(TOKEN);
     if !token_path.exists() {
         use rand::RngCore;
@@ -121,6 +152,8 @@ pub fn load_or_create(data_dir: &Path, extra_names: &[String]) -> Result<Credent
         ca_pem,
         cert_pem: read(&cert_path)?,
         key_pem: read(&key_path)?,
+        kubelet_client_cert_pem: read(&client_cert_path)?,
+        kubelet_client_key_pem: read(&client_key_path)?,
         token: read(&token_path)?.trim().to_string(),
     })
 }
@@ -181,6 +214,10 @@ mod tests {
         let b = load_or_create(dir.path(), &[]).expect("reuse");
         assert_eq!(a.token, b.token);
         assert_eq!(a.cert_pem, b.cert_pem);
+        assert_eq!(a.kubelet_client_cert_pem, b.kubelet_client_cert_pem);
+        assert_ne!(a.kubelet_client_cert_pem, a.cert_pem);
+        let mode = fs::metadata(dir.path().join(KUBELET_CLIENT_KEY)).expect("client key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         assert!(a.token.len() >= 40);
         let mode = fs::metadata(dir.path().join(TOKEN)).expect("token").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

@@ -11,6 +11,7 @@ use skiff_api::{ApiError, discovery, openapi};
 
 use crate::App;
 use crate::handlers::{self, MAX_BODY};
+use crate::node_proxy;
 use crate::request;
 use crate::response;
 
@@ -58,6 +59,14 @@ async fn entry(State(app): State<Arc<App>>, req: Request) -> Response {
             Ok(t) => t,
             Err(e) => return response::error(&e),
         };
+        if node_proxy::handles(&t) {
+            // Streams: served from the raw request (exec upgrades it); observed when the response
+            // head is ready, under the apiserver's verb for them.
+            let resource = format!("{}/{}", t.resource.plural, t.subresource.map(|s| s.name()).unwrap_or(""));
+            let resp = node_proxy::serve(app.clone(), &t, parts).await;
+            app.metrics.observe("connect", &resource, resp.status().as_u16(), started.elapsed());
+            return resp;
+        }
         let body = match axum::body::to_bytes(body, MAX_BODY + 1).await {
             Ok(b) if b.len() > MAX_BODY => {
                 return response::error(&ApiError::too_large("Request entity too large: limit is 3145728"));

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::{App, metrics, namespaces, pki, registry, router};
+use crate::{App, metrics, namespaces, node_proxy, pki, registry, router};
 
 /// How to run the server.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct Config {
 pub enum ServerError {
     #[error("cannot set up the server's credentials")]
     Pki(#[from] pki::PkiError),
+    #[error("cannot set up the client for node agents")]
+    KubeletClient(#[from] node_proxy::tls::TlsError),
     #[error("cannot open the store")]
     Store(#[from] skiff_store::StoreError),
     #[error("cannot listen on {addr}")]
@@ -62,18 +64,27 @@ impl RunningServer {
     }
 }
 
-/// Opens the store, makes sure credentials and built-in namespaces exist, writes the kubeconfig, and
-/// starts serving.
+/// Opens the embedded SQLite store (`DATA_DIR/state.db`) and starts serving (see [`start_with_store`]).
 pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir { path: dir.clone(), source })?;
-    let creds = pki::load_or_create(dir, &[config.bind.to_string()])?;
-    let tls = pki::server_tls_config(&creds)?;
     let mut options = SqliteOptions::default();
     if let Some(h) = config.history {
         options.history_len = h;
     }
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("state.db"), options)?);
+    start_with_store(config, store).await
+}
+
+/// Serves the API from `store` (SQLite, or etcd shared by several servers): makes sure credentials
+/// and built-in namespaces exist, writes the kubeconfig, and starts accepting connections. Servers
+/// that share one store must share their credentials too (copy `DATA_DIR/pki` from the first).
+pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<RunningServer, ServerError> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir { path: dir.clone(), source })?;
+    let creds = pki::load_or_create(dir, &[config.bind.to_string()])?;
+    let tls = pki::server_tls_config(&creds)?;
+    let kubelet_tls = Arc::new(node_proxy::tls::client_config(&creds)?);
 
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Listen { addr, source })?;
@@ -89,6 +100,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         token: creds.token.clone(),
         metrics: metrics::Metrics::default(),
         address: address.clone(),
+        kubelet_tls,
     });
     namespaces::bootstrap(&app.registry).await.map_err(ServerError::Bootstrap)?;
 

@@ -10,5 +10,7 @@ pub mod gc;
 pub mod leader;
 pub mod manager;
 pub mod namespace_defaults;
+pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;

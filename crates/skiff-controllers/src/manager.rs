@@ -5,24 +5,32 @@ use kube::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::leader::{self, Timings};
-use crate::{deployment, gc, namespace_defaults, podgc, replicaset};
+use crate::{deployment, gc, namespace_defaults, nodeipam, nodelifecycle, podgc, replicaset};
 
-/// How to run the controller manager.
-#[derive(Debug, Clone)]
+/// How to run the controller manager. `Config { identity, ca_pem, ..Config::default() }` gives
+/// every controller kube-controller-manager's defaults.
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     /// This process's identity in the Lease (unique per server).
     pub identity: String,
     /// The cluster CA, published in every namespace as `kube-root-ca.crt`.
     pub ca_pem: String,
     pub timings: Timings,
+    /// The node lifecycle and taint eviction controllers (`--node-monitor-period`,
+    /// `--node-monitor-grace-period`, ...).
+    pub node_lifecycle: nodelifecycle::Config,
+    /// Node IPAM (`--allocate-node-cidrs`, `--cluster-cidr`, `--node-cidr-mask-size`).
+    pub node_ipam: nodeipam::Config,
 }
 
 /// Runs the controllers while this process leads; returns when `stop` is cancelled.
 pub async fn run(client: Client, config: Config, stop: CancellationToken) {
     let lease_client = client.clone();
+    let identity = config.identity.clone();
+    let timings = config.timings;
     let work = move |token: CancellationToken| {
         let client = client.clone();
-        let ca = config.ca_pem.clone();
+        let config = config.clone();
         async move {
             let stopped = |t: &CancellationToken| t.clone().cancelled_owned();
             tokio::join!(
@@ -30,15 +38,16 @@ pub async fn run(client: Client, config: Config, stop: CancellationToken) {
                 deployment::run(client.clone(), stopped(&token)),
                 gc::run(client.clone(), stopped(&token)),
                 podgc::run(client.clone(), stopped(&token)),
+                nodelifecycle::run(client.clone(), config.node_lifecycle, stopped(&token)),
+                nodeipam::run(client.clone(), config.node_ipam, stopped(&token)),
                 async {
                     tokio::select! {
-                        _ = namespace_defaults::run(client.clone(), ca) => {}
+                        _ = namespace_defaults::run(client.clone(), config.ca_pem) => {}
                         _ = token.cancelled() => {}
                     }
                 },
             );
         }
     };
-    let identity = config.identity.clone();
-    leader::run_elected(lease_client, "kube-controller-manager", &identity, config.timings, stop, work).await;
+    leader::run_elected(lease_client, "kube-controller-manager", &identity, timings, stop, work).await;
 }

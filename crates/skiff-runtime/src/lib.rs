@@ -6,13 +6,15 @@
 //! - [`spec`]: the OCI runtime `config.json` of a container, Kubernetes semantics for
 //!   command/args, env, user, capabilities and resources.
 //! - [`runc`]: the `runc` command line; [`container`]: the container lifecycle on top of it, with
-//!   CRI-format logs ([`logs`]) and exit/OOM observation ([`cgroup`]).
+//!   CRI-format logs ([`logs`]) and exit/OOM observation ([`cgroup`]); [`exec`]: `kubectl exec`
+//!   processes with their streams or a terminal.
 //! - [`nsfs`], [`cni`], [`sandbox`]: the pod's persistent namespaces, its CNI network and files.
 
 pub mod cgroup;
 pub mod cni;
 pub mod container;
 pub mod digest;
+pub mod exec;
 pub mod image;
 mod import;
 pub mod layer;
@@ -26,6 +28,7 @@ pub mod sandbox;
 pub mod spec;
 
 pub use container::{Container, ContainerError, ContainerStatus, ExitInfo, Runtime, RuntimeConfig};
+pub use exec::{ExecError, ExecProcess, ExecReader, ExecSpec, ExecStdin, ExitWaiter, Terminal, exec};
 pub use image::{Image, ImageConfig, ImageError, ImageStore, PullOptions, RegistryAuth, StoreConfig};
 pub use sandbox::{Sandbox, SandboxConfig};
 pub use spec::{BindMount, ContainerConfig};

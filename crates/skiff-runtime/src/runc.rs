@@ -178,6 +178,65 @@ impl Runc {
     }
 }
 
+/// What `runc exec --detach` starts ([`Runc::exec_detached`]). The process inherits the
+/// container's `process` settings (user, capabilities, environment, working directory); these
+/// override or extend them.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecArgs<'a> {
+    /// The command and its arguments.
+    pub args: &'a [String],
+    /// `KEY=value` entries added to the container's environment.
+    pub env: &'a [String],
+    /// The working directory (default: the container's).
+    pub cwd: Option<&'a str>,
+    /// With a terminal: runc sends the pty master to this unix socket (`--console-socket`).
+    pub console_socket: Option<&'a Path>,
+    /// Where runc writes the process's pid (host pid namespace).
+    pub pid_file: &'a Path,
+    /// runc's JSON log (for its error message).
+    pub log: &'a Path,
+}
+
+impl Runc {
+    /// `runc exec --detach`: starts `args.args` in running container `id` and returns once it
+    /// runs (its pid in `args.pid_file`) or failed to start. Without a console socket the process
+    /// inherits `stdin`/`stdout`/`stderr` (pass-through mode). runc does not wait for the
+    /// process: once runc exits the process is re-parented to the nearest child subreaper (the
+    /// agent), which reaps it and sees its exit status.
+    pub async fn exec_detached(
+        &self,
+        id: &str,
+        args: ExecArgs<'_>,
+        stdin: Stdio,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Result<(), RuncError> {
+        let mut cmd = self.command();
+        cmd.arg("--log").arg(args.log).arg("--log-format").arg("json").arg("exec").arg("--detach");
+        cmd.arg("--pid-file").arg(args.pid_file);
+        if let Some(socket) = args.console_socket {
+            cmd.arg("--tty").arg("--console-socket").arg(socket);
+        }
+        if let Some(cwd) = args.cwd {
+            cmd.arg("--cwd").arg(cwd);
+        }
+        for e in args.env {
+            cmd.arg("--env").arg(e);
+        }
+        // Go's flag parsing stops at the first positional argument (the id), so the command's
+        // own flags are never taken for runc's.
+        cmd.arg(id).args(args.args).stdin(stdin).stdout(stdout).stderr(stderr).kill_on_drop(true);
+        let status = cmd.status().await.map_err(|source| RuncError::Spawn { binary: self.binary.clone(), source })?;
+        // Drops our copies of the process's stdio before returning.
+        drop(cmd);
+        if status.success() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(args.log).unwrap_or_default();
+        Err(RuncError::Failed { command: "exec", id: id.to_string(), message: last_error(&text) })
+    }
+}
+
 /// runc's "does not exist" wording across versions.
 fn is_not_found(message: &str) -> bool {
     message.contains("does not exist") || message.contains("not found")

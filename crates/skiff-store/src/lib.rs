@@ -6,14 +6,22 @@
 //! compacted and answer [`StoreError::Compacted`] (the API's 410 Gone).
 //!
 //! Keys are strings such as `/apps/deployments/default/web`; a list or watch takes a key prefix
-//! (`/apps/deployments/default/`). Nothing above the [`Store`] trait knows which backend is in use.
+//! (`/apps/deployments/default/`). Nothing above the [`Store`] trait knows which backend is in use:
+//! [`SqliteStore`] (one server, one file) or, with the `etcd` feature (on by default), [`EtcdStore`]
+//! (several API servers sharing one etcd).
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
+#[cfg(test)]
+mod conformance;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod sqlite;
 
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdOptions, EtcdStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// A global revision. Revision 0 means "nothing written yet".

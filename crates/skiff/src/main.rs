@@ -79,6 +79,30 @@ struct ServerArgs {
     /// Serve the API only: run no controllers and no scheduler in this process.
     #[arg(long)]
     no_controllers: bool,
+    /// The port of this machine's node agent's kubelet server (logs, exec); 0 picks a free one.
+    #[arg(long, default_value_t = skiff_agent::server::DEFAULT_PORT)]
+    kubelet_port: u16,
+    /// Keep the cluster's state in etcd (comma-separated `http://host:port` URLs) instead of the
+    /// embedded SQLite store; servers sharing one etcd serve the API together (copy `DATA_DIR/pki`
+    /// from the first server to the others).
+    #[arg(long, value_delimiter = ',')]
+    datastore_endpoint: Vec<String>,
+    /// The etcd key prefix.
+    #[arg(long, default_value = "/registry")]
+    etcd_prefix: String,
+    /// How often old etcd revisions are compacted (0s: never).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    etcd_compaction_interval: std::time::Duration,
+    /// How long a node may stay silent (no Lease renewal, no status) before it is marked
+    /// `Ready=Unknown` and tainted unreachable.
+    #[arg(long, default_value = "50s", value_parser = humantime::parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// How often the node lifecycle controller checks nodes.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    node_monitor_period: std::time::Duration,
+    /// The prefix length of the pod range given to each node from --cluster-cidr.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -118,7 +142,21 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         port: args.port,
         history: Some(args.history),
     };
-    let running = skiff_apiserver::start(config).await.context("cannot start the server")?;
+    let running = if args.datastore_endpoint.is_empty() {
+        skiff_apiserver::start(config).await.context("cannot start the server")?
+    } else {
+        let options = skiff_store::EtcdOptions {
+            prefix: args.etcd_prefix.clone(),
+            compaction_interval: Some(args.etcd_compaction_interval).filter(|d| !d.is_zero()),
+            ..skiff_store::EtcdOptions::default()
+        };
+        let store = skiff_store::EtcdStore::connect(&args.datastore_endpoint, options)
+            .await
+            .with_context(|| format!("cannot reach etcd at {}", args.datastore_endpoint.join(",")))?;
+        skiff_apiserver::start_with_store(config, std::sync::Arc::new(store))
+            .await
+            .context("cannot start the server")?
+    };
     tracing::info!(address = %running.addr, kubeconfig = %running.kubeconfig.display(), "serving the Kubernetes API");
     println!("skiff server listening on https://{}", running.addr);
     println!("kubeconfig: {}", running.kubeconfig.display());
@@ -130,7 +168,22 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             .context("cannot read the cluster CA")?;
         let identity = format!("{}_{}", hostname(), skiff_api::meta::new_uid());
         let timings = skiff_controllers::leader::Timings::default();
-        let config = skiff_controllers::manager::Config { identity: identity.clone(), ca_pem, timings };
+        let defaults = skiff_controllers::manager::Config::default();
+        let config = skiff_controllers::manager::Config {
+            identity: identity.clone(),
+            ca_pem,
+            timings,
+            node_lifecycle: skiff_controllers::nodelifecycle::Config {
+                node_monitor_grace_period: args.node_monitor_grace_period,
+                node_monitor_period: args.node_monitor_period,
+                ..defaults.node_lifecycle
+            },
+            node_ipam: skiff_controllers::nodeipam::Config {
+                cluster_cidr: args.cluster_cidr.clone(),
+                node_cidr_mask_size: args.node_cidr_mask_size,
+                ..defaults.node_ipam
+            },
+        };
         background.push(tokio::spawn(skiff_controllers::manager::run(client.clone(), config, stop.clone())));
         let scheduler_stop = stop.clone();
         background.push(tokio::spawn(async move {
@@ -150,8 +203,16 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         let data_dir = running.kubeconfig.with_file_name("agent");
         let (pod_cidr, cluster_cidr) = (args.pod_cidr.clone(), args.cluster_cidr.clone());
         let agent_stop = stop.clone();
+        let kubelet_port = args.kubelet_port;
         background.push(tokio::spawn(async move {
-            let run = embedded_agent(&kubeconfig, data_dir, pod_cidr, cluster_cidr, agent_stop.cancelled_owned());
+            let run = embedded_agent(
+                &kubeconfig,
+                data_dir,
+                pod_cidr,
+                cluster_cidr,
+                kubelet_port,
+                agent_stop.cancelled_owned(),
+            );
             // A machine that cannot run containers still serves the API; say why no pods will run here.
             if let Err(e) = run.await {
                 tracing::error!(error = format!("{e:#}"), "the node agent of this machine is not running");
@@ -231,6 +292,9 @@ struct AgentArgs {
     /// The Linux bridge pods attach to.
     #[arg(long, default_value = "skiff0")]
     bridge: String,
+    /// The port of the kubelet server the API server calls for logs and exec; 0 picks a free one.
+    #[arg(long, default_value_t = skiff_agent::server::DEFAULT_PORT)]
+    kubelet_port: u16,
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -269,7 +333,14 @@ async fn real_agent(args: AgentArgs) -> anyhow::Result<()> {
     };
     let runtime = RuncRuntime::new(runtime_config).await.context("cannot start the container runtime")?;
     let node_name = args.node_name.clone().unwrap_or_else(hostname);
-    let config = skiff_agent::agent::AgentConfig::new(&node_name, args.data_dir.clone());
+    let mut config = skiff_agent::agent::AgentConfig::new(&node_name, args.data_dir.clone());
+    let client_ca_pem = match (&args.kubeconfig, &args.certificate_authority) {
+        (Some(path), _) => kubeconfig_ca(path).await?,
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the CA certificate {}", path.display()))?,
+        (None, None) => published_cluster_ca(&client).await,
+    };
+    config.streaming = Some(streaming_config(args.kubelet_port, client_ca_pem));
     println!("skiff agent running node {node_name} (pods {} on {})", args.pod_cidr, args.bridge);
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
@@ -318,16 +389,62 @@ async fn embedded_agent(
     data_dir: PathBuf,
     pod_cidr: String,
     cluster_cidr: String,
+    kubelet_port: u16,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use skiff_agent::runc_runtime::{RuncConfig, RuncRuntime};
     let client = kube_client(kubeconfig).await?;
     let runtime_config = RuncConfig { pod_cidr, cluster_cidr, ..RuncConfig::new(data_dir.clone()) };
     let runtime = RuncRuntime::new(runtime_config).await.context("cannot start the container runtime")?;
-    let config = skiff_agent::agent::AgentConfig::new(&hostname(), data_dir);
+    let mut config = skiff_agent::agent::AgentConfig::new(&hostname(), data_dir);
+    config.streaming = Some(streaming_config(kubelet_port, kubeconfig_ca(kubeconfig).await?));
     skiff_agent::agent::Agent::run(client, config, std::sync::Arc::new(runtime), stop)
         .await
         .context("the node agent failed")
+}
+
+/// The kubelet server on all addresses at `port`, accepting clients of the cluster CA.
+fn streaming_config(port: u16, client_ca_pem: String) -> skiff_agent::server::StreamingConfig {
+    skiff_agent::server::StreamingConfig {
+        bind: std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port),
+        client_ca_pem,
+    }
+}
+
+/// The cluster CA a kubeconfig trusts (`certificate-authority-data` or `certificate-authority`),
+/// as PEM: the API server's kubelet client certificate is signed by it.
+async fn kubeconfig_ca(path: &std::path::Path) -> anyhow::Result<String> {
+    let kc = kube::config::Kubeconfig::read_from(path).context("cannot read the kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .context("cannot use the kubeconfig")?;
+    match config.root_cert {
+        Some(certs) if !certs.is_empty() => Ok(skiff_agent::server::tls::der_to_pem(&certs)),
+        _ => anyhow::bail!("the kubeconfig {} names no certificate authority", path.display()),
+    }
+}
+
+/// The cluster CA the controllers publish (`kube-system/kube-root-ca.crt`), waiting until it
+/// exists.
+async fn published_cluster_ca(client: &kube::Client) -> String {
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client.clone(), "kube-system");
+    let mut told = false;
+    loop {
+        match api.get_opt("kube-root-ca.crt").await {
+            Ok(Some(cm)) => {
+                if let Some(pem) = cm.data.and_then(|mut d| d.remove("ca.crt")).filter(|p| !p.trim().is_empty()) {
+                    return pem;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read kube-system/kube-root-ca.crt"),
+        }
+        if !told {
+            tracing::info!("waiting for the cluster CA (ConfigMap kube-system/kube-root-ca.crt)");
+            told = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 /// The agent's client: from --kubeconfig, or from --server and --token.

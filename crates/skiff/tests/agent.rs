@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 const IMAGE: &str = "localhost/skiff-test:v1";
 
 /// Busybox applets the image links.
-const APPLETS: &[&str] = &["sh", "echo", "cat", "sleep", "httpd", "wget", "true", "trap", "kill", "ls"];
+const APPLETS: &[&str] = &["sh", "echo", "cat", "sleep", "httpd", "wget", "true", "trap", "kill", "ls", "hostname"];
 
 fn run(cmd: &mut Command) {
     let status = cmd.status().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
@@ -149,6 +149,7 @@ impl Agent {
             .args(["--node-name", node, "--data-dir"])
             .arg(&data_dir)
             .args(["--pod-cidr", &format!("10.244.{n}.0/24"), "--cluster-cidr", CLUSTER_CIDR, "--bridge", &bridge])
+            .args(["--kubelet-port", "0"])
             .env("SKIFF_LOG", std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -261,15 +262,24 @@ fn delete_and_wait(s: &Server, name: &str) {
     poll(Duration::from_secs(30), "the pod to be gone", || pod(s, name).is_none().then_some(()));
 }
 
+fn wait_node_ready(s: &Server, name: &str) {
+    poll(Duration::from_secs(60), "the node to be Ready", || {
+        let out = s.kubectl(&["get", "node", name, "-o", "json"]);
+        let node: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (condition(&node, "Ready").as_deref() == Some("True")).then_some(())
+    });
+}
+
+/// The first container status of pod `name`.
+fn container_status(s: &Server, name: &str) -> Value {
+    pod(s, name).map(|p| p["status"]["containerStatuses"][0].clone()).unwrap_or_default()
+}
+
 #[test]
 fn agent_runs_pods_with_runc() {
     let s = Server::start();
     let agent = Agent::start(&s, "e2e-runc", 210);
-    poll(Duration::from_secs(60), "the node to be Ready", || {
-        let out = s.kubectl(&["get", "node", "e2e-runc", "-o", "json"]);
-        let node: Value = serde_json::from_slice(&out.stdout).ok()?;
-        (condition(&node, "Ready").as_deref() == Some("True")).then_some(())
-    });
+    wait_node_ready(&s, "e2e-runc");
 
     // One container: runs, gets an IP from the node's subnet, logs, is deleted gracefully.
     s.kubectl_ok(&[
@@ -335,5 +345,147 @@ fn agent_runs_pods_with_runc() {
         !agent.data_dir.join("sandboxes").join(&uid).exists(),
         "the sandbox directory of the deleted pod is removed"
     );
+    drop(agent);
+}
+
+/// `kubectl logs` (-f, --previous, --timestamps) and `kubectl exec` (exit codes, stdin) go through
+/// the API server to the agent's kubelet server; a crashing container is restarted and counted; a
+/// container past its memory limit is reported OOMKilled.
+#[test]
+fn kubectl_logs_exec_restarts_and_oom() {
+    let s = Server::start();
+    let agent = Agent::start(&s, "e2e-streams", 211);
+    wait_node_ready(&s, "e2e-streams");
+    let image = format!("--image={IMAGE}");
+    s.kubectl_ok(&[
+        "run",
+        "talk",
+        &image,
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; echo first; sleep 3600 & wait",
+    ]);
+    wait_ready(&s, &agent, "talk");
+    poll(Duration::from_secs(10), "kubectl logs to show the first line", || {
+        (s.kubectl_ok(&["logs", "talk"]) == "first\n").then_some(())
+    });
+    let stamped = s.kubectl_ok(&["logs", "talk", "--timestamps"]);
+    let (stamp, line) = stamped.trim_end().split_once(' ').expect("a timestamp, a space, the line");
+    assert_eq!(line, "first");
+    assert!(stamp.parse::<k8s_openapi::jiff::Timestamp>().is_ok(), "an RFC 3339 timestamp: {stamped}");
+
+    // `logs -f` keeps streaming: a line the container writes later arrives while kubectl runs.
+    let mut follow = s.kubectl_spawn(&["logs", "-f", "talk"]);
+    follow.wait_for_stdout(Duration::from_secs(20), "the first line", |o| o.contains("first"));
+    s.kubectl_ok(&["exec", "talk", "--", "sh", "-c", "echo later > /proc/1/fd/1"]);
+    follow.wait_for_stdout(Duration::from_secs(20), "the later line", |o| o == "first\nlater\n");
+    assert!(!follow.exited(), "kubectl logs -f is still following");
+    drop(follow);
+
+    // exec: separate stdout and stderr, the remote exit code becomes kubectl's.
+    let out = s.kubectl(&["exec", "talk", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("err\n"), "{stderr}");
+    assert!(stderr.contains("command terminated with exit code 3"), "{stderr}");
+    // exec -i: stdin reaches the process, and its end ends `cat`.
+    let out = s.kubectl_with(&["exec", "-i", "talk", "--", "cat"], Some("piped input\n"), &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped input\n");
+    // The process runs in the pod: its UTS namespace carries the pod's hostname.
+    assert_eq!(s.kubectl_ok(&["exec", "talk", "--", "hostname"]), "talk\n");
+    // A command that does not exist is an error, not a hang.
+    let out = s.kubectl(&["exec", "talk", "--", "no-such-command"]);
+    assert!(!out.status.success(), "{out:?}");
+    // Bad input answered by the API server before any agent is involved.
+    let err = s.kubectl_err(&["logs", "talk", "-c", "nope"]);
+    assert!(err.contains("container nope is not valid for pod talk"), "{err}");
+
+    // A crashing container is restarted, counted, and its previous instance's log kept.
+    s.kubectl_ok(&[
+        "run",
+        "crash",
+        &image,
+        "--image-pull-policy=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "echo crashed-once; exit 1",
+    ]);
+    let status = poll(Duration::from_secs(90), "a restart", || {
+        let st = container_status(&s, "crash");
+        (st["restartCount"].as_u64().unwrap_or(0) >= 1 && st["lastState"]["terminated"]["exitCode"] == 1).then_some(st)
+    });
+    assert_eq!(status["lastState"]["terminated"]["reason"], "Error", "{status}");
+    assert_eq!(s.kubectl_ok(&["logs", "crash", "--previous"]), "crashed-once\n");
+    poll(Duration::from_secs(60), "CrashLoopBackOff", || {
+        (container_status(&s, "crash")["state"]["waiting"]["reason"] == "CrashLoopBackOff").then_some(())
+    });
+    let row = s.kubectl_ok(&["get", "pod", "crash", "--no-headers"]);
+    assert!(row.contains("CrashLoopBackOff"), "{row}");
+
+    // A container past its memory limit is killed by the kernel and reported OOMKilled.
+    let hog = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hog"},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "hog", "image": IMAGE, "imagePullPolicy": "Never",
+            "command": ["sh", "-c", "x=aaaaaaaa; while true; do x=$x$x; done"],
+            "resources": {"limits": {"memory": "32Mi"}}}]},
+    });
+    s.kubectl_stdin_ok(&["create", "-f", "-"], &hog.to_string());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let terminated = loop {
+        let st = container_status(&s, "hog");
+        if st["state"]["terminated"].is_object() {
+            break st["state"]["terminated"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hog was not OOM-killed: {}\n--- agent log ---\n{}",
+            pod(&s, "hog").map(|p| p["status"].to_string()).unwrap_or_default(),
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(terminated["reason"], "OOMKilled", "{terminated}");
+    assert_eq!(terminated["exitCode"], 137, "{terminated}");
+    let row = s.kubectl_ok(&["get", "pod", "hog", "--no-headers"]);
+    assert!(row.contains("OOMKilled"), "{row}");
+
+    // A pod that runs to completion stays completed (never restarted) and keeps its logs.
+    s.kubectl_ok(&[
+        "run",
+        "once",
+        &image,
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "echo done-once",
+    ]);
+    poll(Duration::from_secs(60), "the pod to succeed", || {
+        (pod(&s, "once")?["status"]["phase"] == "Succeeded").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let once = pod(&s, "once").expect("the completed pod");
+    assert_eq!(once["status"]["phase"], "Succeeded", "{once}");
+    assert_eq!(once["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "Completed", "{once}");
+    assert_eq!(once["status"]["containerStatuses"][0]["restartCount"], 0, "{once}");
+    assert_eq!(s.kubectl_ok(&["logs", "once"]), "done-once\n");
+
+    for name in ["talk", "crash", "hog", "once"] {
+        delete_and_wait(&s, name);
+    }
+    poll(Duration::from_secs(30), "the runc containers to be removed", || {
+        agent.runc_containers().is_empty().then_some(())
+    });
     drop(agent);
 }

@@ -641,3 +641,45 @@ async fn throughput() {
         println!("{clients} clients: {total} durable creates in {secs:.2}s = {:.0}/s", total as f64 / secs);
     }
 }
+
+/// The behaviour every backend shares (`crate::conformance`), on a fresh SQLite store each.
+mod conformance {
+    use std::sync::Arc;
+
+    use super::{SqliteOptions, SqliteStore, db_path};
+    use crate::conformance;
+
+    fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(&db_path(dir), SqliteOptions::default()).expect("open")
+    }
+
+    #[tokio::test]
+    async fn create_update_delete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::create_update_delete(&store(&dir)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watch_delivers_every_later_change_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::watch_delivers_every_later_change_in_order(Arc::new(store(&dir)), 4, 100).await;
+    }
+
+    #[tokio::test]
+    async fn watch_from_a_future_revision_waits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::watch_from_a_future_revision_waits(&store(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn snapshots_keep_their_revision() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::snapshots_keep_their_revision(&store(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn snapshot_range_lists_a_prefix_after_a_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::snapshot_range_lists_a_prefix_after_a_key(&store(&dir)).await;
+    }
+}

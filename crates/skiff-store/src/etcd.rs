@@ -1,0 +1,220 @@
+//! The etcd v3 backend of the [`Store`], so several API servers can share one state.
+//!
+//! - A write is one etcd transaction (see `txn`): create = `create_revision == 0 → put`, update
+//!   or delete at an expected revision = `mod_revision == expected → put / delete`. The revision
+//!   of an object is its etcd `mod_revision`; the store's revision is etcd's header revision.
+//! - The [`Store`] read methods are synchronous, so they read an in-memory cache of the prefix
+//!   (see `cache`) that one etcd watch per store keeps current (see `reflector`), as
+//!   kube-apiserver's watch cache does: `snapshot`/`get` are the cache's state, `watch(after)` is
+//!   its history (filled by the etcd watch, which starts at the list revision + 1 with `prev_kv`,
+//!   so deletes carry the last state) followed by its live broadcast, and `snapshot_at(rev)` is
+//!   a retained snapshot or the state rebuilt from the history.
+//! - A write returns once this store's cache has seen it, so a write is visible to the same
+//!   store's readers as soon as it is acknowledged. Writes through other stores on the same etcd
+//!   appear when their watch events arrive (milliseconds).
+//! - A background task compacts etcd every interval to the revision seen one interval earlier
+//!   (see `compactor`); the cache then forgets the compacted changes, and a watch from before
+//!   them fails with [`StoreError::Compacted`].
+//! - When etcd goes away, writes fail with `Backend` errors and the watch is re-opened from the
+//!   next revision once etcd answers again; if that revision was compacted meanwhile, the prefix
+//!   is listed again and live watches end (their clients re-watch and get `Compacted`).
+
+mod cache;
+mod codec;
+mod compactor;
+mod reflector;
+mod txn;
+
+#[cfg(test)]
+mod server;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, KvClient};
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+
+use self::cache::{Cache, Limits};
+use self::codec::Keys;
+use self::reflector::{Reflector, timed};
+use crate::{Object, Revision, Snapshot, Store, StoreError, Watch, Write};
+
+/// Largest gRPC message the client accepts (a page of the list, or one watch response holding a
+/// burst of large objects); tonic's default of 4 MiB is too small for the latter.
+const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// How an [`EtcdStore`] talks to etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdOptions {
+    /// Every key lives under this prefix (normalised to end with `/`): the store key
+    /// `/v1/pods/ns/a` is the etcd key `/registry/v1/pods/ns/a` with the default.
+    pub prefix: String,
+    /// How often etcd is compacted to the revision seen one interval earlier (kube-apiserver's
+    /// `--etcd-compaction-interval`, 5 minutes). `None` never compacts (another server, or etcd's
+    /// own `--auto-compaction-*`, must then do it).
+    pub compaction_interval: Option<Duration>,
+    /// The longest one etcd request may take before it fails with a `Backend` error (a write that
+    /// timed out may still have been applied). Also how long a write waits for the store's own
+    /// watch to deliver it.
+    pub request_timeout: Duration,
+    /// How long establishing a connection to an endpoint may take.
+    pub connect_timeout: Duration,
+    /// How many recent changes are kept in memory for watches to resume from; older ones answer
+    /// `Compacted` even if etcd still holds them.
+    pub history_len: usize,
+    /// How many snapshots [`Store::retain_snapshot`] keeps for list continuation.
+    pub retained_snapshots: usize,
+    /// Capacity of the live-event channel: a watcher that falls this many events behind sees
+    /// `RecvError::Lagged`.
+    pub broadcast_capacity: usize,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        EtcdOptions {
+            prefix: "/registry/".to_owned(),
+            compaction_interval: Some(Duration::from_secs(5 * 60)),
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            history_len: 100_000,
+            retained_snapshots: 64,
+            broadcast_capacity: 16_384,
+        }
+    }
+}
+
+/// A [`Store`] kept in etcd v3 (plain `http://` endpoints).
+///
+/// Dropping it (or calling [`EtcdStore::close`]) stops its watch and compaction tasks; live
+/// watches then end with `RecvError::Closed`. The data stays in etcd.
+pub struct EtcdStore {
+    keys: Keys,
+    kv: KvClient,
+    cache: Arc<Cache>,
+    request_timeout: Duration,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl EtcdStore {
+    /// Connects to etcd at `endpoints` (`http://host:port`), lists the prefix, and starts following
+    /// it (and compacting, if configured). Must be called within a Tokio runtime, which runs the
+    /// background tasks. Fails with `Backend` if etcd does not answer within the request timeout.
+    pub async fn connect(endpoints: &[String], options: EtcdOptions) -> Result<EtcdStore, StoreError> {
+        if endpoints.is_empty() {
+            return Err(StoreError::Backend("no etcd endpoints given".to_owned()));
+        }
+        let connect = ConnectOptions::new()
+            .with_connect_timeout(options.connect_timeout)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(10));
+        let client = timed(options.request_timeout, "connect", Client::connect(endpoints, Some(connect))).await?;
+        let kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+        let watch = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
+        let keys = Keys::new(&options.prefix);
+
+        let (rev, objects) = reflector::list(&kv, &keys, options.request_timeout).await?;
+        tracing::info!(endpoints = ?endpoints, prefix = keys.prefix(), revision = rev, objects = objects.len(), "etcd store connected");
+        let limits = Limits {
+            history_len: options.history_len,
+            retained_snapshots: options.retained_snapshots,
+            broadcast_capacity: options.broadcast_capacity,
+        };
+        let cache = Arc::new(Cache::new(keys.clone(), limits, rev, objects));
+
+        let reflector = Reflector {
+            kv: kv.clone(),
+            watch,
+            keys: keys.clone(),
+            cache: cache.clone(),
+            timeout: options.request_timeout,
+        };
+        let mut tasks = vec![tokio::spawn(reflector.run())];
+        if let Some(interval) = options.compaction_interval {
+            tasks.push(tokio::spawn(compactor::run(kv.clone(), cache.clone(), interval, options.request_timeout)));
+        }
+        Ok(EtcdStore { keys, kv, cache, request_timeout: options.request_timeout, tasks: Mutex::new(tasks) })
+    }
+
+    /// The prefix the store's keys live under (ends with `/`).
+    pub fn prefix(&self) -> &str {
+        self.keys.prefix()
+    }
+
+    /// Compacts etcd's history up to `rev` now (the background compaction does this on its own)
+    /// and forgets the compacted changes: a watch must then start at `rev` or later. A revision
+    /// already compacted is fine; a future one is a `Backend` error.
+    pub async fn compact(&self, rev: Revision) -> Result<(), StoreError> {
+        match timed(self.request_timeout, "compaction", self.kv.clone().compact(codec::etcd_revision(rev), None)).await
+        {
+            Ok(_) => {}
+            Err(StoreError::Backend(m)) if m.contains("required revision has been compacted") => {}
+            Err(e) => return Err(e),
+        }
+        self.cache.trim(rev);
+        Ok(())
+    }
+
+    /// Stops following etcd and compacting; later writes and watches fail with `Closed`, live
+    /// watches end. Calling it again does nothing.
+    pub fn close(&self) {
+        for task in self.tasks.lock().drain(..) {
+            task.abort();
+        }
+        self.cache.close();
+    }
+}
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for EtcdStore {
+    async fn write(&self, write: Write) -> Result<Object, StoreError> {
+        if self.cache.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        let (txn, pending) = txn::build(&self.keys, write)?;
+        let response = timed(self.request_timeout, "transaction", self.kv.clone().txn(txn)).await?;
+        let object = txn::outcome(pending, txn::Answer::from_response(&response)?)?;
+        if !self.cache.wait_for(object.rev, self.request_timeout).await {
+            // The write is durable in etcd; only this store's view lags (its watch is broken).
+            tracing::warn!(key = %object.key, revision = object.rev, "etcd watch has not delivered an acknowledged write");
+        }
+        Ok(object)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.cache.snapshot()
+    }
+
+    fn get(&self, key: &str) -> Option<Object> {
+        self.cache.get(key)
+    }
+
+    fn retain_snapshot(&self, snapshot: &Snapshot) {
+        self.cache.retain(snapshot);
+    }
+
+    /// A retained snapshot, the current one, or the state at `rev` rebuilt from the history (any
+    /// revision the store can still watch from).
+    fn snapshot_at(&self, rev: Revision) -> Result<Snapshot, StoreError> {
+        self.cache.snapshot_at(rev)
+    }
+
+    fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+        self.cache.watch(after)
+    }
+
+    fn revision(&self) -> Revision {
+        self.cache.revision()
+    }
+
+    fn oldest_watchable(&self) -> Revision {
+        self.cache.oldest()
+    }
+}

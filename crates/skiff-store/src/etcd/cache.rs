@@ -1,0 +1,493 @@
+//! The in-memory view of the prefix that the [`Store`](crate::Store) methods read: the latest state
+//! as a persistent map, the recent changes, and the live broadcast, kept up to date by the
+//! reflector's etcd watch (the same design as kube-apiserver's watch cache).
+//!
+//! Invariants (as in the SQLite backend):
+//! - The snapshot, the history and the broadcast change together under one lock, and a watch reads
+//!   its backlog and subscribes under the same lock: no gap, no duplicate.
+//! - The history holds every change in `(oldest, snapshot.rev]`, in revision order (etcd revisions
+//!   are global, so there are gaps where other keys changed).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{broadcast, watch};
+
+use super::codec::{self, Change, EtcdKind, Keys, Kv};
+use crate::{Event, EventKind, Object, Revision, Snapshot, StoreError, Watch};
+
+/// One event of an etcd watch response, as the reflector hands it over.
+pub(crate) type RawEvent = (EtcdKind, Kv, Option<Kv>);
+
+/// Sizes of the cache.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub history_len: usize,
+    pub retained_snapshots: usize,
+    pub broadcast_capacity: usize,
+}
+
+pub(crate) struct Cache {
+    keys: Keys,
+    limits: Limits,
+    published: RwLock<Published>,
+    retained: Mutex<BTreeMap<Revision, Snapshot>>,
+    /// The revision the cache has reached, for writers waiting to read their own write.
+    seen: watch::Sender<Revision>,
+}
+
+/// The state readers and watchers see.
+struct Published {
+    snapshot: Snapshot,
+    history: VecDeque<Change>,
+    /// The oldest revision a watch can start after.
+    oldest: Revision,
+    /// Live events; `None` once the store is closed.
+    events: Option<broadcast::Sender<Arc<Event>>>,
+}
+
+impl Cache {
+    /// A cache holding `objects` as of revision `rev`, with no history yet.
+    pub fn new(keys: Keys, limits: Limits, rev: Revision, objects: imbl::OrdMap<Arc<str>, Object>) -> Cache {
+        let (events, _) = broadcast::channel(limits.broadcast_capacity.max(1));
+        Cache {
+            keys,
+            limits,
+            published: RwLock::new(Published {
+                snapshot: Snapshot { rev, objects },
+                history: VecDeque::new(),
+                oldest: rev,
+                events: Some(events),
+            }),
+            retained: Mutex::new(BTreeMap::new()),
+            seen: watch::Sender::new(rev),
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.published.read().snapshot.clone()
+    }
+
+    pub fn get(&self, key: &str) -> Option<Object> {
+        self.published.read().snapshot.objects.get(key).cloned()
+    }
+
+    pub fn revision(&self) -> Revision {
+        self.published.read().snapshot.rev
+    }
+
+    pub fn oldest(&self) -> Revision {
+        self.published.read().oldest
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.published.read().events.is_none()
+    }
+
+    /// Applies the events of one watch response in order and then moves the revision to
+    /// `progress` if given and later (a progress notification: everything up to it was sent).
+    /// Events at or below the current revision were already applied and are skipped. An event
+    /// that cannot be translated is logged and its key dropped from the state (it cannot be read).
+    ///
+    /// Only the reflector task changes the state (`apply` and `reset`, one call at a time), so the
+    /// events are translated (JSON parsing) on a copy without holding the lock readers need, and
+    /// only publishing takes it.
+    pub fn apply(&self, events: Vec<RawEvent>, progress: Option<Revision>) {
+        let (mut objects, start) = {
+            let published = self.published.read();
+            (published.snapshot.objects.clone(), published.snapshot.rev)
+        };
+        let mut rev = start;
+        let mut changes = Vec::with_capacity(events.len());
+        for (kind, kv, prev) in events {
+            let event_rev = match codec::revision(kv.mod_revision) {
+                Ok(r) if r > rev => r,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping etcd event");
+                    continue;
+                }
+            };
+            rev = event_rev;
+            let Some(key) = self.keys.store_key(&kv.key) else {
+                tracing::error!(key = %codec::lossy(&kv.key), "skipping etcd event outside the prefix");
+                continue;
+            };
+            match codec::change(&self.keys, kind, &kv, prev.as_ref(), objects.get(&key)) {
+                Ok(change) => {
+                    match change.event.kind {
+                        EventKind::Added | EventKind::Modified => {
+                            let object = Object { key: key.clone(), rev, value: change.event.object.clone() };
+                            objects.insert(key, object);
+                        }
+                        EventKind::Deleted => {
+                            objects.remove(&key);
+                        }
+                    }
+                    changes.push(change);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, key = %key, rev, "unreadable etcd event: the key is dropped from the cache");
+                    objects.remove(&key);
+                }
+            }
+        }
+        if let Some(progress) = progress {
+            rev = rev.max(progress);
+        }
+        if rev == start {
+            return;
+        }
+        let mut published = self.published.write();
+        published.snapshot = Snapshot { rev, objects };
+        for change in changes {
+            if let Some(sender) = &published.events {
+                // An error only means nobody is watching right now.
+                let _ = sender.send(change.event.clone());
+            }
+            published.history.push_back(change);
+        }
+        while published.history.len() > self.limits.history_len.max(1) {
+            if let Some(dropped) = published.history.pop_front() {
+                published.oldest = dropped.event.rev;
+            }
+        }
+        drop(published);
+        self.seen.send_replace(rev);
+    }
+
+    /// Replaces the whole state after a relist at `rev` (the watch could not resume: its revision
+    /// was compacted). The history is dropped, and live watches end (their senders are replaced),
+    /// so their clients re-watch and learn that their revision is too old.
+    pub fn reset(&self, rev: Revision, objects: imbl::OrdMap<Arc<str>, Object>) {
+        let mut published = self.published.write();
+        published.snapshot = Snapshot { rev, objects };
+        published.history.clear();
+        published.oldest = rev;
+        if published.events.is_some() {
+            published.events = Some(broadcast::channel(self.limits.broadcast_capacity.max(1)).0);
+        }
+        drop(published);
+        self.retained.lock().clear();
+        self.seen.send_replace(rev);
+    }
+
+    /// Forgets the changes at or below `to` (etcd compacted them): a watch must start after `to`.
+    pub fn trim(&self, to: Revision) {
+        let mut published = self.published.write();
+        if to <= published.oldest {
+            return;
+        }
+        while published.history.front().is_some_and(|change| change.event.rev <= to) {
+            published.history.pop_front();
+        }
+        published.oldest = to.min(published.snapshot.rev);
+    }
+
+    pub fn retain(&self, snapshot: &Snapshot) {
+        if self.limits.retained_snapshots == 0 {
+            return;
+        }
+        let mut retained = self.retained.lock();
+        retained.entry(snapshot.rev).or_insert_with(|| snapshot.clone());
+        while retained.len() > self.limits.retained_snapshots {
+            retained.pop_first();
+        }
+    }
+
+    /// A retained snapshot, the current one, or one rebuilt from the history by undoing the later
+    /// changes (any revision from `oldest` on): so a continue token or an exact-revision list from
+    /// another API server on the same etcd still works here.
+    pub fn snapshot_at(&self, rev: Revision) -> Result<Snapshot, StoreError> {
+        if let Some(snapshot) = self.retained.lock().get(&rev) {
+            return Ok(snapshot.clone());
+        }
+        let published = self.published.read();
+        if rev == published.snapshot.rev {
+            return Ok(published.snapshot.clone());
+        }
+        if rev < published.oldest || rev > published.snapshot.rev {
+            return Err(StoreError::SnapshotExpired(rev));
+        }
+        rewind(&published.snapshot, &published.history, rev).ok_or(StoreError::SnapshotExpired(rev))
+    }
+
+    /// Changes after `after`; `Compacted` if some are no longer held. A revision later than the
+    /// latest gives an empty backlog (the consumer skips live events at or below `after`).
+    pub fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+        let published = self.published.read();
+        let Some(sender) = &published.events else { return Err(StoreError::Closed) };
+        if after < published.oldest {
+            return Err(StoreError::Compacted { requested: after, oldest: published.oldest });
+        }
+        let start = published.history.partition_point(|change| change.event.rev <= after);
+        let backlog = published.history.range(start..).map(|change| change.event.clone()).collect();
+        Ok(Watch { backlog, live: sender.subscribe() })
+    }
+
+    /// Ends live watches and refuses new ones.
+    pub fn close(&self) {
+        self.published.write().events = None;
+    }
+
+    /// Waits until the cache has reached `rev`; false if it did not within `timeout`.
+    pub async fn wait_for(&self, rev: Revision, timeout: Duration) -> bool {
+        let mut seen = self.seen.subscribe();
+        matches!(tokio::time::timeout(timeout, seen.wait_for(|r| *r >= rev)).await, Ok(Ok(_)))
+    }
+}
+
+/// The state at `rev` (at least the history's start): `snapshot` with every later change of
+/// `history` undone, newest first. `None` if a change cannot be undone (its previous state is
+/// unknown).
+fn rewind(snapshot: &Snapshot, history: &VecDeque<Change>, rev: Revision) -> Option<Snapshot> {
+    let mut objects = snapshot.objects.clone();
+    for change in history.iter().rev().take_while(|change| change.event.rev > rev) {
+        let event = &change.event;
+        match event.kind {
+            EventKind::Added => {
+                objects.remove(&event.key);
+            }
+            EventKind::Modified | EventKind::Deleted => {
+                let (prev, prev_rev) = (event.prev.clone()?, change.prev_rev?);
+                objects.insert(event.key.clone(), Object { key: event.key.clone(), rev: prev_rev, value: prev });
+            }
+        }
+    }
+    Some(Snapshot { rev, objects })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const LIMITS: Limits = Limits { history_len: 100, retained_snapshots: 2, broadcast_capacity: 16 };
+
+    fn kv(key: &str, value: Value, create: i64, rev: i64) -> Kv {
+        Kv {
+            key: format!("/r{key}").into_bytes(),
+            value: value.to_string().into_bytes(),
+            create_revision: create,
+            mod_revision: rev,
+        }
+    }
+
+    fn put(key: &str, value: Value, create: i64, rev: i64, prev: Option<Kv>) -> RawEvent {
+        (EtcdKind::Put, kv(key, value, create, rev), prev)
+    }
+
+    fn del(key: &str, rev: i64, prev: Option<Kv>) -> RawEvent {
+        (
+            EtcdKind::Delete,
+            Kv { key: format!("/r{key}").into_bytes(), value: vec![], create_revision: 0, mod_revision: rev },
+            prev,
+        )
+    }
+
+    fn empty(rev: Revision) -> Cache {
+        Cache::new(Keys::new("/r/"), LIMITS, rev, imbl::OrdMap::new())
+    }
+
+    /// /a created at 11, /b at 12, /a modified at 14, /b deleted at 15 (13 was another prefix).
+    fn busy() -> Cache {
+        let cache = empty(10);
+        cache.apply(vec![put("/a", json!({"v": 1}), 11, 11, None), put("/b", json!({"v": 1}), 12, 12, None)], None);
+        cache.apply(
+            vec![
+                put("/a", json!({"v": 2}), 11, 14, Some(kv("/a", json!({"v": 1}), 11, 11))),
+                del("/b", 15, Some(kv("/b", json!({"v": 1}), 12, 12))),
+            ],
+            None,
+        );
+        cache
+    }
+
+    /// Key, revision and value of every object, in key order.
+    type State = Vec<(String, Revision, Value)>;
+
+    fn state(snapshot: &Snapshot) -> State {
+        snapshot.objects.values().map(|o| (o.key.to_string(), o.rev, (*o.value).clone())).collect()
+    }
+
+    fn revs(events: &[Arc<Event>]) -> Vec<Revision> {
+        events.iter().map(|e| e.rev).collect()
+    }
+
+    #[test]
+    fn apply_builds_state_history_and_broadcast() {
+        let cache = empty(10);
+        let mut live = cache.watch(10).expect("watch").live;
+        cache.apply(vec![put("/a", json!({"v": 1}), 11, 11, None), put("/b", json!({"v": 1}), 12, 12, None)], None);
+        cache.apply(
+            vec![
+                put("/a", json!({"v": 2}), 11, 14, Some(kv("/a", json!({"v": 1}), 11, 11))),
+                del("/b", 15, Some(kv("/b", json!({"v": 1}), 12, 12))),
+            ],
+            None,
+        );
+        assert_eq!(cache.revision(), 15);
+        assert_eq!(
+            state(&cache.snapshot()),
+            [("/a".to_owned(), 14, json!({"v": 2, "metadata": {"resourceVersion": "14"}}))]
+        );
+        let mut got = Vec::new();
+        while let Ok(event) = live.try_recv() {
+            got.push((event.kind, event.rev, event.key.to_string()));
+        }
+        let want = [
+            (EventKind::Added, 11, "/a".to_owned()),
+            (EventKind::Added, 12, "/b".to_owned()),
+            (EventKind::Modified, 14, "/a".to_owned()),
+            (EventKind::Deleted, 15, "/b".to_owned()),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(revs(&cache.watch(12).expect("watch").backlog), [14, 15]);
+        assert_eq!(revs(&cache.watch(13).expect("watch").backlog), [14, 15]);
+        assert!(cache.watch(15).expect("watch").backlog.is_empty());
+        assert!(cache.watch(99).expect("watch").backlog.is_empty());
+    }
+
+    #[test]
+    fn replayed_events_are_skipped_and_progress_moves_the_revision() {
+        let cache = busy();
+        let mut live = cache.watch(15).expect("watch").live;
+        cache.apply(vec![put("/a", json!({"v": 2}), 11, 14, None)], None);
+        assert_eq!(cache.revision(), 15);
+        cache.apply(vec![], Some(20));
+        assert_eq!(cache.revision(), 20);
+        assert_eq!(cache.snapshot().rev, 20);
+        cache.apply(vec![], Some(18));
+        assert_eq!(cache.revision(), 20);
+        assert!(live.try_recv().is_err(), "no event for a replay or a progress notification");
+    }
+
+    #[test]
+    fn unreadable_events_drop_the_key_without_an_event() {
+        let cache = busy();
+        let broken = Kv { key: b"/r/a".to_vec(), value: b"{".to_vec(), create_revision: 11, mod_revision: 16 };
+        cache.apply(vec![(EtcdKind::Put, broken, None)], None);
+        assert_eq!(cache.revision(), 16);
+        assert!(cache.get("/a").is_none());
+        assert_eq!(revs(&cache.watch(15).expect("watch").backlog), Vec::<Revision>::new());
+    }
+
+    #[test]
+    fn history_is_bounded_and_compaction_trims_it() {
+        let cache = Cache::new(Keys::new("/r/"), Limits { history_len: 3, ..LIMITS }, 0, imbl::OrdMap::new());
+        for rev in 1..=5 {
+            cache.apply(vec![put(&format!("/k{rev}"), json!({}), rev, rev, None)], None);
+        }
+        assert_eq!(cache.oldest(), 2);
+        let err = cache.watch(1).err().expect("compacted");
+        assert!(matches!(err, StoreError::Compacted { requested: 1, oldest: 2 }), "{err:?}");
+        assert_eq!(revs(&cache.watch(2).expect("watch").backlog), [3, 4, 5]);
+        cache.trim(4);
+        assert_eq!(cache.oldest(), 4);
+        assert_eq!(revs(&cache.watch(4).expect("watch").backlog), [5]);
+        cache.trim(3);
+        assert_eq!(cache.oldest(), 4, "trimming never goes back");
+        cache.trim(50);
+        assert_eq!(cache.oldest(), 5, "never past the latest revision");
+    }
+
+    #[test]
+    fn snapshots_at_earlier_revisions_are_rebuilt_from_the_history() {
+        let cache = busy();
+        let cases: [(Revision, State); 6] = [
+            (10, vec![]),
+            (11, vec![("/a".into(), 11, json!({"v": 1, "metadata": {"resourceVersion": "11"}}))]),
+            (
+                12,
+                vec![
+                    ("/a".into(), 11, json!({"v": 1, "metadata": {"resourceVersion": "11"}})),
+                    ("/b".into(), 12, json!({"v": 1, "metadata": {"resourceVersion": "12"}})),
+                ],
+            ),
+            (
+                13,
+                vec![
+                    ("/a".into(), 11, json!({"v": 1, "metadata": {"resourceVersion": "11"}})),
+                    ("/b".into(), 12, json!({"v": 1, "metadata": {"resourceVersion": "12"}})),
+                ],
+            ),
+            (
+                14,
+                vec![
+                    ("/a".into(), 14, json!({"v": 2, "metadata": {"resourceVersion": "14"}})),
+                    ("/b".into(), 12, json!({"v": 1, "metadata": {"resourceVersion": "12"}})),
+                ],
+            ),
+            (15, vec![("/a".into(), 14, json!({"v": 2, "metadata": {"resourceVersion": "14"}}))]),
+        ];
+        for (rev, want) in cases {
+            let snapshot = cache.snapshot_at(rev).expect("rebuilt");
+            assert_eq!(snapshot.rev, rev);
+            assert_eq!(state(&snapshot), want, "at {rev}");
+        }
+        assert!(matches!(cache.snapshot_at(16), Err(StoreError::SnapshotExpired(16))));
+        assert!(matches!(cache.snapshot_at(9), Err(StoreError::SnapshotExpired(9))));
+        cache.trim(12);
+        assert!(matches!(cache.snapshot_at(11), Err(StoreError::SnapshotExpired(11))));
+        assert_eq!(cache.snapshot_at(12).expect("still held").objects.len(), 2);
+    }
+
+    #[test]
+    fn retained_snapshots_survive_trimming_and_are_bounded() {
+        let cache = busy();
+        for rev in [11, 12, 14] {
+            cache.retain(&cache.snapshot_at(rev).expect("snapshot"));
+        }
+        cache.trim(15);
+        assert!(matches!(cache.snapshot_at(11), Err(StoreError::SnapshotExpired(11))), "only 2 retained");
+        assert_eq!(cache.snapshot_at(12).expect("retained").objects.len(), 2);
+        assert_eq!(cache.snapshot_at(14).expect("retained").objects.len(), 2);
+    }
+
+    #[test]
+    fn reset_replaces_everything_and_ends_live_watches() {
+        let cache = busy();
+        let mut live = cache.watch(15).expect("watch").live;
+        cache.retain(&cache.snapshot());
+        let mut objects = imbl::OrdMap::new();
+        let key: Arc<str> = Arc::from("/z");
+        objects.insert(key.clone(), Object { key, rev: 30, value: Arc::new(json!({})) });
+        cache.reset(40, objects);
+        assert_eq!((cache.revision(), cache.oldest()), (40, 40));
+        assert_eq!(cache.snapshot().objects.keys().map(|k| k.to_string()).collect::<Vec<_>>(), ["/z"]);
+        assert!(matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Closed)));
+        assert!(matches!(cache.snapshot_at(15), Err(StoreError::SnapshotExpired(15))));
+        assert!(matches!(cache.watch(39), Err(StoreError::Compacted { requested: 39, oldest: 40 })));
+        // New watches get the new channel.
+        let mut live = cache.watch(40).expect("watch").live;
+        cache.apply(vec![put("/y", json!({}), 41, 41, None)], None);
+        assert_eq!(live.try_recv().expect("event").rev, 41);
+    }
+
+    #[test]
+    fn close_ends_and_refuses_watches() {
+        let cache = busy();
+        let mut live = cache.watch(15).expect("watch").live;
+        cache.close();
+        assert!(cache.is_closed());
+        assert!(matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Closed)));
+        assert!(matches!(cache.watch(15), Err(StoreError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn wait_for_returns_once_the_revision_is_reached() {
+        let cache = Arc::new(empty(10));
+        assert!(cache.wait_for(10, Duration::from_millis(1)).await);
+        assert!(!cache.wait_for(11, Duration::from_millis(20)).await);
+        let waiter = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.wait_for(12, Duration::from_secs(10)).await })
+        };
+        tokio::task::yield_now().await;
+        cache.apply(vec![put("/a", json!({}), 12, 12, None)], None);
+        assert!(waiter.await.expect("task"));
+    }
+}

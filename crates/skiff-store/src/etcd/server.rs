@@ -1,0 +1,121 @@
+//! A real etcd for tests: one `etcd` process per test on free loopback ports with a temporary data
+//! directory, killed (by its PID) and removed on drop. The binary is `/usr/bin/etcd` (Debian's
+//! `etcd-server`, installed by scripts/install-deps.sh) or `$SKIFF_ETCD_BIN`; without it the tests
+//! fail, they do not skip.
+
+use std::fs::File;
+use std::io::{Read, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) struct EtcdServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+}
+
+fn binary() -> PathBuf {
+    let path = std::env::var_os("SKIFF_ETCD_BIN").map_or_else(|| PathBuf::from("/usr/bin/etcd"), PathBuf::from);
+    assert!(
+        path.is_file(),
+        "etcd not found at {}: the etcd backend's tests need a real etcd. Install Debian's etcd-server \
+         (scripts/install-deps.sh does) or set SKIFF_ETCD_BIN to an etcd binary.",
+        path.display()
+    );
+    path
+}
+
+fn free_ports() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind");
+    (a.local_addr().expect("addr").port(), b.local_addr().expect("addr").port())
+}
+
+impl EtcdServer {
+    /// Starts a fresh etcd and waits until it is healthy.
+    pub fn start() -> EtcdServer {
+        let (client_port, peer_port) = free_ports();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = EtcdServer { child: None, dir, client_port, peer_port };
+        server.spawn();
+        server
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        vec![format!("http://127.0.0.1:{}", self.client_port)]
+    }
+
+    /// Kills etcd with SIGKILL (by its PID) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // An error means it already exited.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts etcd again on the same data directory and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log_path = self.dir.path().join("etcd.log");
+        let log = File::options().create(true).append(true).open(&log_path).expect("etcd log");
+        let child = Command::new(binary())
+            .arg("--name=default")
+            .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=default={peer}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting etcd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.healthy() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("etcd exited with {status}:\n{}", self.log_tail(&log_path));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("etcd did not become healthy within 30s:\n{}", self.log_tail(&log_path));
+    }
+
+    /// etcd's `/health` answers `"health":"true"` on the client port.
+    fn healthy(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.client_port)) else { return false };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        if stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+            return false;
+        }
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.contains(r#""health":"true""#)
+    }
+
+    fn log_tail(&self, path: &std::path::Path) -> String {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

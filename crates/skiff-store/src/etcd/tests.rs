@@ -1,0 +1,346 @@
+//! Tests of the etcd store against a real etcd (one per test, see `server`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, WatchOptions};
+use serde_json::json;
+
+use super::server::EtcdServer;
+use super::*;
+use crate::EventKind;
+use crate::conformance::{self, collect, create, delete, revs, update};
+
+/// Test options: no background compaction (its claims would take revisions) and short timeouts.
+fn options() -> EtcdOptions {
+    EtcdOptions { compaction_interval: None, request_timeout: Duration::from_secs(3), ..EtcdOptions::default() }
+}
+
+async fn connect(etcd: &EtcdServer) -> EtcdStore {
+    EtcdStore::connect(&etcd.endpoints(), options()).await.expect("connect")
+}
+
+async fn raw(etcd: &EtcdServer) -> Client {
+    Client::connect(etcd.endpoints(), None).await.expect("raw client")
+}
+
+/// Polls `check` until it holds (another store's watch delivers within milliseconds).
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within 20s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn conformance_create_update_delete() {
+    let etcd = EtcdServer::start();
+    conformance::create_update_delete(&connect(&etcd).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_watch_delivers_every_later_change_in_order() {
+    let etcd = EtcdServer::start();
+    conformance::watch_delivers_every_later_change_in_order(Arc::new(connect(&etcd).await), 4, 50).await;
+}
+
+#[tokio::test]
+async fn conformance_watch_from_a_future_revision_waits() {
+    let etcd = EtcdServer::start();
+    conformance::watch_from_a_future_revision_waits(&connect(&etcd).await).await;
+}
+
+#[tokio::test]
+async fn conformance_snapshots_keep_their_revision() {
+    let etcd = EtcdServer::start();
+    conformance::snapshots_keep_their_revision(&connect(&etcd).await).await;
+}
+
+#[tokio::test]
+async fn conformance_snapshot_range_lists_a_prefix_after_a_key() {
+    let etcd = EtcdServer::start();
+    conformance::snapshot_range_lists_a_prefix_after_a_key(&connect(&etcd).await).await;
+}
+
+/// Objects sit under the prefix without a resourceVersion; the store's revision is etcd's.
+#[tokio::test]
+async fn layout_in_etcd_matches_kube_apiserver() {
+    let etcd = EtcdServer::start();
+    let store = connect(&etcd).await;
+    let mut client = raw(&etcd).await;
+    let at_start = client.get("x", None).await.expect("get").header().map(|h| h.revision()).expect("header");
+    assert_eq!(store.revision(), u64::try_from(at_start).expect("revision"));
+
+    let object = store
+        .write(create("/v1/pods/ns/a", json!({"metadata": {"name": "a", "resourceVersion": "5"}})))
+        .await
+        .expect("create");
+    let got = client.get("/registry/v1/pods/ns/a", None).await.expect("get");
+    let kv = got.kvs().first().expect("stored under the prefix");
+    assert_eq!(kv.value_str().expect("utf8"), r#"{"metadata":{"name":"a"}}"#);
+    assert_eq!(u64::try_from(kv.mod_revision()).expect("revision"), object.rev);
+    assert_eq!(got.header().map(|h| h.revision()), Some(kv.mod_revision()));
+
+    // Something written straight into etcd under the prefix is an object of the store; outside
+    // it, it is not.
+    client.put("/registry/v1/pods/ns/b", r#"{"metadata":{"name":"b"}}"#, None).await.expect("put");
+    let put = client.put("/elsewhere/x", "{}", None).await.expect("put");
+    let last = u64::try_from(put.header().map(|h| h.revision()).expect("header")).expect("revision");
+    eventually("the raw put", || store.get("/v1/pods/ns/b").is_some()).await;
+    let b = store.get("/v1/pods/ns/b").expect("b");
+    assert_eq!(*b.value, json!({"metadata": {"name": "b", "resourceVersion": b.rev.to_string()}}));
+    assert_eq!(store.snapshot().objects.len(), 2);
+    assert!(store.revision() <= last, "the store cannot be ahead of etcd");
+}
+
+#[tokio::test]
+async fn another_prefix_is_another_store() {
+    let etcd = EtcdServer::start();
+    let one =
+        EtcdStore::connect(&etcd.endpoints(), EtcdOptions { prefix: "/one".into(), ..options() }).await.expect("one");
+    let two =
+        EtcdStore::connect(&etcd.endpoints(), EtcdOptions { prefix: "/two/".into(), ..options() }).await.expect("two");
+    assert_eq!((one.prefix(), two.prefix()), ("/one/", "/two/"));
+    one.write(create("/k", json!({"n": 1}))).await.expect("create in one");
+    two.write(create("/k", json!({"n": 2}))).await.expect("same key in two");
+    assert_eq!(one.get("/k").map(|o| o.value["n"].clone()), Some(json!(1)));
+    assert_eq!(two.get("/k").map(|o| o.value["n"].clone()), Some(json!(2)));
+    let err = one.write(create("k", json!({}))).await.expect_err("no leading slash");
+    assert!(matches!(err, StoreError::Backend(ref m) if m.contains("does not start with '/'")), "{err:?}");
+}
+
+/// Several API servers: each sees the others' writes and watch events, and optimistic
+/// concurrency holds across them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_see_each_others_writes_and_watch_events() {
+    let etcd = EtcdServer::start();
+    let a = connect(&etcd).await;
+    let b = connect(&etcd).await;
+    let base = a.revision();
+    assert_eq!(b.revision(), base);
+    let watch_b = b.watch(base).expect("watch on b");
+
+    let created = a.write(create("/v1/cm/ns/x", json!({"data": {"k": "1"}}))).await.expect("create on a");
+    eventually("b sees a's create", || b.get("/v1/cm/ns/x").is_some()).await;
+    assert_eq!(b.get("/v1/cm/ns/x"), Some(created.clone()));
+
+    // b updates what a created; a's stale update then conflicts.
+    let updated =
+        b.write(update("/v1/cm/ns/x", json!({"data": {"k": "2"}}), Some(created.rev))).await.expect("b update");
+    let err = a.write(update("/v1/cm/ns/x", json!({"data": {"k": "3"}}), Some(created.rev))).await.expect_err("stale");
+    assert!(
+        matches!(err, StoreError::Conflict { expected, current, .. } if expected == created.rev && current == updated.rev),
+        "{err:?}"
+    );
+    let err = a.write(create("/v1/cm/ns/x", json!({}))).await.expect_err("exists");
+    assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
+    let deleted = a.write(delete("/v1/cm/ns/x", Some(updated.rev))).await.expect("a deletes b's update");
+
+    let events = collect(watch_b, base, deleted.rev).await;
+    let got: Vec<(EventKind, Revision)> = events.iter().map(|e| (e.kind, e.rev)).collect();
+    assert_eq!(
+        got,
+        [(EventKind::Added, created.rev), (EventKind::Modified, updated.rev), (EventKind::Deleted, deleted.rev)]
+    );
+    assert_eq!(events[2].object, deleted.value);
+    assert_eq!(events[2].prev.as_ref(), Some(&updated.value));
+    eventually("a's view", || a.revision() == deleted.rev && b.revision() == deleted.rev).await;
+    assert_eq!(revs(&a.watch(base).expect("watch a").backlog), revs(&events));
+
+    // A store connected later starts at the current state; b can rebuild an earlier snapshot (a
+    // list continued on another server).
+    let c = connect(&etcd).await;
+    assert_eq!(c.revision(), deleted.rev);
+    assert!(c.snapshot().objects.is_empty());
+    let at_update = b.snapshot_at(updated.rev).expect("rebuilt on b");
+    assert_eq!(at_update.objects.get("/v1/cm/ns/x").map(|o| o.value.clone()), Some(updated.value.clone()));
+    let err = c.watch(base).err().expect("c holds no earlier history");
+    assert!(
+        matches!(err, StoreError::Compacted { requested, oldest } if requested == base && oldest == deleted.rev),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn compaction_makes_older_revisions_too_old() {
+    let etcd = EtcdServer::start();
+    let store = connect(&etcd).await;
+    let base = store.revision();
+    for i in 0..6 {
+        store.write(create(&format!("/k/{i}"), json!({"i": i}))).await.expect("create");
+    }
+    let cut = base + 4;
+    store.compact(cut).await.expect("compact");
+    assert_eq!(store.oldest_watchable(), cut);
+    let err = store.watch(cut - 1).err().expect("too old");
+    assert!(
+        matches!(err, StoreError::Compacted { requested, oldest } if requested == cut - 1 && oldest == cut),
+        "{err:?}"
+    );
+    assert_eq!(revs(&store.watch(cut).expect("watch").backlog), [base + 5, base + 6]);
+    assert!(matches!(store.snapshot_at(cut - 1), Err(StoreError::SnapshotExpired(_))));
+    assert_eq!(store.snapshot_at(cut).expect("rebuilt").objects.len(), 4);
+    // Compacting again to the same or an older revision is fine; a future one is not.
+    store.compact(cut).await.expect("again");
+    store.compact(base).await.expect("older");
+    assert_eq!(store.oldest_watchable(), cut);
+    let err = store.compact(base + 1000).await.expect_err("future");
+    assert!(matches!(err, StoreError::Backend(ref m) if m.contains("future revision")), "{err:?}");
+
+    // etcd itself refuses the compacted revisions.
+    let mut client = raw(&etcd).await;
+    let options = WatchOptions::new().with_prefix().with_start_revision(etcd_client_revision(cut - 1));
+    let mut stream = client.watch("/registry/", Some(options)).await.expect("raw watch");
+    let mut compacted = 0;
+    while compacted == 0 {
+        let response = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("answer");
+        compacted = response.expect("message").expect("open").compact_revision();
+    }
+    assert_eq!(u64::try_from(compacted).expect("revision"), cut);
+}
+
+fn etcd_client_revision(rev: Revision) -> i64 {
+    i64::try_from(rev).expect("revision")
+}
+
+/// The background compaction: the first round only records the revision, the next compacts to
+/// it; two stores share the rounds through `compact_rev_key`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_compaction_follows_the_interval() {
+    let etcd = EtcdServer::start();
+    let compacting = EtcdOptions { compaction_interval: Some(Duration::from_millis(300)), ..options() };
+    let a = EtcdStore::connect(&etcd.endpoints(), compacting.clone()).await.expect("a");
+    let b = EtcdStore::connect(&etcd.endpoints(), compacting).await.expect("b");
+    let first = a.write(create("/k", json!({"n": 0}))).await.expect("create");
+    for n in 1..5 {
+        a.write(update("/k", json!({"n": n}), None)).await.expect("update");
+    }
+    eventually("a compacts past the first write", || a.oldest_watchable() >= first.rev).await;
+    eventually("b learns the compaction", || b.oldest_watchable() >= first.rev).await;
+    assert!(matches!(a.watch(first.rev - 1), Err(StoreError::Compacted { .. })));
+
+    let mut client = raw(&etcd).await;
+    let key = client.get(compactor::COMPACT_REV_KEY, None).await.expect("get");
+    let kv = key.kvs().first().expect("compact_rev_key is written");
+    assert!(kv.version() >= 2, "several rounds claimed, version {}", kv.version());
+    // The stores keep working on top of the compacted history.
+    let last = a.write(update("/k", json!({"n": 9}), None)).await.expect("update");
+    eventually("b sees it", || b.get("/k").map(|o| o.rev) == Some(last.rev)).await;
+}
+
+/// kill -9 of etcd: writes fail while it is down, the data survives, and the store reconnects and
+/// resumes its watch with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_restart_keeps_the_data_and_the_store_reconnects() {
+    let mut etcd = EtcdServer::start();
+    let store = connect(&etcd).await;
+    let base = store.revision();
+    store.write(create("/a", json!({"v": 1}))).await.expect("create a");
+    let b = store.write(create("/b", json!({"v": 1}))).await.expect("create b");
+    let watch = store.watch(base).expect("watch");
+
+    etcd.kill();
+    let err = store.write(create("/c", json!({}))).await.expect_err("etcd is down");
+    assert!(matches!(err, StoreError::Backend(ref m) if m.starts_with("etcd ")), "{err:?}");
+    // Reads are served from the cache meanwhile.
+    assert_eq!(store.get("/b"), Some(b.clone()));
+
+    etcd.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let updated = loop {
+        match store.write(update("/b", json!({"v": 2}), Some(b.rev))).await {
+            Ok(object) => break object,
+            Err(StoreError::Backend(m)) if Instant::now() < deadline => {
+                tracing::debug!("still down: {m}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("write after restart: {e:?}"),
+        }
+    };
+    assert_eq!(updated.rev, b.rev + 1, "the revision went on from the persisted one");
+    let events = collect(watch, base, updated.rev).await;
+    let got: Vec<(EventKind, String, Revision)> = events.iter().map(|e| (e.kind, e.key.to_string(), e.rev)).collect();
+    assert_eq!(
+        got,
+        [
+            (EventKind::Added, "/a".to_owned(), base + 1),
+            (EventKind::Added, "/b".to_owned(), base + 2),
+            (EventKind::Modified, "/b".to_owned(), base + 3)
+        ]
+    );
+    // A new store after the restart sees the same data.
+    let again = connect(&etcd).await;
+    assert_eq!(again.snapshot().objects, store.snapshot().objects);
+    assert_eq!(again.revision(), updated.rev);
+}
+
+/// When the revision the store's watch must resume from is compacted (etcd was away for longer
+/// than the compaction interval), it lists again: the state is current and live watches end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_resume_point_relists() {
+    let etcd = EtcdServer::start();
+    let store = connect(&etcd).await;
+    let base = store.revision();
+    store.write(create("/old", json!({}))).await.expect("create");
+    let other = connect(&etcd).await;
+
+    // A stale cache and its reflector, as if its watch had broken before these writes.
+    let stale = Arc::new(Cache::new(
+        Keys::new("/registry/"),
+        Limits { history_len: 10, retained_snapshots: 1, broadcast_capacity: 8 },
+        base,
+        imbl::OrdMap::new(),
+    ));
+    let mut live = stale.watch(base).expect("watch").live;
+    other.write(delete("/old", None)).await.expect("delete");
+    let kept = other.write(create("/new", json!({"v": 1}))).await.expect("create");
+    other.compact(kept.rev).await.expect("compact");
+
+    let client = raw(&etcd).await;
+    let reflector = Reflector {
+        kv: client.kv_client(),
+        watch: client.watch_client(),
+        keys: Keys::new("/registry/"),
+        cache: stale.clone(),
+        timeout: Duration::from_secs(3),
+    };
+    let task = tokio::spawn(reflector.run());
+    let waited = stale.wait_for(kept.rev, Duration::from_secs(20)).await;
+    task.abort();
+    assert!(waited, "the reflector caught up");
+    assert_eq!(stale.snapshot().objects.keys().map(|k| k.to_string()).collect::<Vec<_>>(), ["/new"]);
+    assert_eq!(stale.oldest(), stale.revision());
+    let ended = tokio::time::timeout(Duration::from_secs(5), live.recv()).await.expect("in time");
+    assert!(matches!(ended, Err(tokio::sync::broadcast::error::RecvError::Closed)), "{ended:?}");
+}
+
+#[tokio::test]
+async fn close_stops_writes_and_ends_watches() {
+    let etcd = EtcdServer::start();
+    let store = connect(&etcd).await;
+    let created = store.write(create("/a", json!({}))).await.expect("create");
+    let mut watch = store.watch(created.rev).expect("watch");
+    store.close();
+    store.close();
+    assert!(matches!(store.write(create("/b", json!({}))).await, Err(StoreError::Closed)));
+    assert!(matches!(store.watch(created.rev), Err(StoreError::Closed)));
+    assert!(matches!(watch.live.recv().await, Err(tokio::sync::broadcast::error::RecvError::Closed)));
+    // The data stays in etcd.
+    assert_eq!(connect(&etcd).await.get("/a"), Some(created));
+}
+
+#[tokio::test]
+async fn connecting_to_no_etcd_fails_with_a_backend_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let endpoints = vec![format!("http://127.0.0.1:{port}")];
+    let options = EtcdOptions {
+        request_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(200),
+        ..options()
+    };
+    let err = EtcdStore::connect(&endpoints, options.clone()).await.err().expect("nothing listens");
+    assert!(matches!(err, StoreError::Backend(ref m) if m.starts_with("etcd list")), "{err:?}");
+    let err = EtcdStore::connect(&[], options).await.err().expect("no endpoints");
+    assert_eq!(err.to_string(), "store backend failed: no etcd endpoints given");
+}
