@@ -15,6 +15,8 @@ packages=(
   protobuf-compiler # protoc, run by etcd-client's build script (skiff-store's etcd backend)
   libprotobuf-dev   # the well-known .proto includes protoc needs for etcd-client
   etcd-server       # /usr/bin/etcd: the etcd backend's tests start a real etcd
+  podman            # the benchmarks' peer (skiff-bench: podman kube play, with runc)
+  catatonit         # podman's pause process for kube play pods
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -69,6 +69,40 @@ pub struct AgentConfig {
     /// The kubelet server for logs and `kubectl exec` (none: not served; the Node still says
     /// port 10250).
     pub streaming: Option<StreamingConfig>,
+    /// The Lease's `leaseDurationSeconds` (the kubelet's `nodeLeaseDurationSeconds`, 40).
+    pub lease_duration_seconds: i32,
+    /// Where the node's pod range comes from.
+    pub pod_cidr: PodCidr,
+    /// Called with the node's pod range once it is known, before any pod runs (the runtime sets
+    /// up its bridge network with it).
+    pub on_pod_cidr: Option<PodCidrHook>,
+    /// Route every other node's pod range via its address ([`crate::routes`]), for pods to reach
+    /// pods on other nodes.
+    pub node_routes: bool,
+    /// The cluster's pod range (traffic from this node's pods into it is not masqueraded).
+    pub cluster_cidr: Option<String>,
+}
+
+/// Where the node's pod range comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PodCidr {
+    /// The agent neither sets nor waits for one (simulated and fake runtimes).
+    #[default]
+    Unmanaged,
+    /// Given (`--pod-cidr`): registered in the Node's `spec.podCIDR`, which node IPAM keeps.
+    Fixed(String),
+    /// Assigned by node IPAM: the agent waits until its Node has a `spec.podCIDR`.
+    FromNode,
+}
+
+/// A callback receiving the node's pod range.
+#[derive(Clone)]
+pub struct PodCidrHook(pub Arc<dyn Fn(&str) + Send + std::marker::Sync>);
+
+impl std::fmt::Debug for PodCidrHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PodCidrHook")
+    }
 }
 
 impl AgentConfig {
@@ -88,6 +122,11 @@ impl AgentConfig {
             backoff_max: crate::backoff::MAX,
             runtime_version: "skiff://0.1.0".to_string(),
             streaming: None,
+            lease_duration_seconds: LEASE_DURATION_SECONDS,
+            pod_cidr: PodCidr::Unmanaged,
+            on_pod_cidr: None,
+            node_routes: false,
+            cluster_cidr: None,
         }
     }
 }
@@ -172,12 +211,40 @@ impl Agent {
         let node_uid = register_node(&ctx, &machine).await?;
         renew_lease(&ctx, node_uid.as_deref()).await;
         tracing::info!(node = %ctx.config.node_name, "node registered");
-        cleanup_at_start(&ctx).await?;
         let heartbeats = tokio::spawn(heartbeat_loop(ctx.clone(), node_uid));
+        let mut shutdown = std::pin::pin!(shutdown);
+        let pod_cidr = tokio::select! {
+            cidr = pod_cidr(&ctx) => cidr,
+            _ = &mut shutdown => {
+                heartbeats.abort();
+                if let Some(k) = kubelet {
+                    k.stop().await;
+                }
+                return Ok(());
+            }
+        };
+        if let (Some(cidr), Some(hook)) = (&pod_cidr, &ctx.config.on_pod_cidr) {
+            (hook.0)(cidr);
+        }
+        let routes = ctx.config.node_routes.then(|| {
+            let config = crate::routes::RouteConfig {
+                node_name: ctx.config.node_name.clone(),
+                node_ip: ctx.host_ip.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+                pod_cidr: pod_cidr.clone(),
+                cluster_cidr: ctx.config.cluster_cidr.clone(),
+            };
+            tokio::spawn(crate::routes::run(ctx.client.clone(), config))
+        });
+        if let Err(e) = cleanup_at_start(&ctx).await {
+            heartbeats.abort();
+            routes.iter().for_each(|r| r.abort());
+            return Err(e);
+        }
         let pods = tokio::spawn(pod_loop(ctx.clone()));
         shutdown.await;
         heartbeats.abort();
         pods.abort();
+        routes.iter().for_each(|r| r.abort());
         if let Some(k) = kubelet {
             k.stop().await;
         }
@@ -202,20 +269,38 @@ async fn register_node(ctx: &Ctx, machine: &MachineInfo) -> Result<Option<String
         runtime_version: &c.runtime_version,
         kubelet_port: ctx.kubelet_port,
     };
-    let body = node::node_object(&spec, machine, Timestamp::now());
+    let mut body = node::node_object(&spec, machine, Timestamp::now());
+    if let PodCidr::Fixed(cidr) = &c.pod_cidr {
+        body["spec"] = node::pod_cidr_spec(cidr);
+    }
     let err = |source| AgentError::Register { node: c.node_name.clone(), source };
     let node: Node = serde_json::from_value(body.clone()).map_err(|e| err(kube::Error::SerdeError(e)))?;
     let api = node_api(ctx);
     match api.create(&PostParams::default(), &node).await {
         Ok(created) => Ok(created.metadata.uid),
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            api.patch(
-                &c.node_name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"labels": body["metadata"]["labels"]}})),
-            )
-            .await
-            .map_err(err)?;
+            let existing = api
+                .patch(
+                    &c.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"labels": body["metadata"]["labels"]}})),
+                )
+                .await
+                .map_err(err)?;
+            if let PodCidr::Fixed(cidr) = &c.pod_cidr {
+                match node::assigned_pod_cidr(&existing) {
+                    None => {
+                        api.patch(&c.node_name, &PatchParams::default(), &Patch::Merge(json!({"spec": body["spec"]})))
+                            .await
+                            .map_err(err)?;
+                    }
+                    Some(have) if &have != cidr => tracing::warn!(
+                        node = %c.node_name, node_pod_cidr = %have, pod_cidr = %cidr,
+                        "the Node already has another pod range; pods here use the given one and other nodes route the Node's"
+                    ),
+                    Some(_) => {}
+                }
+            }
             let updated = api
                 .patch_status(&c.node_name, &PatchParams::default(), &Patch::Merge(json!({"status": body["status"]})))
                 .await
@@ -231,11 +316,15 @@ async fn renew_lease(ctx: &Ctx, node_uid: Option<&str>) {
     let node = &ctx.config.node_name;
     let api: Api<Lease> = Api::namespaced(ctx.client.clone(), LEASE_NAMESPACE);
     let now = Timestamp::now();
-    let patch = json!({"spec": {"renewTime": node::micro_time(now), "holderIdentity": node, "leaseDurationSeconds": LEASE_DURATION_SECONDS}});
+    let duration = ctx.config.lease_duration_seconds;
+    let patch =
+        json!({"spec": {"renewTime": node::micro_time(now), "holderIdentity": node, "leaseDurationSeconds": duration}});
     match api.patch(node, &PatchParams::default(), &Patch::Merge(patch)).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => {
-            if let Ok(lease) = serde_json::from_value::<Lease>(node::lease_object(node, node_uid, now))
+            let mut lease = node::lease_object(node, node_uid, now);
+            lease["spec"]["leaseDurationSeconds"] = json!(duration);
+            if let Ok(lease) = serde_json::from_value::<Lease>(lease)
                 && let Err(e) = api.create(&PostParams::default(), &lease).await
             {
                 tracing::warn!(node, error = %e, "cannot create the node lease");
@@ -245,6 +334,38 @@ async fn renew_lease(ctx: &Ctx, node_uid: Option<&str>) {
     }
 }
 
+/// The node's pod range: the given one, or the one node IPAM sets on the Node (waiting for it,
+/// with a log line, and retrying reads that fail); `None` when the agent does not manage one.
+async fn pod_cidr(ctx: &Ctx) -> Option<String> {
+    match &ctx.config.pod_cidr {
+        PodCidr::Unmanaged => None,
+        PodCidr::Fixed(cidr) => Some(cidr.clone()),
+        PodCidr::FromNode => {
+            let name = &ctx.config.node_name;
+            let mut told = false;
+            loop {
+                match node_api(ctx).get(name).await {
+                    Ok(n) => {
+                        if let Some(cidr) = node::assigned_pod_cidr(&n) {
+                            tracing::info!(node = %name, pod_cidr = %cidr, "using the pod range node IPAM gave this node");
+                            return Some(cidr);
+                        }
+                    }
+                    Err(e) => tracing::debug!(node = %name, error = %e, "cannot read the Node"),
+                }
+                if !told {
+                    tracing::info!(node = %name, "waiting for node IPAM to set the Node's spec.podCIDR");
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Renews the Lease; posts the node's status every `node_status_interval`, and at once when the
+/// Node's Ready condition in the API says otherwise (the node lifecycle controller set it Unknown
+/// while the agent was unreachable), as the kubelet compares on each `nodeStatusUpdateFrequency`.
 async fn heartbeat_loop(ctx: Arc<Ctx>, node_uid: Option<String>) {
     let mut lease = tokio::time::interval(ctx.config.lease_renew_interval);
     lease.tick().await;
@@ -252,16 +373,31 @@ async fn heartbeat_loop(ctx: Arc<Ctx>, node_uid: Option<String>) {
     status.tick().await;
     loop {
         tokio::select! {
-            _ = lease.tick() => renew_lease(&ctx, node_uid.as_deref()).await,
-            _ = status.tick() => {
+            _ = lease.tick() => {
+                renew_lease(&ctx, node_uid.as_deref()).await;
                 let ready = ctx.runtime.list_sandboxes().await.is_ok();
-                let conditions = node::node_conditions(ready, "container runtime is not responding", Timestamp::now());
-                let patch = json!({"status": {"conditions": conditions}});
-                if let Err(e) = node_api(&ctx).patch_status(&ctx.config.node_name, &PatchParams::default(), &Patch::Merge(patch)).await {
-                    tracing::warn!(error = %e, "cannot post node status");
+                if let Ok(n) = node_api(&ctx).get(&ctx.config.node_name).await
+                    && node::ready_differs(&n, ready)
+                {
+                    tracing::info!(node = %ctx.config.node_name, "the Node's Ready condition is stale; posting status");
+                    post_node_status(&ctx, ready).await;
                 }
             }
+            _ = status.tick() => {
+                let ready = ctx.runtime.list_sandboxes().await.is_ok();
+                post_node_status(&ctx, ready).await;
+            }
         }
+    }
+}
+
+async fn post_node_status(ctx: &Ctx, ready: bool) {
+    let conditions = node::node_conditions(ready, "container runtime is not responding", Timestamp::now());
+    let patch = json!({"status": {"conditions": conditions}});
+    if let Err(e) =
+        node_api(ctx).patch_status(&ctx.config.node_name, &PatchParams::default(), &Patch::Merge(patch)).await
+    {
+        tracing::warn!(error = %e, "cannot post node status");
     }
 }
 
@@ -675,6 +811,7 @@ impl PodWorker {
                 .map(|a| (a.ip.clone(), a.hostnames.clone().unwrap_or_default()))
                 .collect(),
             log_dir: self.pod_dir().join("logs"),
+            port_mappings: crate::runtime::port_mappings(&spec),
         }
     }
 

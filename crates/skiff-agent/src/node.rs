@@ -182,6 +182,28 @@ pub fn node_object(n: &NodeSpec<'_>, m: &MachineInfo, now: Timestamp) -> Value {
     })
 }
 
+/// The Node `spec` fields of a pod range the agent was given (`--pod-cidr`): node IPAM keeps a
+/// range a Node already has.
+pub fn pod_cidr_spec(cidr: &str) -> Value {
+    json!({"podCIDR": cidr, "podCIDRs": [cidr]})
+}
+
+/// The pod range node IPAM (or the agent) gave a Node: `spec.podCIDR`, else the first of
+/// `spec.podCIDRs`.
+pub fn assigned_pod_cidr(node: &k8s_openapi::api::core::v1::Node) -> Option<String> {
+    let spec = node.spec.as_ref()?;
+    spec.pod_cidr.iter().chain(spec.pod_cidrs.iter().flatten()).find(|c| !c.is_empty()).cloned()
+}
+
+/// Whether the Node's `Ready` condition differs from what the agent would post (`True` when
+/// `ready`, else `False`): missing, or set to `Unknown` by the node lifecycle controller.
+pub fn ready_differs(node: &k8s_openapi::api::core::v1::Node, ready: bool) -> bool {
+    let want = if ready { "True" } else { "False" };
+    let have =
+        node.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    have.is_none_or(|c| c.status != want)
+}
+
 /// The node's Lease, owned by the Node.
 pub fn lease_object(node: &str, node_uid: Option<&str>, now: Timestamp) -> Value {
     let mut lease = json!({
@@ -209,6 +231,44 @@ mod tests {
             parse_os_release("NAME=Debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"),
             Some("Debian GNU/Linux 12 (bookworm)".into())
         );
+    }
+
+    #[test]
+    fn pod_cidrs() {
+        assert_eq!(pod_cidr_spec("10.42.3.0/24"), json!({"podCIDR": "10.42.3.0/24", "podCIDRs": ["10.42.3.0/24"]}));
+        let node = |spec: Value| -> k8s_openapi::api::core::v1::Node {
+            serde_json::from_value(json!({"metadata": {"name": "n"}, "spec": spec})).expect("node")
+        };
+        let cases = [
+            (json!({}), None),
+            (json!({"podCIDR": ""}), None),
+            (json!({"podCIDR": "10.42.1.0/24", "podCIDRs": ["10.42.1.0/24"]}), Some("10.42.1.0/24")),
+            (json!({"podCIDRs": ["10.42.2.0/24"]}), Some("10.42.2.0/24")),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(assigned_pod_cidr(&node(spec.clone())).as_deref(), want, "{spec}");
+        }
+    }
+
+    #[test]
+    fn stale_ready_conditions() {
+        let node = |conditions: Value| -> k8s_openapi::api::core::v1::Node {
+            serde_json::from_value(json!({"metadata": {"name": "n"}, "status": {"conditions": conditions}}))
+                .expect("node")
+        };
+        let ready =
+            |status: &str| json!([{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": status}]);
+        let cases = [
+            (ready("True"), true, false),
+            (ready("Unknown"), true, true),
+            (ready("False"), true, true),
+            (ready("False"), false, false),
+            (ready("True"), false, true),
+            (json!([]), true, true),
+        ];
+        for (conditions, agent_ready, want) in cases {
+            assert_eq!(ready_differs(&node(conditions.clone()), agent_ready), want, "{conditions} {agent_ready}");
+        }
     }
 
     #[test]

@@ -4,9 +4,17 @@
 //! The runtime keeps an in-memory registry keyed by pod UID: the pod's [`Sandbox`] and its
 //! container instances (name, attempt, spec hash, the runc [`Container`] handle). Observed state
 //! (`list_sandboxes`, `list_containers`) is derived from it and from each container's own exit
-//! observation. The registry does not survive an agent restart.
+//! observation.
+//!
+//! Restart safety: the sandbox and container records `skiff-runtime` keeps on disk carry what the
+//! registry needs (pod identity and IP; the container's attempt, image, image ID and spec hash as
+//! its metadata), so [`RuncRuntime::new`] rebuilds the registry from them: running containers are
+//! adopted with the same ID and process (the agent's relist then sees an unchanged pod, so no
+//! restart is counted), containers that exited meanwhile are reported exited with containerd's
+//! unknown status (`255`, reason `Unknown`), and the agent's start-up sweep removes the pods the
+//! API no longer has.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use skiff_runtime::cni::{self, Network, NetworkConfig};
 use skiff_runtime::{
@@ -42,6 +51,11 @@ pub struct RuncConfig {
     pub runc_binary: PathBuf,
     /// Masquerade traffic leaving the pod subnet.
     pub ip_masq: bool,
+    /// Registries (`host:port`) pulled from over plain HTTP (`--insecure-registry`); loopback
+    /// registries always are.
+    pub insecure_registries: Vec<String>,
+    /// Mirrors per registry, tried in order before it (`--registry-mirror`).
+    pub registry_mirrors: BTreeMap<String, Vec<String>>,
 }
 
 impl RuncConfig {
@@ -55,7 +69,14 @@ impl RuncConfig {
             cluster_cidr: "10.42.0.0/16".into(),
             runc_binary: "runc".into(),
             ip_masq: true,
+            insecure_registries: Vec::new(),
+            registry_mirrors: BTreeMap::new(),
         }
+    }
+
+    /// The image store's settings.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig { insecure_registries: self.insecure_registries.clone(), mirrors: self.registry_mirrors.clone() }
     }
 
     /// The image store's directory (tests import images there before starting the agent).
@@ -104,7 +125,8 @@ pub struct RuncRuntime {
     config: RuncConfig,
     images: ImageStore,
     runtime: Runtime,
-    network: Network,
+    /// The pod network; replaced by [`RuncRuntime::set_pod_cidr`] (a range node IPAM gave).
+    network: Mutex<Network>,
     pods: Mutex<HashMap<String, Pod>>,
     /// Exited containers of torn-down sandboxes, by pod UID, until the pod is forgotten (a second
     /// `stop_sandbox`, or `remove_container` of each).
@@ -120,7 +142,7 @@ impl RuncRuntime {
     /// Opens the image store, prepares the runtime's directories and makes sure the blackhole route
     /// for the cluster CIDR exists.
     pub async fn new(config: RuncConfig) -> Result<RuncRuntime, RuntimeError> {
-        let images = ImageStore::open(config.image_dir(), StoreConfig::default())
+        let images = ImageStore::open(config.image_dir(), config.store_config())
             .map_err(|e| failed("open image store")(e.to_string()))?;
         let runtime = Runtime::new(
             RuntimeConfig {
@@ -135,15 +157,71 @@ impl RuncRuntime {
             .await
             .map_err(|e| failed("blackhole route")(e.to_string()))?;
         let network = Network::new(config.network());
-        Ok(RuncRuntime {
+        let rt = RuncRuntime {
             config,
             images,
             runtime,
-            network,
+            network: Mutex::new(network),
             pods: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
-        })
+        };
+        rt.recover().await;
+        Ok(rt)
+    }
+
+    /// Rebuilds the registry from the records a previous agent process left (see the module
+    /// docs). Containers whose sandbox is gone are stopped and removed.
+    async fn recover(&self) {
+        let sandboxes = Sandbox::recover(&self.config.data_dir.join("sandboxes"), &self.network()).await;
+        let containers = self.runtime.recover().await;
+        let mut pods: HashMap<String, Pod> = HashMap::new();
+        for sb in sandboxes {
+            let info = SandboxInfo {
+                id: sb.pod_uid.clone(),
+                pod_uid: sb.pod_uid.clone(),
+                name: sb.pod_name.clone(),
+                namespace: sb.namespace.clone(),
+                ip: Some(sb.ip.to_string()),
+                ready: sb.is_intact(),
+                created_at: sb.created_at,
+            };
+            pods.insert(sb.pod_uid.clone(), Pod { sandbox: Arc::new(sb), info, containers: HashMap::new() });
+        }
+        let mut orphans = Vec::new();
+        for c in containers {
+            let Some(pod) = pods.get_mut(&c.pod_uid) else {
+                orphans.push(c);
+                continue;
+            };
+            let started_at = skiff_runtime::state::parse_time(c.record().started_at.as_deref());
+            let info = adopted_info(&c);
+            pod.containers.insert(c.id.clone(), Instance { info, started_at, container: Arc::new(c) });
+        }
+        for c in orphans {
+            tracing::info!(container = %c.id, "removing a container whose sandbox is gone");
+            c.stop(Duration::from_secs(2)).await;
+            if let Err(e) = c.remove().await {
+                tracing::warn!(error = %e, "cannot remove an orphaned container");
+            }
+        }
+        let adopted: usize = pods.values().map(|p| p.containers.len()).sum();
+        if !pods.is_empty() {
+            tracing::info!(pods = pods.len(), containers = adopted, "adopted the pods of a previous agent process");
+        }
+        self.pods.lock().extend(pods);
+    }
+
+    /// Uses `cidr` as this node's pod subnet for sandboxes created from now on (the agent calls it
+    /// with the range node IPAM gave its Node, before running pods).
+    pub fn set_pod_cidr(&self, cidr: &str) {
+        let config = NetworkConfig { subnet: cidr.to_string(), ..self.config.network() };
+        *self.network.lock() = Network::new(config);
+    }
+
+    /// The current pod network.
+    fn network(&self) -> Network {
+        self.network.lock().clone()
     }
 
     /// The container instances of the pod's live sandbox, with their current states.
@@ -195,6 +273,83 @@ impl RuncRuntime {
     }
 }
 
+/// What the runtime records with each container for the agent (the [`ContainerInfo`] fields
+/// the runtime itself does not know).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct InstanceMeta {
+    attempt: u32,
+    image: String,
+    image_id: String,
+    hash: u64,
+}
+
+/// The agent's view of an adopted container, from its record (state filled in when listed).
+fn adopted_info(c: &Container) -> ContainerInfo {
+    let meta: InstanceMeta = serde_json::from_value(c.metadata.clone()).unwrap_or_default();
+    ContainerInfo {
+        id: c.id.clone(),
+        pod_uid: c.pod_uid.clone(),
+        name: c.name.clone(),
+        attempt: meta.attempt,
+        image: meta.image,
+        image_id: meta.image_id,
+        hash: meta.hash,
+        created_at: c.created_at,
+        state: ContainerState::Created,
+    }
+}
+
+/// `--registry-mirror` values, parsed ([`parse_registry_mirrors`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryMirrors {
+    /// Mirrors per registry, in the order given.
+    pub mirrors: BTreeMap<String, Vec<String>>,
+    /// The mirrors given as `http://`: spoken to in plain HTTP.
+    pub plain_http: Vec<String>,
+}
+
+/// A `--registry-mirror` value that is not `REGISTRY=MIRROR[,MIRROR...]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("registry mirror {value:?}: {problem}")]
+pub struct MirrorError {
+    pub value: String,
+    pub problem: String,
+}
+
+/// Parses `--registry-mirror` values, `registry=mirror[,mirror...]` (e.g.
+/// `docker.io=http://127.0.0.1:5000`), into mirrors per registry (in order, values for one
+/// registry accumulating) and the mirrors to speak plain HTTP to (those given as `http://`).
+/// A mirror is a `host[:port]`; an `https://` scheme and a trailing `/` are dropped.
+pub fn parse_registry_mirrors(values: &[String]) -> Result<RegistryMirrors, MirrorError> {
+    let mut mirrors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut insecure = Vec::new();
+    for value in values {
+        let err = |problem: String| MirrorError { value: value.clone(), problem };
+        let Some((registry, list)) = value.split_once('=') else {
+            return Err(err("not REGISTRY=MIRROR[,MIRROR...]".into()));
+        };
+        let registry = registry.trim();
+        if registry.is_empty() || registry.contains('/') {
+            return Err(err(format!("{registry:?} is not a registry host")));
+        }
+        for mirror in list.split(',').map(str::trim) {
+            let (host, plain) = match mirror.strip_prefix("http://") {
+                Some(rest) => (rest, true),
+                None => (mirror.strip_prefix("https://").unwrap_or(mirror), false),
+            };
+            let host = host.trim_end_matches('/');
+            if host.is_empty() || host.contains('/') || host.contains("://") {
+                return Err(err(format!("{mirror:?} is not a host[:port]")));
+            }
+            if plain && !insecure.iter().any(|h| h == host) {
+                insecure.push(host.to_string());
+            }
+            mirrors.entry(registry.to_string()).or_default().push(host.to_string());
+        }
+    }
+    Ok(RegistryMirrors { mirrors, plain_http: insecure })
+}
+
 /// `repo@sha256:…` from a normalized reference and a manifest digest.
 pub fn image_id(reference: &str, digest: &str) -> String {
     let repo = reference.split('@').next().unwrap_or(reference);
@@ -206,7 +361,7 @@ pub fn image_id(reference: &str, digest: &str) -> String {
 /// The trait's exit state from the runtime's observation.
 pub fn exited(exit: &ExitInfo, started_at: Option<Timestamp>) -> ContainerState {
     ContainerState::Exited {
-        exit_code: exit.exit_code.unwrap_or(-1),
+        exit_code: exit.code(),
         reason: Some(exit.reason().to_string()),
         message: None,
         started_at,
@@ -301,9 +456,19 @@ impl ContainerRuntime for RuncRuntime {
             namespace: config.namespace.clone(),
             hostname: config.hostname.clone(),
             host_aliases: config.host_aliases.iter().map(|(ip, names)| format!("{ip}\t{}", names.join("\t"))).collect(),
+            port_mappings: config
+                .port_mappings
+                .iter()
+                .map(|m| cni::PortMapping {
+                    host_port: m.host_port,
+                    container_port: m.container_port,
+                    protocol: m.protocol.clone(),
+                    host_ip: m.host_ip.clone(),
+                })
+                .collect(),
             ..Default::default()
         };
-        let sandbox = Sandbox::create(&sb_config, &self.config.data_dir.join("sandboxes"), &self.network)
+        let sandbox = Sandbox::create(&sb_config, &self.config.data_dir.join("sandboxes"), &self.network())
             .await
             .map_err(|e| failed("run sandbox")(e.to_string()))?;
         let info = SandboxInfo {
@@ -352,7 +517,7 @@ impl ContainerRuntime for RuncRuntime {
         }
         self.finished.lock().entry(pod_uid.to_string()).or_default().extend(exited);
         let Some(pod) = self.pods.lock().remove(pod_uid) else { return Ok(()) };
-        pod.sandbox.destroy(&self.network).await.map_err(|e| failed("stop sandbox")(e.to_string()))
+        pod.sandbox.destroy(&self.network()).await.map_err(|e| failed("stop sandbox")(e.to_string()))
     }
 
     async fn start_container(&self, sandbox: &SandboxInfo, config: &ContainerConfig) -> Result<String, RuntimeError> {
@@ -360,9 +525,21 @@ impl ContainerRuntime for RuncRuntime {
             return Err(RuntimeError::NotFound { kind: "sandbox", id: sandbox.id.clone() });
         };
         let (image, _) = self.image(&config.image, PullPolicy::Never).await?;
+        let meta = InstanceMeta {
+            attempt: config.attempt,
+            image: config.image.clone(),
+            image_id: image_id(&image.reference, &image.digest),
+            hash: config.hash,
+        };
         let container = self
             .runtime
-            .create(&sb, &runtime_config(config), &image, &config.log_path)
+            .create_with(
+                &sb,
+                &runtime_config(config),
+                &image,
+                &config.log_path,
+                serde_json::to_value(&meta).unwrap_or_default(),
+            )
             .await
             .map_err(|e| failed("create container")(e.to_string()))?;
         if let Err(e) = container.start().await {
@@ -535,7 +712,8 @@ mod tests {
             (Some(0), false, 0, "Completed"),
             (Some(1), false, 1, "Error"),
             (Some(137), true, 137, "OOMKilled"),
-            (None, false, -1, "Error"),
+            (None, false, 255, "Unknown"),
+            (None, true, 137, "OOMKilled"),
         ];
         for (code, oom, want_code, want_reason) in cases {
             let exit = ExitInfo { exit_code: code, signal: None, oom_killed: oom, finished_at: t };
@@ -551,6 +729,34 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn parses_registry_mirrors() {
+        let v = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let RegistryMirrors { mirrors, plain_http } = parse_registry_mirrors(&v(&[
+            "docker.io=http://127.0.0.1:5000",
+            "quay.io=https://mirror.example:443/,m2.example",
+            "docker.io=backup.example",
+        ]))
+        .expect("parse");
+        assert_eq!(mirrors.get("docker.io"), Some(&v(&["127.0.0.1:5000", "backup.example"])));
+        assert_eq!(mirrors.get("quay.io"), Some(&v(&["mirror.example:443", "m2.example"])));
+        assert_eq!(plain_http, v(&["127.0.0.1:5000"]));
+        for bad in ["docker.io", "=m", "docker.io=", "docker.io=http://m/path", "a/b=m"] {
+            assert!(parse_registry_mirrors(&v(&[bad])).is_err(), "{bad}");
+        }
+        let config = RuncConfig { registry_mirrors: mirrors.clone(), ..RuncConfig::new("/d".into()) };
+        assert_eq!(config.store_config().mirrors, mirrors);
+    }
+
+    #[test]
+    fn metadata_round_trips_to_container_info() {
+        let meta =
+            InstanceMeta { attempt: 2, image: "busybox".into(), image_id: "busybox@sha256:ab".into(), hash: u64::MAX };
+        let back: InstanceMeta = serde_json::from_value(serde_json::to_value(&meta).expect("json")).expect("parse");
+        assert_eq!(back, meta);
+        assert_eq!(serde_json::from_value::<InstanceMeta>(Value::Null).unwrap_or_default(), InstanceMeta::default());
     }
 
     #[test]

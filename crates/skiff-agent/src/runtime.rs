@@ -67,6 +67,37 @@ pub struct SandboxConfig {
     pub host_aliases: Vec<(String, Vec<String>)>,
     /// Where the pod's container logs go (`<root>/pods/<uid>/logs`).
     pub log_dir: PathBuf,
+    /// The `hostPort`s of the pod's containers ([`port_mappings`]).
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// A container port published on the node (`ports[].hostPort`), for CNI's portmap plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp`, `udp` or `sctp` (lower case, as CNI's `portMappings` take it).
+    pub protocol: String,
+    /// `hostIP`; empty: every address.
+    pub host_ip: String,
+}
+
+/// The pod's port mappings as the kubelet builds them for its sandbox: every port of the app
+/// containers (`spec.containers`) with a `hostPort`, protocol defaulting to TCP.
+pub fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<PortMapping> {
+    spec.containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?;
+            Some(PortMapping {
+                host_port,
+                container_port: u16::try_from(p.container_port).ok()?,
+                protocol: p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase(),
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// A sandbox as the runtime reports it.
@@ -278,6 +309,29 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_ports_become_port_mappings() {
+        let spec: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
+            "initContainers": [{"name": "i", "ports": [{"containerPort": 1, "hostPort": 1}]}],
+            "containers": [
+                {"name": "a", "ports": [
+                    {"containerPort": 80, "hostPort": 18080},
+                    {"containerPort": 53, "hostPort": 5353, "protocol": "UDP", "hostIP": "127.0.0.1"},
+                    {"containerPort": 8080},
+                ]},
+                {"name": "b"},
+            ],
+        }))
+        .expect("spec");
+        let m = |h, c, p: &str, ip: &str| PortMapping {
+            host_port: h,
+            container_port: c,
+            protocol: p.into(),
+            host_ip: ip.into(),
+        };
+        assert_eq!(port_mappings(&spec), vec![m(18080, 80, "tcp", ""), m(5353, 53, "udp", "127.0.0.1")]);
+    }
 
     #[test]
     fn pull_policy_defaults() {

@@ -932,6 +932,11 @@ fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
 
 impl Registry {
     /// POST `pods/{name}/binding`: assigns a pending pod to a node (the scheduler's write).
+    ///
+    /// Like upstream's `BindingREST`, this writes the pod at the storage level: the binding sets
+    /// `spec.nodeName` and the `PodScheduled` condition without recording a `managedFields` entry
+    /// (field management applies to the Binding request, not to the pod it changes). It is also
+    /// the hottest write of a scale-up, so it does no more than that.
     pub async fn bind(&self, t: &Target, name: &str, binding: &Value, opts: &WriteOptions) -> Result<(), ApiError> {
         let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("");
         if node.is_empty() {
@@ -978,7 +983,6 @@ impl Registry {
             if opts.dry_run {
                 return Ok(());
             }
-            patch::managed_fields::record_update(r, Some(pod), &mut next, &opts.manager, Some("binding"), &now);
             let key = self.key(t, name);
             match self.store.write(Write::Update { key, value: next, expected: Some(current.rev) }).await {
                 Ok(_) => return Ok(()),

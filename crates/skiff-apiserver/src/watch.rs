@@ -1,8 +1,9 @@
 //! WATCH: a stream of `{"type":..,"object":..}` lines, one event per line, flushed as they happen
 //! (F.6 of the semantics reference). Served from the store's change stream, never by polling.
 
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -31,18 +32,19 @@ impl Filter {
 
     /// The event a watcher sees for a change: objects entering the selection are ADDED, leaving it
     /// DELETED (`cacher.go: processEvent`).
-    fn translate<'a>(&self, e: &'a Event) -> Option<(&'static str, &'a Value)> {
+    /// The event type to send for `e.object`, or `None` when the watcher does not see the change.
+    fn translate(&self, e: &Event) -> Option<&'static str> {
         if !e.key.starts_with(&self.prefix) {
             return None;
         }
         let now = self.matches(&e.object);
         let before = e.prev.as_deref().is_some_and(|p| self.matches(p));
         match e.kind {
-            EventKind::Added if now => Some(("ADDED", &e.object)),
-            EventKind::Modified if now && before => Some(("MODIFIED", &e.object)),
-            EventKind::Modified if now => Some(("ADDED", &e.object)),
-            EventKind::Modified if before => Some(("DELETED", &e.object)),
-            EventKind::Deleted if before || now => Some(("DELETED", &e.object)),
+            EventKind::Added if now => Some("ADDED"),
+            EventKind::Modified if now && before => Some("MODIFIED"),
+            EventKind::Modified if now => Some("ADDED"),
+            EventKind::Modified if before => Some("DELETED"),
+            EventKind::Deleted if before || now => Some("DELETED"),
             _ => None,
         }
     }
@@ -57,9 +59,17 @@ struct Encoder {
 }
 
 impl Encoder {
+    /// The line for a live change: JSON lines come from the [`LineCache`] shared by all watchers.
+    fn change(&mut self, kind: &'static str, obj: &Arc<Value>) -> Bytes {
+        match self.accept {
+            Accept::Json => LINES.line(kind, obj),
+            Accept::Table => self.line(kind, obj),
+        }
+    }
+
     fn line(&mut self, kind: &str, obj: &Value) -> Bytes {
         let object = match self.accept {
-            Accept::Json => obj.clone(),
+            Accept::Json => return encode_event(kind, obj),
             Accept::Table => {
                 let t = table::table(
                     self.resource,
@@ -86,10 +96,73 @@ impl Encoder {
     }
 }
 
+/// `{"type":KIND,"object":OBJECT}` and a newline. `type` comes first, as the Go API server writes
+/// it: a client decoding the event as a tagged enum (client-go, kube-rs' `WatchEvent`) then reads
+/// the object straight into its type instead of buffering it until the tag shows up. Written
+/// directly, without building (deep-copying the object into) an intermediate `Value`.
 fn encode_event(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-    line.push(b'\n');
+    let mut line = Vec::with_capacity(1024);
+    line.extend_from_slice(b"{\"type\":");
+    let written = serde_json::to_writer(&mut line, kind)
+        .and_then(|()| {
+            line.extend_from_slice(b",\"object\":");
+            serde_json::to_writer(&mut line, object)
+        })
+        .is_ok();
+    if !written {
+        // Serializing a `Value` into memory cannot fail; keep the stream well-formed regardless.
+        return Bytes::from_static(b"");
+    }
+    line.extend_from_slice(b"}\n");
     Bytes::from(line)
+}
+
+/// How many encoded events [`LINES`] keeps.
+const LINE_CACHE_ENTRIES: usize = 1024;
+
+/// The encoded JSON lines of recent changes, shared by every watcher of the process. Watchers of
+/// the same resource (a scheduler, controllers, node agents, clients) all receive each change at
+/// about the same time; encoding it once for all of them instead of once per watcher takes the
+/// dominant per-watcher cost off the write path's fan-out.
+///
+/// A line depends only on the event type and the object, so entries are keyed by the object's
+/// allocation (`Arc` pointer) and type. Each entry holds its `Arc`, so that address cannot be
+/// freed and reused for another object while the entry exists: a hit is always the same object.
+/// Oldest entries are evicted first.
+#[derive(Default)]
+struct LineCache {
+    inner: parking_lot::Mutex<LineCacheInner>,
+}
+
+#[derive(Default)]
+struct LineCacheInner {
+    lines: HashMap<(usize, &'static str), (Arc<Value>, Bytes)>,
+    order: VecDeque<(usize, &'static str)>,
+}
+
+static LINES: LazyLock<LineCache> = LazyLock::new(LineCache::default);
+
+impl LineCache {
+    /// The line for `kind` and `obj`, encoded now or by an earlier watcher.
+    fn line(&self, kind: &'static str, obj: &Arc<Value>) -> Bytes {
+        let key = (Arc::as_ptr(obj) as usize, kind);
+        if let Some((_, line)) = self.inner.lock().lines.get(&key) {
+            return line.clone();
+        }
+        // Encoded outside the lock: two watchers may race to encode the same event; both lines
+        // are identical, and the second insert replaces the first.
+        let line = encode_event(kind, obj);
+        let mut inner = self.inner.lock();
+        if inner.lines.insert(key, (obj.clone(), line.clone())).is_none() {
+            inner.order.push_back(key);
+        }
+        while inner.order.len() > LINE_CACHE_ENTRIES {
+            if let Some(old) = inner.order.pop_front() {
+                inner.lines.remove(&old);
+            }
+        }
+        line
+    }
 }
 
 /// Starts a watch and returns its streaming body. A start revision too old to serve is not an
@@ -161,8 +234,8 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
         }
         for e in watch.backlog {
             last_rev = e.rev;
-            if let Some((kind, obj)) = filter.translate(&e)
-                && tx.send(Ok(enc.line(kind, obj))).await.is_err()
+            if let Some(kind) = filter.translate(&e)
+                && tx.send(Ok(enc.change(kind, &e.object))).await.is_err()
             {
                 return;
             }
@@ -182,8 +255,8 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
                             continue;
                         }
                         last_rev = e.rev;
-                        if let Some((kind, obj)) = filter.translate(&e)
-                            && tx.send(Ok(enc.line(kind, obj))).await.is_err() {
+                        if let Some(kind) = filter.translate(&e)
+                            && tx.send(Ok(enc.change(kind, &e.object))).await.is_err() {
                                 return;
                             }
                     }
@@ -216,7 +289,7 @@ mod tests {
         };
         let web = json!({"metadata": {"labels": {"app": "web"}}});
         let db = json!({"metadata": {"labels": {"app": "db"}}});
-        let kind = |e: &Event| f.translate(e).map(|(k, _)| k);
+        let kind = |e: &Event| f.translate(e);
         assert_eq!(kind(&event(EventKind::Added, web.clone(), None)), Some("ADDED"));
         assert_eq!(kind(&event(EventKind::Added, db.clone(), None)), None);
         assert_eq!(kind(&event(EventKind::Modified, web.clone(), Some(web.clone()))), Some("MODIFIED"));
@@ -230,9 +303,33 @@ mod tests {
     }
 
     #[test]
-    fn events_are_single_lines() {
-        let line = encode_event("ADDED", &json!({"a": "multi\nline"}));
+    fn events_are_single_lines_with_the_type_first() {
+        let line = encode_event("ADDED", &json!({"a": "multi\nline", "b": [1, null]}));
+        assert_eq!(&line[..], b"{\"type\":\"ADDED\",\"object\":{\"a\":\"multi\\nline\",\"b\":[1,null]}}\n");
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
-        assert!(line.ends_with(b"\n"));
+        let parsed: Value = serde_json::from_slice(&line).expect("JSON");
+        assert_eq!(parsed, json!({"type": "ADDED", "object": {"a": "multi\nline", "b": [1, null]}}));
+    }
+
+    #[test]
+    fn line_cache_is_keyed_by_object_and_type() {
+        let cache = LineCache::default();
+        let a = Arc::new(json!({"n": 1}));
+        let same_content = Arc::new(json!({"n": 1}));
+        let b = Arc::new(json!({"n": 2}));
+        assert_eq!(cache.line("ADDED", &a), encode_event("ADDED", &a));
+        assert_eq!(cache.line("ADDED", &a), encode_event("ADDED", &a), "a hit");
+        assert_eq!(cache.line("DELETED", &a), encode_event("DELETED", &a), "another type, another line");
+        assert_eq!(cache.line("ADDED", &same_content), encode_event("ADDED", &same_content));
+        assert_eq!(cache.line("MODIFIED", &b), encode_event("MODIFIED", &b));
+        assert_eq!(cache.inner.lock().lines.len(), 4);
+        // Bounded: the oldest entries go first.
+        for i in 0..LINE_CACHE_ENTRIES + 10 {
+            let o = Arc::new(json!({"i": i}));
+            assert_eq!(cache.line("ADDED", &o), encode_event("ADDED", &o));
+        }
+        let inner = cache.inner.lock();
+        assert_eq!((inner.lines.len(), inner.order.len()), (LINE_CACHE_ENTRIES, LINE_CACHE_ENTRIES));
+        assert!(!inner.lines.contains_key(&(Arc::as_ptr(&a) as usize, "ADDED")), "evicted");
     }
 }

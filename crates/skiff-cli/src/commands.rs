@@ -468,6 +468,30 @@ async fn create_object(
     report(&with_type(created, r), "created", write, mode)
 }
 
+/// A NotFound for the object `name` itself gets a `Did you mean "web"?` line naming the nearest
+/// existing object of the same type in the namespace; other errors pass through.
+pub async fn with_name_hint(client: &Client, r: &ResourceInfo, ns: &str, name: &str, e: CliError) -> CliError {
+    let CliError::Api { code: 404, mut status } = e else { return e };
+    let message = status.get("message").and_then(Value::as_str).unwrap_or_default().to_string();
+    if !message.ends_with(&format!("\"{name}\" not found")) {
+        return CliError::Api { code: 404, status };
+    }
+    let list = client.get(&with_query(&collection_path(r, Some(ns)), &[("limit", "500")])).await.unwrap_or_default();
+    let items = list.get("items").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    if let Some(best) = crate::resources::nearest(name, items.iter().map(skiff_api::meta::name)) {
+        status["message"] = json!(format!("{message}\nDid you mean \"{best}\"?"));
+    }
+    CliError::Api { code: 404, status }
+}
+
+/// GETs one object; a NotFound carries the nearest name as a hint.
+pub async fn get_object(client: &Client, r: &ResourceInfo, ns: &str, name: &str) -> Result<Value, CliError> {
+    match client.get(&object_path(r, ns, name)).await {
+        Ok(v) => Ok(v),
+        Err(e) => Err(with_name_hint(client, r, ns, name, e).await),
+    }
+}
+
 fn resource(name: &str) -> Result<&'static ResourceInfo, CliError> {
     resolve_type(name)?.first().copied().ok_or_else(|| CliError::Failed(format!("unknown resource {name}")))
 }
@@ -576,12 +600,16 @@ async fn get(a: GetArgs) -> Result<(), CliError> {
         } else {
             t.names.iter().map(|n| object_path(r, &ns, n)).collect()
         };
-        for path in paths {
+        for (i, path) in paths.iter().enumerate() {
             let accept = output.is_table().then_some(TABLE_ACCEPT);
-            let result = match client.call(Method::GET, &path, accept, None, None).await {
+            let result = match client.call(Method::GET, path, accept, None, None).await {
                 Ok(v) => v,
                 Err(e) if e.is_not_found() && a.ignore_not_found => continue,
                 Err(e) if e.code().is_some() => {
+                    let e = match t.names.get(i) {
+                        Some(name) => with_name_hint(&client, r, &ns, name, e).await,
+                        None => e,
+                    };
                     eprintln!("{e}");
                     failed = true;
                     continue;
@@ -650,22 +678,20 @@ async fn watch(
     let list = client.call(Method::GET, &with_query(&collection_path(r, scope), &params), accept, None, None).await?;
     let rv = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
     let opts = TableOptions::for_resource(r, false, a.selection.all_namespaces, *output == Output::Wide);
-    let mut header_printed = false;
+    let mut table_state = WatchTable::default();
     if !a.watch_only {
         if output.is_table() {
-            let (text, n) = table_lines(&list, &opts);
-            if n > 0 {
-                out(&layout(&text));
-                header_printed = true;
-            } else {
-                eprintln!("{}", no_resources(targets, scope.unwrap_or(""), a.selection.all_namespaces));
-            }
+            // An empty list prints nothing, not even "No resources found" (kubectl's watch).
+            let (text, _) = table_state.lines(&list, &opts);
+            out(&text);
         } else {
             let items: Vec<Value> = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
             for i in items {
                 out(&print_objects(&[with_type(i, r)], true, output)?);
             }
         }
+    } else if output.is_table() {
+        table_state.columns = list.get("columnDefinitions").cloned();
     }
     params.push(("watch", "true"));
     params.push(("resourceVersion", rv.as_str()));
@@ -679,19 +705,48 @@ async fn watch(
                 return Err(CliError::Api { code: 500, status: obj.clone() });
             }
             if output.is_table() {
-                let mut o = opts.clone();
-                o.no_headers = header_printed;
-                let (text, n) = table_lines(obj, &o);
-                if n > 0 {
-                    out(&layout(&text));
-                    header_printed = true;
-                }
+                let (text, _) = table_state.lines(obj, &opts);
+                out(&text);
             } else {
                 out(&print_objects(&[with_type(obj.clone(), r)], true, output)?);
             }
         }
     }
     Ok(())
+}
+
+/// What `get -w` keeps between the Tables it prints: the column definitions (the server sends
+/// them with the list and the first event only, as kube-apiserver does), whether the header was
+/// printed, and the column widths seen so far (kubectl's tab writer remembers them).
+#[derive(Debug, Default)]
+pub struct WatchTable {
+    pub columns: Option<Value>,
+    header_printed: bool,
+    widths: Option<Vec<usize>>,
+}
+
+impl WatchTable {
+    /// The laid-out lines of one Table (the list, or one event's), and how many rows it had.
+    pub fn lines(&mut self, table: &Value, opts: &TableOptions) -> (String, usize) {
+        let mut table = table.clone();
+        match table.get("columnDefinitions").and_then(Value::as_array).filter(|c| !c.is_empty()) {
+            Some(columns) => self.columns = Some(Value::Array(columns.clone())),
+            None => {
+                if let (Some(columns), Some(map)) = (&self.columns, table.as_object_mut()) {
+                    map.insert("columnDefinitions".into(), columns.clone());
+                }
+            }
+        }
+        let mut o = opts.clone();
+        o.no_headers = opts.no_headers || self.header_printed;
+        let (text, n) = table_lines(&table, &o);
+        if n == 0 {
+            return (String::new(), 0);
+        }
+        self.header_printed = true;
+        self.widths.get_or_insert_with(Vec::new);
+        (crate::tabwriter::format_remembering(&text, crate::tabwriter::GET, &mut self.widths), n)
+    }
 }
 
 // ---------------------------------------------------------------------------------------- apply
@@ -740,11 +795,12 @@ fn collect_files(dir: &std::path::Path, recursive: bool, out: &mut Vec<PathBuf>)
 
 /// Parses multi-document YAML (or JSON), expanding `List`s and skipping empty documents.
 pub fn parse_manifests(text: &str, source: &str) -> Result<Vec<(String, Value)>, CliError> {
-    let docs: Vec<Value> = if text.trim_start().starts_with('{') {
-        vec![serde_json::from_str(text).map_err(|e| CliError::Failed(format!("error parsing {source}: {e}")))?]
-    } else {
-        serde_saphyr::from_multiple::<Value>(text)
-            .map_err(|e| CliError::Failed(format!("error parsing {source}: {e}")))?
+    // One JSON object, else YAML documents (JSON objects separated by `---` are YAML too).
+    let json = text.trim_start().starts_with('{').then(|| serde_json::from_str::<Value>(text).ok()).flatten();
+    let docs: Vec<Value> = match json {
+        Some(v) => vec![v],
+        None => serde_saphyr::from_multiple::<Value>(text)
+            .map_err(|e| CliError::Failed(format!("error parsing {source}: {e}")))?,
     };
     let mut out = Vec::new();
     for doc in docs {
@@ -993,7 +1049,7 @@ async fn delete(a: DeleteArgs) -> Result<(), CliError> {
             }
             Err(e) if e.is_not_found() && a.ignore_not_found => {}
             Err(e) if e.code().is_some() => {
-                eprintln!("{e}");
+                eprintln!("{}", with_name_hint(&client, r, &obj_ns, &name, e).await);
                 failed = true;
             }
             Err(e) => return Err(e),
@@ -1042,8 +1098,12 @@ async fn scale(a: ScaleArgs) -> Result<(), CliError> {
     let client = connect(&a.common).await?;
     let ns = namespace(&a.common, &client);
     let path = format!("{}/scale", object_path(r, &ns, &name));
+    let hint = |e: CliError| with_name_hint(&client, r, &ns, &name, e);
     if let Some(current) = a.current_replicas {
-        let scale = client.get(&path).await?;
+        let scale = match client.get(&path).await {
+            Ok(v) => v,
+            Err(e) => return Err(hint(e).await),
+        };
         let actual = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
         if actual != i64::from(current) {
             return Err(CliError::Failed(format!("Expected replicas to be {current}, was {actual}")));
@@ -1055,7 +1115,7 @@ async fn scale(a: ScaleArgs) -> Result<(), CliError> {
         if mode == Some(true) {
             params.push(("dryRun", "All"));
         }
-        client
+        let patched = client
             .call(
                 Method::PATCH,
                 &with_query(&path, &params),
@@ -1063,7 +1123,10 @@ async fn scale(a: ScaleArgs) -> Result<(), CliError> {
                 Some("application/merge-patch+json"),
                 Some(&json!({"spec": {"replicas": a.replicas}})),
             )
-            .await?;
+            .await;
+        if let Err(e) = patched {
+            return Err(hint(e).await);
+        }
     }
     out(&format!("{}/{name} scaled{}\n", kind_prefix(r), dry_run_suffix(mode)));
     Ok(())
@@ -1137,41 +1200,154 @@ async fn set_image(a: SetImageArgs) -> Result<(), CliError> {
 
 // ----------------------------------------------------------------------------------------- edit
 
+/// The comment block kubectl's editor file starts with.
+const EDIT_HEADER: &str = "# Please edit the object below. Lines beginning with a '#' will be ignored,\n# and an empty file will abort the edit. If an error occurs while saving this file will be\n# reopened with the relevant failures.\n#\n";
+
+/// The lines that are not comments (kubectl's `StripComments`), each ending with a newline.
+pub fn strip_comments(text: &str) -> String {
+    text.lines().filter(|l| !l.trim_start().starts_with('#')).map(|l| format!("{l}\n")).collect()
+}
+
+/// The JSON merge patch (RFC 7386) that turns `from` into `to`: changed and added fields, removed
+/// ones as `null`, lists replaced whole. `{}` when nothing changed.
+pub fn merge_patch(from: &Value, to: &Value) -> Value {
+    match (from.as_object(), to.as_object()) {
+        (Some(f), Some(t)) => {
+            let mut patch = serde_json::Map::new();
+            for (k, old) in f {
+                match t.get(k) {
+                    None => {
+                        patch.insert(k.clone(), Value::Null);
+                    }
+                    Some(new) if new != old => {
+                        let sub = if old.is_object() && new.is_object() { merge_patch(old, new) } else { new.clone() };
+                        patch.insert(k.clone(), sub);
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (k, new) in t.iter().filter(|(k, _)| !f.contains_key(*k)) {
+                patch.insert(k.clone(), new.clone());
+            }
+            Value::Object(patch)
+        }
+        _ => to.clone(),
+    }
+}
+
+/// The comment block that tells why the last save was refused (kubectl's edit error header).
+pub fn edit_error_header(r: &ResourceInfo, name: &str, causes: &[String]) -> String {
+    let mut text = format!("# {} \"{name}\" was not valid:\n", qualified(r));
+    for c in causes {
+        text.push_str(&format!("# * {c}\n"));
+    }
+    text.push_str("#\n");
+    text
+}
+
+/// The `field: message` causes of an Invalid (422) Status, or its message when it has none.
+fn invalid_causes(e: &CliError) -> Vec<String> {
+    let CliError::Api { status, .. } = e else { return vec![e.message()] };
+    let causes: Vec<String> = status
+        .pointer("/details/causes")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    let field = c.get("field").and_then(Value::as_str).unwrap_or("<nil>");
+                    format!("{field}: {}", c.get("message").and_then(Value::as_str).unwrap_or_default())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if causes.is_empty() { vec![e.message()] } else { causes }
+}
+
+/// `edit`: the object as YAML in `$KUBE_EDITOR`/`$EDITOR`, then a merge patch of what changed (so a
+/// controller's status writes meanwhile do not make it conflict). As kubectl does, a save the
+/// server refuses (or that is not YAML) reopens the editor with the reasons on top; saving it
+/// unchanged again gives up and keeps the file.
 async fn edit(a: EditArgs) -> Result<(), CliError> {
     let (r, name, _) = one_object(&a.args)?;
     let client = connect(&a.common).await?;
     let ns = namespace(&a.common, &client);
     let path = object_path(r, &ns, &name);
-    let mut obj = with_type(client.get(&path).await?, r);
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("managedFields");
-    }
+    let obj = with_type(get_object(&client, r, &ns, &name).await?, r);
+    let obj = crate::output::without_managed_fields(obj);
     let original = yaml::to_yaml(&obj);
     let file = std::env::temp_dir().join(format!("skiff-edit-{}.yaml", skiff_api::meta::new_uid()));
-    let header = "# Please edit the object below. Lines beginning with a '#' will be ignored,\n# and an empty file will abort the edit. If an error occurs while saving this file will be\n# reopened with the relevant failures.\n#\n";
-    std::fs::write(&file, format!("{header}{original}"))?;
     let editor = std::env::var("KUBE_EDITOR").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
-    let status =
-        std::process::Command::new("sh").arg("-c").arg(format!("{editor} \"$1\"")).arg("sh").arg(&file).status()?;
-    let edited = std::fs::read_to_string(&file)?;
-    let _ = std::fs::remove_file(&file);
-    if !status.success() {
-        return Err(CliError::Failed(format!("there was a problem with the editor \"{editor}\"")));
+    let kept = |file: &std::path::Path| eprintln!("A copy of your changes has been stored to \"{}\"", file.display());
+    let mut content = original.clone();
+    let mut errors = String::new();
+    let mut refused: Option<String> = None;
+    loop {
+        std::fs::write(&file, format!("{EDIT_HEADER}{errors}{content}"))?;
+        let status =
+            std::process::Command::new("sh").arg("-c").arg(format!("{editor} \"$1\"")).arg("sh").arg(&file).status()?;
+        if !status.success() {
+            let _ = std::fs::remove_file(&file);
+            return Err(CliError::Failed(format!("there was a problem with the editor \"{editor}\"")));
+        }
+        let body = strip_comments(&std::fs::read_to_string(&file)?);
+        if refused.as_deref() == Some(body.as_str()) {
+            eprintln!("error: {} \"{name}\" is invalid", qualified(r));
+            kept(&file);
+            return Err(CliError::Failed("Edit cancelled, no valid changes were saved.".into()));
+        }
+        if body.trim().is_empty() {
+            let _ = std::fs::remove_file(&file);
+            eprintln!("Edit cancelled, saved file was empty.");
+            return Ok(());
+        }
+        if body == original {
+            let _ = std::fs::remove_file(&file);
+            eprintln!("Edit cancelled, no changes made.");
+            return Ok(());
+        }
+        let edited: Value = match serde_saphyr::from_str(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+                let cause = format!("<nil>: Invalid value: \"The edited file failed validation\": yaml: {first}");
+                errors = edit_error_header(r, &name, &[cause]);
+                refused = Some(body.clone());
+                content = body;
+                continue;
+            }
+        };
+        let same = |ptr: &str| edited.pointer(ptr) == obj.pointer(ptr);
+        if !(same("/apiVersion") && same("/kind") && same("/metadata/name")) {
+            kept(&file);
+            return Err(CliError::Failed("At least one of apiVersion, kind and name was changed".into()));
+        }
+        let patch = merge_patch(&obj, &edited);
+        if patch.as_object().is_some_and(|m| m.is_empty()) {
+            let _ = std::fs::remove_file(&file);
+            eprintln!("Edit cancelled, no changes made.");
+            return Ok(());
+        }
+        let target = with_query(&path, &[("fieldManager", "kubectl-edit"), ("fieldValidation", "Strict")]);
+        match client.call(Method::PATCH, &target, None, Some("application/merge-patch+json"), Some(&patch)).await {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&file);
+                out(&format!("{}/{name} edited\n", kind_prefix(r)));
+                return Ok(());
+            }
+            Err(e) if e.code() == Some(422) => {
+                errors = edit_error_header(r, &name, &invalid_causes(&e));
+                refused = Some(body.clone());
+                content = body;
+            }
+            Err(e) if e.code().is_some() => {
+                eprintln!("error: {} \"{name}\" could not be patched: {}", qualified(r), e.message());
+                kept(&file);
+                return Err(CliError::Exit(1));
+            }
+            Err(e) => return Err(e),
+        }
     }
-    let body: String = edited.lines().filter(|l| !l.trim_start().starts_with('#')).map(|l| format!("{l}\n")).collect();
-    if body.trim().is_empty() {
-        eprintln!("Edit cancelled, saved file was empty.");
-        return Ok(());
-    }
-    if body == original {
-        eprintln!("Edit cancelled, no changes made.");
-        return Ok(());
-    }
-    let new: Value =
-        serde_saphyr::from_str(&body).map_err(|e| CliError::Failed(format!("error parsing the edited object: {e}")))?;
-    client.call(Method::PUT, &with_query(&path, &[("fieldManager", "kubectl-edit")]), None, None, Some(&new)).await?;
-    out(&format!("{}/{name} edited\n", kind_prefix(r)));
-    Ok(())
 }
 
 // ----------------------------------------------------------------------------------- logs, exec
@@ -1180,13 +1356,13 @@ async fn edit(a: EditArgs) -> Result<(), CliError> {
 async fn pod_for(client: &Client, ns: &str, target: &str) -> Result<Value, CliError> {
     let pods = resource("pods")?;
     let Some((kind, name)) = target.split_once('/') else {
-        return client.get(&object_path(pods, ns, target)).await;
+        return get_object(client, pods, ns, target).await;
     };
     let r = resource(kind)?;
     if r.kind == "Pod" {
-        return client.get(&object_path(pods, ns, name)).await;
+        return get_object(client, pods, ns, name).await;
     }
-    let owner = client.get(&object_path(r, ns, name)).await?;
+    let owner = get_object(client, r, ns, name).await?;
     let selector = owner.pointer("/spec/selector").map(skiff_api::selector::selector_string).unwrap_or_default();
     let list = client.get(&with_query(&collection_path(pods, Some(ns)), &[("labelSelector", &selector)])).await?;
     let mut items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -1228,8 +1404,29 @@ fn pick_container(pod: &Value, flag: Option<&str>) -> Result<String, CliError> {
 async fn logs(a: LogsArgs) -> Result<(), CliError> {
     let client = connect(&a.common).await?;
     let ns = namespace(&a.common, &client);
-    let pod = pod_for(&client, &ns, &a.target).await?;
+    // kubectl's logs wraps a NotFound of the pod (or its owner) in its own words.
+    let pod = pod_for(&client, &ns, &a.target).await.map_err(|e| match e {
+        CliError::Api { code: 404, .. } => {
+            let message = e.message();
+            let (what, hint) = message.split_once('\n').map_or((message.as_str(), ""), |(w, h)| (w, h));
+            let hint = if hint.is_empty() { String::new() } else { format!("\n{hint}") };
+            CliError::Failed(format!("error from server (NotFound): {what} in namespace \"{ns}\"{hint}"))
+        }
+        other => other,
+    })?;
     let container = pick_container(&pod, a.container.as_deref())?;
+    // kubectl checks the container name itself before asking for logs.
+    let known = ["/spec/containers", "/spec/initContainers", "/spec/ephemeralContainers"].iter().any(|ptr| {
+        pod.pointer(ptr)
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c.get("name").and_then(Value::as_str) == Some(container.as_str())))
+    });
+    if !known {
+        return Err(CliError::Failed(format!(
+            "container {container} is not valid for pod {}",
+            skiff_api::meta::name(&pod)
+        )));
+    }
     let tail = a.tail.map(|t| t.to_string());
     let mut params = vec![("container", container.as_str())];
     if a.follow {
@@ -1287,6 +1484,9 @@ async fn exec(a: ExecArgs) -> Result<(), CliError> {
     if let Some(mut stdin) = process.stdin() {
         tokio::spawn(async move {
             let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut stdin).await;
+            // The end of our stdin is the end of the process's: shutting the writer down makes the
+            // client send the v5 protocol's close of the stdin stream (dropping it is not enough).
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stdin).await;
         });
     }
     let status = match process.take_status() {
@@ -1536,6 +1736,11 @@ mod tests {
         let text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: p\n";
         let docs = parse_manifests(text, "f.yaml").expect("parse");
         assert_eq!(docs.iter().map(|(_, d)| skiff_api::meta::name(d).to_string()).collect::<Vec<_>>(), ["a", "p"]);
+        let json_docs = "{\"kind\":\"Namespace\",\"metadata\":{\"name\":\"a\"}}\n---\n{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}}\n";
+        let docs = parse_manifests(json_docs, "-").expect("JSON documents");
+        assert_eq!(docs.iter().map(|(_, d)| skiff_api::meta::name(d).to_string()).collect::<Vec<_>>(), ["a", "p"]);
+        let one = parse_manifests("{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}}", "-").expect("one JSON object");
+        assert_eq!(one.len(), 1);
     }
 
     #[test]
@@ -1548,6 +1753,62 @@ mod tests {
         assert!(manifest_target(&obj, "f", Some("b"), "default").is_err());
         let unknown = json!({"apiVersion":"x/v1","kind":"Foo","metadata":{"name":"f"}});
         assert!(manifest_target(&unknown, "f", None, "default").is_err());
+    }
+
+    #[test]
+    fn merge_patches_carry_only_the_edit() {
+        let from = json!({"metadata":{"name":"web","labels":{"a":"1","b":"2"},"resourceVersion":"7"},
+                          "spec":{"replicas":2,"template":{"spec":{"containers":[{"name":"n","image":"nginx"}]}}}});
+        let cases = [
+            (from.clone(), json!({})),
+            (
+                json!({"metadata":{"name":"web","labels":{"a":"1","c":"3"},"resourceVersion":"7"},
+                       "spec":{"replicas":3,"template":{"spec":{"containers":[{"name":"n","image":"nginx:2"}]}}}}),
+                json!({"metadata":{"labels":{"b":null,"c":"3"}},
+                       "spec":{"replicas":3,"template":{"spec":{"containers":[{"name":"n","image":"nginx:2"}]}}}}),
+            ),
+            (json!({"metadata":{"name":"web","labels":{"a":"1","b":"2"},"resourceVersion":"7"}}), json!({"spec":null})),
+        ];
+        for (to, want) in cases {
+            assert_eq!(merge_patch(&from, &to), want, "{to}");
+        }
+        assert_eq!(merge_patch(&json!(1), &json!([2])), json!([2]));
+    }
+
+    #[test]
+    fn edit_files_strip_comments_and_carry_errors() {
+        assert_eq!(strip_comments("# header\na: 1\n  # indented\nb: '#x'\n"), "a: 1\nb: '#x'\n");
+        let deploy = resource("deploy").expect("deploy");
+        assert_eq!(
+            edit_error_header(
+                deploy,
+                "web",
+                &["spec.replicas: Invalid value: -1: must be greater than or equal to 0".into()]
+            ),
+            "# deployments.apps \"web\" was not valid:\n# * spec.replicas: Invalid value: -1: must be greater than or equal to 0\n#\n"
+        );
+        let invalid = CliError::Api {
+            code: 422,
+            status: json!({"message":"m","details":{"causes":[{"field":"spec.replicas","message":"Invalid value: -1"}]}}),
+        };
+        assert_eq!(invalid_causes(&invalid), vec!["spec.replicas: Invalid value: -1".to_string()]);
+        let bare = CliError::Api { code: 422, status: json!({"message":"bad"}) };
+        assert_eq!(invalid_causes(&bare), vec!["bad".to_string()]);
+    }
+
+    #[test]
+    fn watch_tables_keep_columns_header_and_widths() {
+        let columns = json!([{"name":"Name","format":"name","priority":0},{"name":"Ready","priority":0},{"name":"Age","priority":0}]);
+        let list = json!({"columnDefinitions": columns, "rows":[{"cells":["web","0/2","5s"]}]});
+        let event = |ready: &str| json!({"columnDefinitions": [], "rows":[{"cells":["web", ready, "6s"]}]});
+        let mut state = WatchTable::default();
+        let opts = TableOptions::default();
+        assert_eq!(state.lines(&list, &opts), ("NAME   READY   AGE\nweb    0/2     5s\n".to_string(), 1));
+        assert_eq!(state.lines(&event("0/3"), &opts), ("web    0/3     6s\n".to_string(), 1));
+        assert_eq!(state.lines(&json!({"rows": []}), &opts), (String::new(), 0));
+        // Watching without a list first: the header comes with the first event's row.
+        let mut only = WatchTable { columns: Some(columns), ..Default::default() };
+        assert_eq!(only.lines(&event("1/3"), &opts).0, "NAME   READY   AGE\nweb    1/3     6s\n");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use skiff_api::ResourceInfo;
 use crate::client::{Client, with_query};
 use crate::commands::{DescribeArgs, connect, namespace};
 use crate::error::CliError;
-use crate::resources::{collection_path, object_path, parse_args};
+use crate::resources::{collection_path, parse_args};
 use crate::tabwriter;
 
 fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -501,7 +501,7 @@ pub async fn describe(a: DescribeArgs) -> Result<(), CliError> {
         } else {
             let mut objs = Vec::new();
             for n in &t.names {
-                match client.get(&object_path(t.resource, &ns, n)).await {
+                match crate::commands::get_object(&client, t.resource, &ns, n).await {
                     Ok(o) => objs.push(o),
                     Err(e) if e.code().is_some() => {
                         eprintln!("{e}");

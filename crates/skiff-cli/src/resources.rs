@@ -51,19 +51,39 @@ pub fn suggest(name: &str) -> Option<&'static str> {
         .map(|(_, c)| c)
 }
 
-/// Edit distance (insertions, deletions, substitutions).
+/// The name among `names` nearest to a mistyped `typed` (edit distance at most 1 for names of up
+/// to 4 letters, else 2; ties broken by order), for a `Did you mean` hint.
+pub fn nearest<'a>(typed: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    names
+        .into_iter()
+        .filter(|n| *n != typed)
+        .map(|n| (levenshtein(typed, n), n))
+        .filter(|(d, n)| *d <= if n.chars().count() <= 4 { 1 } else { 2 })
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+/// Edit distance (insertions, deletions, substitutions, and swaps of two adjacent letters, the
+/// commonest typo: the optimal string alignment distance).
 pub fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+    // rows[i][j]: distance between a[..i] and b[..j].
+    let mut rows: Vec<Vec<usize>> = (0..=a.len()).map(|i| vec![i; b.len() + 1]).collect();
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
     }
-    prev[b.len()]
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (rows[i - 1][j - 1] + cost).min(rows[i - 1][j] + 1).min(rows[i][j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = d;
+        }
+    }
+    rows[a.len()][b.len()]
 }
 
 /// kubectl's resource builder arguments: `TYPE[,TYPE...] [NAME...]` or `TYPE/NAME ...`.
@@ -145,6 +165,18 @@ mod tests {
         assert_eq!(suggest("pdos"), Some("pods"));
         assert_eq!(suggest("zzzzzzzz"), None);
         assert_eq!(levenshtein("kitten", "sitting"), 3);
+        assert_eq!(levenshtein("deploymnets", "deployments"), 1);
+        assert_eq!(levenshtein("", "abc"), 3);
+        let err = parse_args(&s(&["deploymnets"])).expect_err("transposed letters");
+        assert_eq!(
+            err.to_string(),
+            "error: the server doesn't have a resource type \"deploymnets\"\nDid you mean \"deployments\"?"
+        );
+        let names = ["web", "api", "web-canary"];
+        let cases = [("wbe", Some("web")), ("ap", Some("api")), ("web-canry", Some("web-canary")), ("db", None)];
+        for (typed, want) in cases {
+            assert_eq!(nearest(typed, names), want, "{typed}");
+        }
     }
 
     #[test]

@@ -143,7 +143,7 @@ async fn deployment(
     }
     let client = connect(common).await?;
     let ns = namespace(common, &client);
-    let obj = client.get(&object_path(r, &ns, &name)).await?;
+    let obj = crate::commands::get_object(&client, r, &ns, &name).await?;
     Ok((client, ns, r, name, obj))
 }
 
@@ -161,20 +161,31 @@ async fn status(a: StatusArgs) -> Result<(), CliError> {
     let path = object_path(r, &ns, &name);
     let mut last = String::new();
     let mut drawn = 0usize;
+    let mut why: Vec<String> = Vec::new();
+    let mut polls = 0u32;
     loop {
         let s = deployment_status(&obj);
+        let stuck = matches!(s, Status::Failed(_)) || deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
         if progress {
-            let old = old_replica_sets(&client, &ns, &obj).await.unwrap_or_default();
-            let mut lines = crate::progress::render(&obj, &old);
-            if let Status::Waiting(m) | Status::Done(m) = &s {
-                lines.push(m.trim_end().to_string());
+            // The diagnosis costs a few requests: refresh it every second, and at the end.
+            if matches!(s, Status::Done(_)) {
+                why.clear();
+            } else if polls.is_multiple_of(4) || stuck {
+                why = diagnose(&client, &ns, &obj).await;
             }
+            let old = old_replica_sets(&client, &ns, &obj).await.unwrap_or_default();
+            let message = match &s {
+                Status::Waiting(m) | Status::Done(m) => m.trim_end().to_string(),
+                Status::Failed(m) => m.clone(),
+            };
+            let lines = crate::progress::render(&obj, &old, &why, &message);
             if drawn > 0 {
                 print(&format!("\x1b[{drawn}A\x1b[J"));
             }
             print(&lines.iter().map(|l| format!("{l}\n")).collect::<String>());
             drawn = lines.len();
         }
+        polls = polls.wrapping_add(1);
         match s {
             Status::Done(m) => {
                 if !progress {
@@ -183,9 +194,8 @@ async fn status(a: StatusArgs) -> Result<(), CliError> {
                 return Ok(());
             }
             Status::Failed(m) => {
-                let why = diagnose(&client, &ns, &obj).await;
-                if !why.is_empty() {
-                    eprintln!("{why}");
+                if !progress {
+                    explain_on_stderr(&diagnose(&client, &ns, &obj).await);
                 }
                 return Err(CliError::Failed(m));
             }
@@ -199,15 +209,22 @@ async fn status(a: StatusArgs) -> Result<(), CliError> {
         if a.watch == "false" {
             return Ok(());
         }
-        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-            let why = diagnose(&client, &ns, &obj).await;
-            if !why.is_empty() {
-                eprintln!("{why}");
+        if stuck {
+            if !progress {
+                explain_on_stderr(&diagnose(&client, &ns, &obj).await);
             }
             return Err(CliError::Failed("timed out waiting for the condition".into()));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
         obj = client.get(&path).await?;
+    }
+}
+
+/// Without the live view, the diagnosis goes to stderr before kubectl's error line (stdout stays
+/// exactly kubectl's).
+fn explain_on_stderr(why: &[String]) {
+    for line in why {
+        eprintln!("{line}");
     }
 }
 
@@ -250,43 +267,42 @@ async fn old_replica_sets(client: &Client, ns: &str, d: &Value) -> Result<Vec<(S
         .collect())
 }
 
-/// Plain words on why a rollout is stuck: the new pods' waiting reasons, the last log lines of a
-/// crashing container, failing probes from events, and the progress deadline.
-pub async fn diagnose(client: &Client, ns: &str, d: &Value) -> String {
-    let mut lines = Vec::new();
+/// The label simulated nodes carry: their pods have no containers, hence no logs to ask for (and
+/// their addresses lead nowhere).
+const SIMULATED_NODE_LABEL: &str = "skiff.dev/simulated";
+
+fn items(list: Option<Value>) -> Vec<Value> {
+    list.and_then(|l| l.get("items").cloned()).and_then(|i| i.as_array().cloned()).unwrap_or_default()
+}
+
+/// Plain words on why a rollout is stuck: the new pods' problems ([`explain`]), then the last log
+/// lines of a crashing container (not on simulated nodes, which run nothing).
+pub async fn diagnose(client: &Client, ns: &str, d: &Value) -> Vec<String> {
     let sets = owned_replica_sets(client, ns, d).await.unwrap_or_default();
-    let Some(newest) = sets.iter().max_by_key(|r| revision(r)) else { return String::new() };
+    let Some(newest) = sets.iter().max_by_key(|r| revision(r)) else { return Vec::new() };
     let hash = newest.pointer("/metadata/labels/pod-template-hash").and_then(Value::as_str).unwrap_or_default();
     let pods_path = with_query(
         &format!("/api/v1/namespaces/{ns}/pods"),
         &[("labelSelector", &format!("pod-template-hash={hash}"))],
     );
-    let pods = client
-        .get(&pods_path)
-        .await
-        .ok()
-        .and_then(|l| l.get("items").cloned())
-        .and_then(|i| i.as_array().cloned())
-        .unwrap_or_default();
-    lines.extend(pod_problems(&pods));
-    if let Some(crashing) = pods.iter().find_map(|p| {
-        p.pointer("/status/containerStatuses").and_then(Value::as_array).and_then(|cs| {
-            cs.iter()
-                .find(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff"))
-                .map(|c| {
-                    (
-                        skiff_api::meta::name(p).to_string(),
-                        c.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
-                    )
-                })
-        })
-    }) {
-        let (pod, container) = crashing;
+    let pods = items(client.get(&pods_path).await.ok());
+    let events = items(
+        client
+            .get(&with_query(&format!("/api/v1/namespaces/{ns}/events"), &[("fieldSelector", "reason=Unhealthy")]))
+            .await
+            .ok(),
+    );
+    let mut lines = explain(d, &pods, &events, k8s_openapi::jiff::Timestamp::now());
+    if let Some((pod, node, container)) = crashing_container(&pods) {
+        let simulated =
+            client.get(&format!("/api/v1/nodes/{node}")).await.ok().and_then(|n| {
+                n.pointer(&format!("/metadata/labels/{}", SIMULATED_NODE_LABEL.replace('/', "~1"))).cloned()
+            }) == Some(json!("true"));
         let path = with_query(
             &format!("/api/v1/namespaces/{ns}/pods/{pod}/log"),
             &[("container", container.as_str()), ("previous", "true"), ("tailLines", "5")],
         );
-        if let Ok(bytes) = client.call_raw(Method::GET, &path, Some("*/*"), None, None).await {
+        if !simulated && let Ok(bytes) = client.call_raw(Method::GET, &path, Some("*/*"), None, None).await {
             let text = String::from_utf8_lossy(&bytes);
             if !text.trim().is_empty() {
                 lines.push(format!("last log lines of {pod}/{container}:"));
@@ -294,28 +310,92 @@ pub async fn diagnose(client: &Client, ns: &str, d: &Value) -> String {
             }
         }
     }
-    let events = client
-        .get(&format!("/api/v1/namespaces/{ns}/events"))
-        .await
-        .ok()
-        .and_then(|l| l.get("items").cloned())
-        .and_then(|i| i.as_array().cloned())
-        .unwrap_or_default();
-    for e in events.iter().filter(|e| e.get("reason").and_then(Value::as_str) == Some("Unhealthy")) {
-        if pods
-            .iter()
-            .any(|p| Some(skiff_api::meta::name(p)) == e.pointer("/involvedObject/name").and_then(Value::as_str))
-        {
-            lines.push(format!("probe failing: {}", e.get("message").and_then(Value::as_str).unwrap_or_default()));
-        }
-    }
-    if let Some(deadline) = d.pointer("/spec/progressDeadlineSeconds").and_then(Value::as_i64) {
-        lines.push(format!("progress deadline: {deadline}s without progress fails the rollout"));
-    }
-    lines.join("\n")
+    lines
 }
 
-/// One line per pod that is not making progress: unscheduled, waiting with a reason, or crashing.
+/// The first container of `pods` in `CrashLoopBackOff`: (pod, node, container).
+fn crashing_container(pods: &[Value]) -> Option<(String, String, String)> {
+    pods.iter().find_map(|p| {
+        let cs = p.pointer("/status/containerStatuses").and_then(Value::as_array)?;
+        let c = cs
+            .iter()
+            .find(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff"))?;
+        Some((
+            skiff_api::meta::name(p).to_string(),
+            p.pointer("/spec/nodeName").and_then(Value::as_str)?.to_string(),
+            c.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+        ))
+    })
+}
+
+/// Why the Deployment `d` is not progressing, from its new pods, their `Unhealthy` events and its
+/// `Progressing` condition at `now`: one plain line per finding. Pure.
+pub fn explain(d: &Value, pods: &[Value], events: &[Value], now: k8s_openapi::jiff::Timestamp) -> Vec<String> {
+    let mut lines = pod_problems(pods);
+    let mut seen = std::collections::BTreeSet::new();
+    for e in events.iter().filter(|e| e.get("reason").and_then(Value::as_str) == Some("Unhealthy")) {
+        let pod = e.pointer("/involvedObject/name").and_then(Value::as_str).unwrap_or_default();
+        let message = e.get("message").and_then(Value::as_str).unwrap_or_default();
+        if pods.iter().any(|p| skiff_api::meta::name(p) == pod) && seen.insert(message.to_string()) {
+            lines.push(format!("probe failing in pod {pod}: {message}"));
+        }
+    }
+    lines.extend(deadline_line(d, now));
+    lines
+}
+
+/// Where the Deployment stands against its progress deadline.
+pub fn deadline_line(d: &Value, now: k8s_openapi::jiff::Timestamp) -> Option<String> {
+    let deadline = d.pointer("/spec/progressDeadlineSeconds").and_then(Value::as_i64)?;
+    let progressing = d
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Progressing"))?;
+    if progressing.get("reason").and_then(Value::as_str) == Some("ProgressDeadlineExceeded") {
+        return Some(format!(
+            "progress deadline exceeded: no progress for more than {deadline}s, the rollout is halted"
+        ));
+    }
+    let since = progressing
+        .get("lastUpdateTime")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())?;
+    let idle = now.duration_since(since).as_secs().max(0);
+    Some(format!(
+        "no progress for {idle}s; the rollout fails after {deadline}s without progress (progressDeadlineSeconds)"
+    ))
+}
+
+/// How a probe checks, as `kubectl describe` words it: `exec [cat /tmp/ready]`,
+/// `http-get http://:8080/healthz`, `tcp-socket :5432`, `grpc <pod>:9000`.
+pub fn probe_text(probe: &Value) -> String {
+    if let Some(cmd) = probe.pointer("/exec/command").and_then(Value::as_array) {
+        let words: Vec<&str> = cmd.iter().filter_map(Value::as_str).collect();
+        return format!("exec [{}]", words.join(" "));
+    }
+    let port = |p: Option<&Value>| match p {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    };
+    if let Some(h) = probe.get("httpGet") {
+        let scheme = h.get("scheme").and_then(Value::as_str).unwrap_or("HTTP").to_ascii_lowercase();
+        let host = h.get("host").and_then(Value::as_str).unwrap_or("");
+        let path = h.get("path").and_then(Value::as_str).unwrap_or("");
+        return format!("http-get {scheme}://{host}:{}{path}", port(h.get("port")));
+    }
+    if let Some(t) = probe.get("tcpSocket") {
+        return format!("tcp-socket {}:{}", t.get("host").and_then(Value::as_str).unwrap_or(""), port(t.get("port")));
+    }
+    if let Some(g) = probe.get("grpc") {
+        return format!("grpc <pod>:{}", port(g.get("port")));
+    }
+    "unknown".to_string()
+}
+
+/// One line per pod that is not making progress: unscheduled, waiting with a reason (crashing),
+/// terminated, or running but not ready (with the readiness probe that has not passed).
 pub fn pod_problems(pods: &[Value]) -> Vec<String> {
     let mut out = Vec::new();
     for p in pods {
@@ -330,12 +410,13 @@ pub fn pod_problems(pods: &[Value]) -> Vec<String> {
             out.push(format!("pod {name} is not scheduled: {why}"));
             continue;
         }
+        let specs = p.pointer("/spec/containers").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
         for c in p.pointer("/status/containerStatuses").and_then(Value::as_array).into_iter().flatten() {
+            let cname = c.get("name").and_then(Value::as_str).unwrap_or_default();
+            let restarts = int(c, "/restartCount");
+            let exit = c.pointer("/lastState/terminated/exitCode").and_then(Value::as_i64);
             if let Some(reason) = c.pointer("/state/waiting/reason").and_then(Value::as_str) {
                 let message = c.pointer("/state/waiting/message").and_then(Value::as_str).unwrap_or("");
-                let cname = c.get("name").and_then(Value::as_str).unwrap_or_default();
-                let restarts = int(c, "/restartCount");
-                let exit = c.pointer("/lastState/terminated/exitCode").and_then(Value::as_i64);
                 let mut line = format!("pod {name} container {cname}: {reason}");
                 if let Some(code) = exit {
                     line.push_str(&format!(" (last exit code {code}, {restarts} restarts)"));
@@ -344,6 +425,21 @@ pub fn pod_problems(pods: &[Value]) -> Vec<String> {
                     line.push_str(&format!(": {message}"));
                 }
                 out.push(line);
+            } else if let Some(t) = c.pointer("/state/terminated") {
+                let reason = t.get("reason").and_then(Value::as_str).unwrap_or("Terminated");
+                out.push(format!("pod {name} container {cname}: {reason} (exit code {})", int(t, "/exitCode")));
+            } else if c.pointer("/state/running").is_some() && c.get("ready") != Some(&json!(true)) {
+                let probe = specs
+                    .iter()
+                    .find(|s| s.get("name").and_then(Value::as_str) == Some(cname))
+                    .and_then(|s| s.get("readinessProbe"));
+                out.push(match probe {
+                    Some(pr) => format!(
+                        "pod {name} container {cname}: running but not ready: readiness probe {} has not passed",
+                        probe_text(pr)
+                    ),
+                    None => format!("pod {name} container {cname}: running but not ready"),
+                });
             }
         }
     }
@@ -570,10 +666,71 @@ mod tests {
             json!({"metadata":{"name":"p2"},"spec":{"nodeName":"n"},"status":{"containerStatuses":[
                 {"name":"app","restartCount":4,"state":{"waiting":{"reason":"CrashLoopBackOff","message":"back-off 40s restarting failed container"}},
                  "lastState":{"terminated":{"exitCode":1}}}]}}),
+            json!({"metadata":{"name":"p3"},"spec":{"nodeName":"n","containers":[{"name":"app","readinessProbe":{"exec":{"command":["cat","/tmp/ready"]}}}]},
+                   "status":{"containerStatuses":[{"name":"app","ready":false,"restartCount":0,"state":{"running":{"startedAt":"2026-01-01T00:00:00Z"}}}]}}),
+            json!({"metadata":{"name":"p4"},"spec":{"nodeName":"n","containers":[{"name":"app"}]},
+                   "status":{"containerStatuses":[{"name":"app","ready":false,"state":{"running":{}}}]}}),
+            json!({"metadata":{"name":"p5"},"spec":{"nodeName":"n","containers":[{"name":"app"}]},
+                   "status":{"containerStatuses":[{"name":"app","ready":false,"state":{"terminated":{"reason":"Error","exitCode":2}}}]}}),
+            json!({"metadata":{"name":"ok"},"spec":{"nodeName":"n","containers":[{"name":"app"}]},
+                   "status":{"containerStatuses":[{"name":"app","ready":true,"state":{"running":{}}}]}}),
         ];
         assert_eq!(pod_problems(&pods), vec![
             "pod p1 is not scheduled: no node has picked it up yet (is a node agent running?)".to_string(),
             "pod p2 container app: CrashLoopBackOff (last exit code 1, 4 restarts): back-off 40s restarting failed container".to_string(),
+            "pod p3 container app: running but not ready: readiness probe exec [cat /tmp/ready] has not passed".to_string(),
+            "pod p4 container app: running but not ready".to_string(),
+            "pod p5 container app: Error (exit code 2)".to_string(),
         ]);
+        assert_eq!(crashing_container(&pods), Some(("p2".into(), "n".into(), "app".into())));
+    }
+
+    #[test]
+    fn describes_probes_as_kubectl_describe_does() {
+        let cases = [
+            (json!({"exec":{"command":["wget","-q","http://127.0.0.1/"]}}), "exec [wget -q http://127.0.0.1/]"),
+            (json!({"httpGet":{"path":"/healthz","port":8080}}), "http-get http://:8080/healthz"),
+            (json!({"httpGet":{"path":"/","port":"http","scheme":"HTTPS","host":"h"}}), "http-get https://h:http/"),
+            (json!({"tcpSocket":{"port":5432}}), "tcp-socket :5432"),
+            (json!({"grpc":{"port":9000}}), "grpc <pod>:9000"),
+            (json!({}), "unknown"),
+        ];
+        for (probe, want) in cases {
+            assert_eq!(probe_text(&probe), want, "{probe}");
+        }
+    }
+
+    #[test]
+    fn explains_probe_events_and_the_progress_deadline() {
+        let now: k8s_openapi::jiff::Timestamp = "2026-01-01T00:01:40Z".parse().expect("time");
+        let progressing = |reason: &str| {
+            json!({"spec":{"progressDeadlineSeconds":600},"status":{"conditions":[
+                {"type":"Progressing","status":"True","reason":reason,"lastUpdateTime":"2026-01-01T00:00:00Z"}]}})
+        };
+        assert_eq!(
+            deadline_line(&progressing("ReplicaSetUpdated"), now).as_deref(),
+            Some("no progress for 100s; the rollout fails after 600s without progress (progressDeadlineSeconds)")
+        );
+        assert_eq!(
+            deadline_line(&progressing("ProgressDeadlineExceeded"), now).as_deref(),
+            Some("progress deadline exceeded: no progress for more than 600s, the rollout is halted")
+        );
+        assert_eq!(deadline_line(&json!({"spec":{"progressDeadlineSeconds":600}}), now), None);
+        let pods = vec![json!({"metadata":{"name":"web-1"},"spec":{"nodeName":"n"},"status":{}})];
+        let unhealthy =
+            |pod: &str, message: &str| json!({"reason":"Unhealthy","involvedObject":{"name":pod},"message":message});
+        let events = vec![
+            unhealthy("web-1", "Readiness probe failed: connection refused"),
+            unhealthy("web-1", "Readiness probe failed: connection refused"),
+            unhealthy("other", "Liveness probe failed: timeout"),
+            json!({"reason":"Pulled","involvedObject":{"name":"web-1"},"message":"pulled"}),
+        ];
+        assert_eq!(
+            explain(&progressing("ProgressDeadlineExceeded"), &pods, &events, now),
+            vec![
+                "probe failing in pod web-1: Readiness probe failed: connection refused".to_string(),
+                "progress deadline exceeded: no progress for more than 600s, the rollout is halted".to_string(),
+            ]
+        );
     }
 }

@@ -19,10 +19,17 @@ pub const DESCRIBE: Layout = Layout { min_width: 0, padding: 2 };
 /// of consecutive lines that share a column, exactly as Go's tabwriter does at `Flush`. The last
 /// cell of a line is not part of any column and is never padded.
 pub fn format(text: &str, layout: Layout) -> String {
+    format_remembering(text, layout, &mut None)
+}
+
+/// [`format`] with the `RememberWidths` flag of the tab writer kubectl uses (`liggitt/tabwriter`):
+/// each column is at least as wide as it was in earlier flushes (`remembered`, by column index,
+/// updated here), so the rows `get -w` prints one flush at a time stay aligned with the header.
+pub fn format_remembering(text: &str, layout: Layout, remembered: &mut Option<Vec<usize>>) -> String {
     let lines: Vec<Vec<&str>> = text.split_terminator('\n').map(|l| l.split('\t').collect()).collect();
     let mut out = String::with_capacity(text.len() * 2);
     let mut widths = Vec::new();
-    format_block(&lines, 0, lines.len(), &mut widths, layout, &mut out);
+    format_block(&lines, 0, lines.len(), &mut widths, layout, remembered, &mut out);
     if !text.is_empty() && !text.ends_with('\n') {
         // Go keeps an unterminated last line buffered until Flush, then writes it without a newline.
         out.pop();
@@ -40,6 +47,7 @@ fn format_block(
     line1: usize,
     widths: &mut Vec<usize>,
     layout: Layout,
+    remembered: &mut Option<Vec<usize>>,
     out: &mut String,
 ) {
     let column = widths.len();
@@ -57,8 +65,18 @@ fn format_block(
             width = width.max(cell_width(lines[this][column]) + layout.padding);
             this += 1;
         }
+        if let Some(max) = remembered.as_mut() {
+            if max.len() < column {
+                max.resize(column, 0);
+            }
+            match max.get_mut(column) {
+                Some(m) if *m > width => width = *m,
+                Some(m) => *m = width,
+                None => max.push(width),
+            }
+        }
         widths.push(width);
-        format_block(lines, start, this, widths, layout, out);
+        format_block(lines, start, this, widths, layout, remembered, out);
         widths.pop();
         start = this;
     }
@@ -105,5 +123,19 @@ mod tests {
         for (input, layout, want) in cases {
             assert_eq!(format(input, *layout), *want, "input {input:?}");
         }
+    }
+
+    #[test]
+    fn remembers_widths_across_flushes_like_kubectl_watch() {
+        let mut remembered = Some(Vec::new());
+        let header = format_remembering("NAME\tREADY\tAGE\nweb\t0/2\t5s\n", GET, &mut remembered);
+        assert_eq!(header, "NAME   READY   AGE\nweb    0/2     5s\n");
+        // A later row alone would be laid out narrower; the remembered widths keep it aligned.
+        assert_eq!(format("web\t0/3\t6s\n", GET), "web   0/3   6s\n");
+        assert_eq!(format_remembering("web\t0/3\t6s\n", GET, &mut remembered), "web    0/3     6s\n");
+        // A wider cell widens its column for the rows after it.
+        let wide = format_remembering("a-much-longer-name\t1/1\t7s\n", GET, &mut remembered);
+        assert_eq!(wide, "a-much-longer-name   1/1     7s\n");
+        assert_eq!(format_remembering("web\t1/1\t8s\n", GET, &mut remembered), "web                  1/1     8s\n");
     }
 }

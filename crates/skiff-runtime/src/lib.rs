@@ -9,6 +9,8 @@
 //!   CRI-format logs ([`logs`]) and exit/OOM observation ([`cgroup`]); [`exec`]: `kubectl exec`
 //!   processes with their streams or a terminal.
 //! - [`nsfs`], [`cni`], [`sandbox`]: the pod's persistent namespaces, its CNI network and files.
+//! - [`state`]: the sandbox and container records a restarted agent adopts its pods from
+//!   ([`Sandbox::recover`], [`Runtime::recover`]).
 
 pub mod cgroup;
 pub mod cni;
@@ -26,8 +28,11 @@ pub mod rootfs;
 pub mod runc;
 pub mod sandbox;
 pub mod spec;
+pub mod state;
 
-pub use container::{Container, ContainerError, ContainerStatus, ExitInfo, Runtime, RuntimeConfig};
+pub use container::{
+    Container, ContainerError, ContainerRecord, ContainerStatus, ExitInfo, Runtime, RuntimeConfig, UNKNOWN_EXIT_CODE,
+};
 pub use exec::{ExecError, ExecProcess, ExecReader, ExecSpec, ExecStdin, ExitWaiter, Terminal, exec};
 pub use image::{Image, ImageConfig, ImageError, ImageStore, PullOptions, RegistryAuth, StoreConfig};
 pub use sandbox::{Sandbox, SandboxConfig};

@@ -1,11 +1,22 @@
 //! A pod sandbox: the pod's persistent network, IPC and UTS namespaces ([`crate::nsfs`]), its CNI
 //! attachment and IP ([`crate::cni`]), and the files every container of the pod mounts:
 //! `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`. Lives in `<root>/<pod-uid>/`.
+//!
+//! Restart safety: `<root>/<pod-uid>/sandbox.json` ([`crate::state`]) records what it takes to
+//! use or tear the sandbox down again (pod identity, namespace paths, IP, the CNI arguments and
+//! port mappings DEL needs). It is written before the network is attached (without an IP) and
+//! again once CNI answered, so [`Sandbox::recover`] in a restarted agent finds every sandbox,
+//! even one whose creation the agent did not live to finish (that one is torn down).
 
 use crate::cni::{Attachment, CniError, Network, PortMapping};
 use crate::nsfs::{self, NsError, PodNamespaces};
+use crate::state::{self, StateError};
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+
+/// The record's file name in the sandbox directory.
+const RECORD: &str = "sandbox.json";
 
 /// A sandbox that could not be created or destroyed.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +39,12 @@ pub enum SandboxError {
     /// The pod UID cannot name a directory.
     #[error("invalid pod uid {0:?}")]
     InvalidUid(String),
+    /// The sandbox record could not be written or read.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A recorded sandbox was never given an IP (its creation was interrupted).
+    #[error("sandbox {0} was not fully created")]
+    Incomplete(String),
 }
 
 /// DNS settings for the pod's resolv.conf (`dnsPolicy`/`dnsConfig`, resolved by the agent).
@@ -65,6 +82,12 @@ pub struct SandboxConfig {
 pub struct Sandbox {
     /// The pod's UID.
     pub pod_uid: String,
+    /// The pod's name.
+    pub pod_name: String,
+    /// The pod's namespace.
+    pub namespace: String,
+    /// When the sandbox was created.
+    pub created_at: jiff::Timestamp,
     /// The pod's hostname.
     pub hostname: String,
     /// `<root>/<pod-uid>`.
@@ -80,6 +103,100 @@ pub struct Sandbox {
     /// `/etc/resolv.conf` for the containers.
     pub resolv_file: PathBuf,
     attachment: Attachment,
+}
+
+/// A hostPort mapping as the record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PortRecord {
+    host_port: u16,
+    container_port: u16,
+    protocol: String,
+    #[serde(default)]
+    host_ip: String,
+}
+
+/// `sandbox.json`: what a restarted agent needs to use the sandbox or tear it down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SandboxRecord {
+    pod_uid: String,
+    pod_name: String,
+    namespace: String,
+    hostname: String,
+    /// `None` until CNI ADD answered.
+    ip: Option<String>,
+    netns: PathBuf,
+    ipcns: PathBuf,
+    utsns: PathBuf,
+    ifname: String,
+    cni_args: Vec<(String, String)>,
+    port_mappings: Vec<PortRecord>,
+    created_at: String,
+}
+
+impl SandboxRecord {
+    fn new(config: &SandboxConfig, namespaces: &PodNamespaces, attachment: &Attachment, now: jiff::Timestamp) -> Self {
+        SandboxRecord {
+            pod_uid: config.pod_uid.clone(),
+            pod_name: config.pod_name.clone(),
+            namespace: config.namespace.clone(),
+            hostname: config.hostname.clone(),
+            ip: None,
+            netns: namespaces.net.clone(),
+            ipcns: namespaces.ipc.clone(),
+            utsns: namespaces.uts.clone(),
+            ifname: attachment.ifname.clone(),
+            cni_args: attachment.args.clone(),
+            port_mappings: attachment
+                .port_mappings
+                .iter()
+                .map(|m| PortRecord {
+                    host_port: m.host_port,
+                    container_port: m.container_port,
+                    protocol: m.protocol.clone(),
+                    host_ip: m.host_ip.clone(),
+                })
+                .collect(),
+            created_at: state::format_time(now),
+        }
+    }
+
+    fn attachment(&self) -> Attachment {
+        Attachment {
+            container_id: self.pod_uid.clone(),
+            netns: self.netns.clone(),
+            ifname: self.ifname.clone(),
+            args: self.cni_args.clone(),
+            port_mappings: self
+                .port_mappings
+                .iter()
+                .map(|m| PortMapping {
+                    host_port: m.host_port,
+                    container_port: m.container_port,
+                    protocol: m.protocol.clone(),
+                    host_ip: m.host_ip.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The sandbox in `dir` this record describes; `None` without an IP.
+    fn sandbox(&self, dir: &Path) -> Option<Sandbox> {
+        let ip = self.ip.as_deref()?.parse().ok()?;
+        Some(Sandbox {
+            pod_uid: self.pod_uid.clone(),
+            pod_name: self.pod_name.clone(),
+            namespace: self.namespace.clone(),
+            created_at: state::parse_time(Some(&self.created_at)).unwrap_or_else(jiff::Timestamp::now),
+            hostname: self.hostname.clone(),
+            dir: dir.to_path_buf(),
+            namespaces: PodNamespaces { net: self.netns.clone(), ipc: self.ipcns.clone(), uts: self.utsns.clone() },
+            ip,
+            hosts_file: dir.join("hosts"),
+            hostname_file: dir.join("hostname"),
+            resolv_file: dir.join("resolv.conf"),
+            attachment: self.attachment(),
+        })
+    }
 }
 
 /// The kubelet's managed /etc/hosts.
@@ -137,16 +254,26 @@ impl Sandbox {
             ],
             port_mappings: config.port_mappings.clone(),
         };
-        let ip = match network.add(&attachment).await {
+        let now = jiff::Timestamp::now();
+        let mut record = SandboxRecord::new(config, &namespaces, &attachment, now);
+        let record_path = dir.join(RECORD);
+        let added = match state::write_atomic(&record_path, &record) {
+            Ok(()) => network.add(&attachment).await.map_err(SandboxError::from),
+            Err(e) => Err(e.into()),
+        };
+        let ip = match added {
             Ok((_, ip)) => ip,
             Err(e) => {
                 nsfs::remove(&namespaces);
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(e.into());
+                return Err(e);
             }
         };
         let sandbox = Sandbox {
             pod_uid: uid.clone(),
+            pod_name: config.pod_name.clone(),
+            namespace: config.namespace.clone(),
+            created_at: now,
             hostname: config.hostname.clone(),
             hosts_file: dir.join("hosts"),
             hostname_file: dir.join("hostname"),
@@ -162,12 +289,47 @@ impl Sandbox {
         };
         let files = write(&sandbox.hosts_file, &hosts_file(ip, &config.hostname, &config.host_aliases))
             .and_then(|()| write(&sandbox.hostname_file, &format!("{}\n", config.hostname)))
-            .and_then(|()| write(&sandbox.resolv_file, &resolv));
+            .and_then(|()| write(&sandbox.resolv_file, &resolv))
+            .and_then(|()| {
+                record.ip = Some(ip.to_string());
+                state::write_atomic(&record_path, &record).map_err(SandboxError::from)
+            });
         if let Err(e) = files {
             let _ = sandbox.destroy(network).await;
             return Err(e);
         }
         Ok(sandbox)
+    }
+
+    /// The sandboxes recorded under `root` (after an agent restart). A sandbox whose creation was
+    /// interrupted (no record, or no IP yet) is torn down: CNI DEL releases whatever ADD did, its
+    /// namespaces and directory go. Unreadable records are logged and skipped.
+    pub async fn recover(root: &Path, network: &Network) -> Vec<Sandbox> {
+        let mut out = Vec::new();
+        for dir in state::subdirs(root) {
+            let uid = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            match state::read::<SandboxRecord>(&dir.join(RECORD)) {
+                Ok(Some(record)) => match record.sandbox(&dir) {
+                    Some(sandbox) => out.push(sandbox),
+                    None => {
+                        tracing::info!(pod = %uid, "removing a sandbox whose creation was interrupted");
+                        let _ = network.del(&record.attachment()).await;
+                        release(&dir, &uid);
+                    }
+                },
+                Ok(None) => {
+                    tracing::info!(pod = %uid, "removing a sandbox directory without a record");
+                    release(&dir, &uid);
+                }
+                Err(e) => tracing::warn!(pod = %uid, error = %e, "cannot read a sandbox record"),
+            }
+        }
+        out
+    }
+
+    /// Whether the sandbox's network namespace is still held (a reboot releases it).
+    pub fn is_intact(&self) -> bool {
+        crate::rootfs::is_mountpoint(&self.namespaces.net)
     }
 
     /// The `(host file, container path)` pairs every container of the pod bind-mounts.
@@ -195,6 +357,13 @@ impl Sandbox {
     }
 }
 
+/// Releases the namespaces held in `dir`, removes it and the pod's cgroup directories.
+fn release(dir: &Path, uid: &str) {
+    nsfs::remove(&PodNamespaces::paths(dir));
+    let _ = std::fs::remove_dir_all(dir);
+    crate::cgroup::remove_pod(uid);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +374,46 @@ mod tests {
         let text = hosts_file(ip, "web-0", &["web-0.web.default.svc.cluster.local".into()]);
         assert!(text.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
         assert!(text.ends_with("\n10.42.0.7\tweb-0\tweb-0.web.default.svc.cluster.local\n"));
+    }
+
+    #[test]
+    fn records_round_trip_to_the_sandbox() {
+        let config = SandboxConfig {
+            pod_uid: "uid-1".into(),
+            pod_name: "web".into(),
+            namespace: "default".into(),
+            hostname: "web".into(),
+            port_mappings: vec![PortMapping {
+                host_port: 18080,
+                container_port: 80,
+                protocol: "tcp".into(),
+                host_ip: String::new(),
+            }],
+            ..Default::default()
+        };
+        let dir = Path::new("/data/sandboxes/uid-1");
+        let ns = PodNamespaces::paths(dir);
+        let attach = Attachment {
+            container_id: "uid-1".into(),
+            netns: ns.net.clone(),
+            ifname: "eth0".into(),
+            args: vec![("K8S_POD_NAME".into(), "web".into())],
+            port_mappings: config.port_mappings.clone(),
+        };
+        let t: jiff::Timestamp = "2024-01-02T03:04:05Z".parse().expect("ts");
+        let mut record = SandboxRecord::new(&config, &ns, &attach, t);
+        assert_eq!(record.attachment(), attach);
+        assert_eq!(record.sandbox(dir), None, "no IP yet: not a usable sandbox");
+        record.ip = Some("10.42.0.9".into());
+        let text = serde_json::to_string(&record).expect("json");
+        let back: SandboxRecord = serde_json::from_str(&text).expect("parse");
+        let sb = back.sandbox(dir).expect("sandbox");
+        assert_eq!((sb.pod_uid.as_str(), sb.pod_name.as_str(), sb.namespace.as_str()), ("uid-1", "web", "default"));
+        assert_eq!(sb.ip, "10.42.0.9".parse::<IpAddr>().expect("ip"));
+        assert_eq!(sb.created_at, t);
+        assert_eq!(sb.namespaces, ns);
+        assert_eq!(sb.hosts_file, dir.join("hosts"));
+        assert_eq!(sb.attachment, attach);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! scores look at, parsed once so that a decision over a thousand nodes does no parsing.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, NodeSelector, Pod, PreferredSchedulingTerm, Taint, Toleration};
@@ -119,6 +120,55 @@ impl PodInfo {
     }
 }
 
+/// Pods per controller UID on one node. Spreading looks this up for every candidate node of every
+/// decision (hundreds per pod at 1,000 nodes), so it hashes with [`FxHasher`] rather than the
+/// default SipHash: the keys are server-assigned UIDs, at most one per pod on the node.
+pub type OwnerCounts = HashMap<Arc<str>, u32, BuildHasherDefault<FxHasher>>;
+
+/// The Fx hash (rustc's): a multiply and rotate per 8 bytes. Several times cheaper than SipHash on
+/// a 36-byte UID, which is what [`OwnerCounts`] lookups cost.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
 /// A node with the pods placed on it accounted (allocatable, requested, ports, owners).
 #[derive(Debug, Clone, Default)]
 pub struct NodeInfo {
@@ -135,7 +185,7 @@ pub struct NodeInfo {
     pub nonzero_memory: i64,
     pub used_ports: Vec<HostPort>,
     /// Pods on the node per controller UID.
-    pub owners: HashMap<Arc<str>, u32>,
+    pub owners: OwnerCounts,
 }
 
 impl NodeInfo {
@@ -231,6 +281,29 @@ mod tests {
 
     fn node(v: serde_json::Value) -> Node {
         serde_json::from_value(v).expect("a Node")
+    }
+
+    #[test]
+    fn owner_counts_hash_every_byte() {
+        use std::hash::BuildHasher;
+        let h = |s: &str| BuildHasherDefault::<FxHasher>::default().hash_one(s);
+        let uids = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "12345678",
+            "123456789",
+            "12345679",
+            "5f3c1a2e-0b7d-4c1e-9f7a-2d6e8b1c4a01",
+            "5f3c1a2e-0b7d-4c1e-9f7a-2d6e8b1c4a02",
+        ];
+        let hashes: std::collections::HashSet<u64> = uids.iter().map(|u| h(u)).collect();
+        assert_eq!(hashes.len(), uids.len(), "no collisions among near-identical keys");
+        assert_eq!(h("abc"), h("abc"), "deterministic");
+        let mut counts = OwnerCounts::default();
+        *counts.entry(Arc::from(uids[7])).or_insert(0) += 2;
+        assert_eq!((counts.get(uids[7]), counts.get(uids[8])), (Some(&2), None));
     }
 
     #[test]

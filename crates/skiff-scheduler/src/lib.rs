@@ -16,5 +16,6 @@ pub mod resources;
 pub mod run;
 pub mod schedule;
 pub mod score;
+pub mod watched;
 
 pub use run::{Config, run, run_with};

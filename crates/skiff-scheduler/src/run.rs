@@ -1,5 +1,5 @@
 //! The executor: watches nodes and pods, decides with [`crate::schedule`], and binds through
-//! `POST pods/{name}/binding`.
+//! `POST pods/{name}/binding`. Pods are watched as [`WatchedPod`]s (only what scheduling reads).
 //!
 //! One task owns all state (the [`Cache`], the queue) and makes decisions one pod at a time, so
 //! each decision sees every earlier one (assumed pods). Bindings, status patches and Events run as
@@ -29,6 +29,7 @@ use crate::cache::Cache;
 use crate::events::{pod_event, record};
 use crate::info::{PodInfo, PodUsage};
 use crate::schedule::{Cursor, FitError, schedule};
+use crate::watched::WatchedPod;
 
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
@@ -70,8 +71,8 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send) {
 pub async fn run_with(client: Client, config: Config, shutdown: impl Future<Output = ()> + Send) {
     let (tx, rx) = mpsc::channel(8192);
     let watches = [
-        spawn_watch(Api::<Node>::all(client.clone()), tx.clone(), Msg::Node),
-        spawn_watch(Api::<Pod>::all(client.clone()), tx.clone(), Msg::Pod),
+        spawn_watch(Api::<Node>::all(client.clone()), tx.clone(), |e| Msg::Node(Box::new(e))),
+        spawn_watch(Api::<WatchedPod>::all(client.clone()), tx.clone(), |e| Msg::Pod(Box::new(typed(e)))),
     ];
     let side = Arc::new(Semaphore::new(config.max_side_writes.max(1)));
     let mut core = Core {
@@ -114,11 +115,18 @@ enum BindFailure {
     Other(String),
 }
 
-fn spawn_watch<K>(
-    api: Api<K>,
-    tx: mpsc::Sender<Msg>,
-    wrap: fn(Box<watcher::Event<K>>) -> Msg,
-) -> tokio::task::JoinHandle<()>
+/// A watch event of the light [`WatchedPod`] as one of the typed Pods the core works with.
+fn typed(e: watcher::Event<WatchedPod>) -> watcher::Event<Pod> {
+    match e {
+        watcher::Event::Apply(p) => watcher::Event::Apply(p.into()),
+        watcher::Event::Delete(p) => watcher::Event::Delete(p.into()),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(p) => watcher::Event::InitApply(p.into()),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+fn spawn_watch<K>(api: Api<K>, tx: mpsc::Sender<Msg>, wrap: fn(watcher::Event<K>) -> Msg) -> tokio::task::JoinHandle<()>
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     K::DynamicType: Default,
@@ -128,7 +136,7 @@ where
         while let Some(event) = stream.next().await {
             match event {
                 Ok(e) => {
-                    if tx.send(wrap(Box::new(e))).await.is_err() {
+                    if tx.send(wrap(e)).await.is_err() {
                         return;
                     }
                 }

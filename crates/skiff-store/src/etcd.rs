@@ -15,6 +15,9 @@
 //! - A background task compacts etcd every interval to the revision seen one interval earlier
 //!   (see `compactor`); the cache then forgets the compacted changes, and a watch from before
 //!   them fails with [`StoreError::Compacted`].
+//! - With several endpoints, a member that does not answer is taken out of the client's rotation
+//!   and requests that could not reach it are sent again (see `endpoints`), so the store keeps
+//!   working while the cluster has a quorum.
 //! - When etcd goes away, writes fail with `Backend` errors and the watch is re-opened from the
 //!   next revision once etcd answers again; if that revision was compacted meanwhile, the prefix
 //!   is listed again and live watches end (their clients re-watch and get `Compacted`).
@@ -22,6 +25,7 @@
 mod cache;
 mod codec;
 mod compactor;
+mod endpoints;
 mod reflector;
 mod txn;
 
@@ -45,6 +49,9 @@ use crate::{Object, Revision, Snapshot, Store, StoreError, Watch, Write};
 /// Largest gRPC message the client accepts (a page of the list, or one watch response holding a
 /// burst of large objects); tonic's default of 4 MiB is too small for the latter.
 const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// How often each etcd endpoint is probed when there are several.
+const ENDPOINT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How an [`EtcdStore`] talks to etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +138,10 @@ impl EtcdStore {
             timeout: options.request_timeout,
         };
         let mut tasks = vec![tokio::spawn(reflector.run())];
+        if endpoints.len() > 1 {
+            let all = endpoints.to_vec();
+            tasks.push(tokio::spawn(endpoints::run(client, all, ENDPOINT_PROBE_INTERVAL)));
+        }
         if let Some(interval) = options.compaction_interval {
             tasks.push(tokio::spawn(compactor::run(kv.clone(), cache.clone(), interval, options.request_timeout)));
         }
@@ -146,8 +157,11 @@ impl EtcdStore {
     /// and forgets the compacted changes: a watch must then start at `rev` or later. A revision
     /// already compacted is fine; a future one is a `Backend` error.
     pub async fn compact(&self, rev: Revision) -> Result<(), StoreError> {
-        match timed(self.request_timeout, "compaction", self.kv.clone().compact(codec::etcd_revision(rev), None)).await
-        {
+        let compact = || {
+            let mut kv = self.kv.clone();
+            async move { kv.compact(codec::etcd_revision(rev), None).await }
+        };
+        match endpoints::retried(self.request_timeout, "compaction", compact).await {
             Ok(_) => {}
             Err(StoreError::Backend(m)) if m.contains("required revision has been compacted") => {}
             Err(e) => return Err(e),
@@ -179,7 +193,12 @@ impl Store for EtcdStore {
             return Err(StoreError::Closed);
         }
         let (txn, pending) = txn::build(&self.keys, write)?;
-        let response = timed(self.request_timeout, "transaction", self.kv.clone().txn(txn)).await?;
+        // Every transaction compares revisions, so sending it again when it could not be sent is safe.
+        let response = endpoints::retried(self.request_timeout, "transaction", || {
+            let (mut kv, txn) = (self.kv.clone(), txn.clone());
+            async move { kv.txn(txn).await }
+        })
+        .await?;
         let object = txn::outcome(pending, txn::Answer::from_response(&response)?)?;
         if !self.cache.wait_for(object.rev, self.request_timeout).await {
             // The write is durable in etcd; only this store's view lags (its watch is broken).

@@ -103,6 +103,33 @@ struct ServerArgs {
     /// The prefix length of the pod range given to each node from --cluster-cidr.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    #[command(flatten)]
+    registries: RegistryArgs,
+}
+
+/// Image registry settings of a node agent (`skiff agent`, and `skiff server`'s own agent).
+#[derive(clap::Args, Clone, Debug, Default)]
+struct RegistryArgs {
+    /// Mirrors of a registry, tried in order before it: `REGISTRY=MIRROR[,MIRROR...]`, e.g.
+    /// `docker.io=http://127.0.0.1:5000` (an `http://` mirror is pulled from over plain HTTP).
+    /// Repeatable.
+    #[arg(long = "registry-mirror", value_name = "REGISTRY=MIRROR")]
+    registry_mirror: Vec<String>,
+    /// A registry (`host:port`) to pull from over plain HTTP, as Docker's `insecure-registries`
+    /// (loopback registries always are). Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registry: Vec<String>,
+}
+
+impl RegistryArgs {
+    /// Puts the mirrors and insecure registries into the runtime's settings.
+    fn apply(&self, config: &mut skiff_agent::runc_runtime::RuncConfig) -> anyhow::Result<()> {
+        let parsed = skiff_agent::runc_runtime::parse_registry_mirrors(&self.registry_mirror)
+            .context("invalid --registry-mirror")?;
+        config.registry_mirrors = parsed.mirrors;
+        config.insecure_registries = self.insecure_registry.iter().cloned().chain(parsed.plain_http).collect();
+        Ok(())
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -167,6 +194,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         let ca_pem = std::fs::read_to_string(running.kubeconfig.with_file_name("pki").join("ca.crt"))
             .context("cannot read the cluster CA")?;
         let identity = format!("{}_{}", hostname(), skiff_api::meta::new_uid());
+        // The holderIdentity this process writes into the leader-election Leases.
+        tracing::info!(identity, "competing for the controller and scheduler leases");
         let timings = skiff_controllers::leader::Timings::default();
         let defaults = skiff_controllers::manager::Config::default();
         let config = skiff_controllers::manager::Config {
@@ -204,6 +233,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         let (pod_cidr, cluster_cidr) = (args.pod_cidr.clone(), args.cluster_cidr.clone());
         let agent_stop = stop.clone();
         let kubelet_port = args.kubelet_port;
+        let registries = args.registries.clone();
         background.push(tokio::spawn(async move {
             let run = embedded_agent(
                 &kubeconfig,
@@ -211,6 +241,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 pod_cidr,
                 cluster_cidr,
                 kubelet_port,
+                registries,
                 agent_stop.cancelled_owned(),
             );
             // A machine that cannot run containers still serves the API; say why no pods will run here.
@@ -255,9 +286,10 @@ fn hostname() -> String {
 
 #[derive(clap::Args)]
 struct AgentArgs {
-    /// The API server URL (with --token), e.g. https://10.0.0.1:6443.
-    #[arg(long, requires = "token")]
-    server: Option<String>,
+    /// The API server URL (with --token), e.g. https://10.0.0.1:6443; several, comma-separated, to
+    /// fail over between servers sharing one etcd (through a local load balancer on 127.0.0.1).
+    #[arg(long, requires = "token", value_delimiter = ',')]
+    server: Vec<String>,
     /// The bearer token for --server.
     #[arg(long, requires = "server")]
     token: Option<String>,
@@ -283,9 +315,16 @@ struct AgentArgs {
     /// The real agent's data directory: pod directories, images, container state.
     #[arg(long, default_value = "/var/lib/skiff/agent")]
     data_dir: PathBuf,
-    /// This node's pod subnet.
-    #[arg(long, default_value = "10.42.0.0/24")]
-    pod_cidr: String,
+    /// This node's pod subnet (registered as the Node's spec.podCIDR); default: the range node IPAM
+    /// gives the Node (the agent waits for it).
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// The node's InternalIP (default: the source address of the default route).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// The node Lease's duration; the agent renews it every quarter of it.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(i32).range(1..))]
+    node_lease_duration_seconds: i32,
     /// The cluster's pod range.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
@@ -295,6 +334,8 @@ struct AgentArgs {
     /// The port of the kubelet server the API server calls for logs and exec; 0 picks a free one.
     #[arg(long, default_value_t = skiff_agent::server::DEFAULT_PORT)]
     kubelet_port: u16,
+    #[command(flatten)]
+    registries: RegistryArgs,
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -323,17 +364,29 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 
 /// Runs the real node agent: pods as runc containers on the `--bridge` network.
 async fn real_agent(args: AgentArgs) -> anyhow::Result<()> {
+    use skiff_agent::agent::{PodCidr, PodCidrHook};
     use skiff_agent::runc_runtime::{RuncConfig, RuncRuntime};
     let client = agent_client(&args).await?;
-    let runtime_config = RuncConfig {
+    let defaults = RuncConfig::new(args.data_dir.clone());
+    let mut runtime_config = RuncConfig {
         bridge: args.bridge.clone(),
-        pod_cidr: args.pod_cidr.clone(),
+        pod_cidr: args.pod_cidr.clone().unwrap_or_else(|| defaults.pod_cidr.clone()),
         cluster_cidr: args.cluster_cidr.clone(),
-        ..RuncConfig::new(args.data_dir.clone())
+        ..defaults
     };
-    let runtime = RuncRuntime::new(runtime_config).await.context("cannot start the container runtime")?;
+    args.registries.apply(&mut runtime_config)?;
+    let runtime =
+        std::sync::Arc::new(RuncRuntime::new(runtime_config).await.context("cannot start the container runtime")?);
     let node_name = args.node_name.clone().unwrap_or_else(hostname);
     let mut config = skiff_agent::agent::AgentConfig::new(&node_name, args.data_dir.clone());
+    config.node_ip = args.node_ip;
+    config.lease_duration_seconds = args.node_lease_duration_seconds;
+    config.lease_renew_interval = std::time::Duration::from_millis(args.node_lease_duration_seconds as u64 * 250);
+    config.pod_cidr = args.pod_cidr.clone().map_or(PodCidr::FromNode, PodCidr::Fixed);
+    let network = runtime.clone();
+    config.on_pod_cidr = Some(PodCidrHook(std::sync::Arc::new(move |cidr: &str| network.set_pod_cidr(cidr))));
+    config.node_routes = true;
+    config.cluster_cidr = Some(args.cluster_cidr.clone());
     let client_ca_pem = match (&args.kubeconfig, &args.certificate_authority) {
         (Some(path), _) => kubeconfig_ca(path).await?,
         (None, Some(path)) => std::fs::read_to_string(path)
@@ -341,7 +394,8 @@ async fn real_agent(args: AgentArgs) -> anyhow::Result<()> {
         (None, None) => published_cluster_ca(&client).await,
     };
     config.streaming = Some(streaming_config(args.kubelet_port, client_ca_pem));
-    println!("skiff agent running node {node_name} (pods {} on {})", args.pod_cidr, args.bridge);
+    let pods = args.pod_cidr.as_deref().unwrap_or("from node IPAM");
+    println!("skiff agent running node {node_name} (pods {pods} on {})", args.bridge);
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("signal handler")?;
     let stop = async move {
@@ -350,9 +404,7 @@ async fn real_agent(args: AgentArgs) -> anyhow::Result<()> {
             _ = term.recv() => {}
         }
     };
-    skiff_agent::agent::Agent::run(client, config, std::sync::Arc::new(runtime), stop)
-        .await
-        .context("the node agent failed")
+    skiff_agent::agent::Agent::run(client, config, runtime, stop).await.context("the node agent failed")
 }
 
 /// `skiff image ...`: the image store of the server's own node agent.
@@ -390,14 +442,25 @@ async fn embedded_agent(
     pod_cidr: String,
     cluster_cidr: String,
     kubelet_port: u16,
+    registries: RegistryArgs,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use skiff_agent::runc_runtime::{RuncConfig, RuncRuntime};
     let client = kube_client(kubeconfig).await?;
-    let runtime_config = RuncConfig { pod_cidr, cluster_cidr, ..RuncConfig::new(data_dir.clone()) };
+    let mut runtime_config = RuncConfig {
+        pod_cidr: pod_cidr.clone(),
+        cluster_cidr: cluster_cidr.clone(),
+        ..RuncConfig::new(data_dir.clone())
+    };
+    registries.apply(&mut runtime_config)?;
     let runtime = RuncRuntime::new(runtime_config).await.context("cannot start the container runtime")?;
     let mut config = skiff_agent::agent::AgentConfig::new(&hostname(), data_dir);
     config.streaming = Some(streaming_config(kubelet_port, kubeconfig_ca(kubeconfig).await?));
+    // The server's own node keeps the range it was given (node IPAM records it as taken) and
+    // routes to the pod ranges of the cluster's other nodes.
+    config.pod_cidr = skiff_agent::agent::PodCidr::Fixed(pod_cidr);
+    config.node_routes = true;
+    config.cluster_cidr = Some(cluster_cidr);
     skiff_agent::agent::Agent::run(client, config, std::sync::Arc::new(runtime), stop)
         .await
         .context("the node agent failed")
@@ -452,8 +515,18 @@ async fn agent_client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
     if let Some(path) = &args.kubeconfig {
         return kube_client(path).await;
     }
-    let (Some(server), Some(token)) = (&args.server, &args.token) else {
+    let Some(token) = args.token.as_ref().filter(|_| !args.server.is_empty()) else {
         anyhow::bail!("give --server and --token, or --kubeconfig");
+    };
+    let server = match args.server.as_slice() {
+        [one] => one.clone(),
+        several => {
+            let lb = skiff_agent::lb::LoadBalancer::start(several, skiff_agent::lb::LbOptions::default())
+                .await
+                .context("cannot start the API server load balancer")?;
+            // The servers' certificates name 127.0.0.1, the address the client now connects to.
+            lb.detach()
+        }
     };
     let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
     let ca = match &args.certificate_authority {
@@ -465,7 +538,7 @@ async fn agent_client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
         "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    {ca}\n\
          users:\n- name: agent\n  user:\n    token: {}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: agent\n\
          current-context: skiff\n",
-        quote(server),
+        quote(&server),
         quote(token)
     );
     let kc =

@@ -114,6 +114,8 @@ fn import_image(data_dir: &Path, scratch: &Path) {
 /// containers, mounts under its data directory, its bridge.
 struct Agent {
     child: Option<Child>,
+    /// The `skiff` arguments it was started with (a restart reuses them).
+    args: Vec<String>,
     data_dir: PathBuf,
     bridge: String,
     log: PathBuf,
@@ -136,27 +138,50 @@ fn blackhole_present() -> bool {
 impl Agent {
     /// `n` picks the bridge `skag<n>` and subnet `10.244.<n>.0/24`.
     fn start(server: &Server, node: &str, n: u8) -> Agent {
+        Agent::start_with(server, node, n, &[])
+    }
+
+    /// [`Agent::start`] with extra `skiff agent` arguments.
+    fn start_with(server: &Server, node: &str, n: u8, extra: &[&str]) -> Agent {
         let tmp = tempfile::Builder::new().prefix("skiff-agent-e2e-").tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
         import_image(&data_dir, tmp.path());
         let bridge = format!("skag{n}");
         let added_blackhole = !blackhole_present();
         let log = tmp.path().join("agent.log");
-        let log_file = std::fs::File::create(&log).expect("agent log");
+        let kubeconfig = server.data_dir().join("kubeconfig.yaml");
+        let mut args: Vec<String> = vec!["agent".into(), "--kubeconfig".into(), kubeconfig.display().to_string()];
+        args.extend(["--node-name", node, "--data-dir"].map(String::from));
+        args.push(data_dir.display().to_string());
+        let pod_cidr = format!("10.244.{n}.0/24");
+        args.extend(["--pod-cidr", &pod_cidr, "--cluster-cidr", CLUSTER_CIDR, "--bridge", &bridge].map(String::from));
+        args.extend(["--kubelet-port", "0"].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut agent = Agent { child: None, args, data_dir, bridge, log, added_blackhole, _tmp: tmp };
+        agent.spawn();
+        agent
+    }
+
+    /// Starts the `skiff agent` process, appending to its log.
+    fn spawn(&mut self) {
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("agent log");
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["agent", "--kubeconfig"])
-            .arg(server.data_dir().join("kubeconfig.yaml"))
-            .args(["--node-name", node, "--data-dir"])
-            .arg(&data_dir)
-            .args(["--pod-cidr", &format!("10.244.{n}.0/24"), "--cluster-cidr", CLUSTER_CIDR, "--bridge", &bridge])
-            .args(["--kubelet-port", "0"])
+            .args(&self.args)
             .env("SKIFF_LOG", std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))
             .spawn()
             .expect("spawn skiff agent");
-        Agent { child: Some(child), data_dir, bridge, log, added_blackhole, _tmp: tmp }
+        self.child = Some(child);
+    }
+
+    /// SIGKILLs the agent process (by its PID); its containers keep running.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     fn log_text(&self) -> String {
@@ -195,6 +220,7 @@ impl Drop for Agent {
             let _ = Command::new("umount").arg("-l").arg(m).status();
         }
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+        remove_cni_nat_rules(&self.bridge);
         if self.added_blackhole {
             let _ = Command::new("ip").args(["route", "del", "blackhole", CLUSTER_CIDR]).stderr(Stdio::null()).status();
         }
@@ -216,6 +242,59 @@ impl Drop for Agent {
             }
         }
     }
+}
+
+/// The NAT rules the CNI bridge plugin added (`ipMasq`) for pods on `bridge`'s network.
+fn cni_nat_rules(bridge: &str) -> Vec<String> {
+    let out = Command::new("iptables").args(["-w", "-t", "nat", "-S", "POSTROUTING"]).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let network = format!("name: \\\"skiff-{bridge}\\\"");
+    text.lines().filter(|l| l.starts_with("-A ") && l.contains(&network)).map(str::to_string).collect()
+}
+
+/// Removes what a test that failed half-way left of the plugin's NAT rules and chains (a pod
+/// deleted normally has its rules removed by CNI DEL).
+fn remove_cni_nat_rules(bridge: &str) {
+    for rule in cni_nat_rules(bridge) {
+        let Ok(args) = shell_words(&rule) else { continue };
+        let mut delete: Vec<String> = vec!["-w".into(), "-t".into(), "nat".into(), "-D".into()];
+        delete.extend(args.iter().skip(1).cloned());
+        let _ = Command::new("iptables").args(&delete).stderr(Stdio::null()).status();
+        if let Some(chain) = args.iter().skip_while(|a| *a != "-j").nth(1).filter(|c| c.starts_with("CNI-")) {
+            for op in ["-F", "-X"] {
+                let _ = Command::new("iptables").args(["-w", "-t", "nat", op, chain]).stderr(Stdio::null()).status();
+            }
+        }
+    }
+}
+
+/// Splits an `iptables -S` line into arguments (double quotes with backslash escapes).
+fn shell_words(line: &str) -> Result<Vec<String>, ()> {
+    let (mut words, mut cur, mut quoted, mut chars) = (Vec::new(), String::new(), false, line.chars());
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => cur.push(chars.next().ok_or(())?),
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err(());
+    }
+    if any || !cur.is_empty() {
+        words.push(cur);
+    }
+    Ok(words)
 }
 
 fn pod(s: &Server, name: &str) -> Option<Value> {
@@ -345,6 +424,7 @@ fn agent_runs_pods_with_runc() {
         !agent.data_dir.join("sandboxes").join(&uid).exists(),
         "the sandbox directory of the deleted pod is removed"
     );
+    assert_eq!(cni_nat_rules(&agent.bridge), Vec::<String>::new(), "CNI DEL removed the pods' NAT rules");
     drop(agent);
 }
 
@@ -487,5 +567,527 @@ fn kubectl_logs_exec_restarts_and_oom() {
     poll(Duration::from_secs(30), "the runc containers to be removed", || {
         agent.runc_containers().is_empty().then_some(())
     });
+    assert_eq!(cni_nat_rules(&agent.bridge), Vec::<String>::new(), "CNI DEL removed the pods' NAT rules");
     drop(agent);
+}
+
+/// Runs `skiff ARGS` (the kubectl-like verbs) with `--kubeconfig` and optional stdin (helper H6's).
+fn h6_skiff(s: &Server, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    // Bounded: a stream that never ends fails the test (exit 124) instead of hanging it.
+    let mut cmd = Command::new("timeout");
+    cmd.args(["120", env!("CARGO_BIN_EXE_skiff")]);
+    // The flag goes before `--` (after it, it would be part of the command), else at the end.
+    let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+    cmd.args(&args[..split]).arg("--kubeconfig").arg(&s.kubeconfig).args(&args[split..]).env("SKIFF_LOG", "off");
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn skiff");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        pipe.write_all(input.as_bytes()).expect("write skiff's stdin");
+    }
+    child.wait_with_output().expect("wait for skiff")
+}
+
+fn h6_text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `skiff ARGS` must succeed; returns its stdout.
+fn h6_skiff_ok(s: &Server, args: &[&str]) -> String {
+    let out = h6_skiff(s, args, None);
+    assert!(out.status.success(), "skiff {args:?} failed ({}): {}", out.status, h6_text(&out.stderr));
+    h6_text(&out.stdout)
+}
+
+/// Asserts `skiff ARGS` and `kubectl ARGS` print the same and exit alike; returns skiff's output.
+fn h6_same_as_kubectl(s: &Server, args: &[&str]) -> std::process::Output {
+    let ours = h6_skiff(s, args, None);
+    let theirs = s.kubectl(args);
+    assert_eq!(h6_text(&ours.stdout), h6_text(&theirs.stdout), "stdout of {args:?}");
+    assert_eq!(h6_text(&ours.stderr), h6_text(&theirs.stderr), "stderr of {args:?}");
+    assert_eq!(ours.status.code(), theirs.status.code(), "exit code of {args:?}");
+    ours
+}
+
+/// The `skiff` binary alone (no kubectl) runs, reads logs of and execs into pods of a real agent:
+/// `run`, `logs` (`--tail`, `--timestamps`, `-f`, `--previous`), `exec` (exit codes, stdin, a
+/// terminal through a pty), each compared with kubectl where kubectl's output is deterministic.
+#[test]
+fn skiff_cli_logs_and_exec_against_a_real_agent() {
+    let s = Server::start();
+    let agent = Agent::start(&s, "e2e-skiff-cli", 220);
+    wait_node_ready(&s, "e2e-skiff-cli");
+    let image = format!("--image={IMAGE}");
+    let created = h6_skiff_ok(
+        &s,
+        &[
+            "run",
+            "chat",
+            &image,
+            "--image-pull-policy=Never",
+            "--restart=Never",
+            "--command",
+            "--",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; echo first; echo second; sleep 3600 & wait",
+        ],
+    );
+    assert_eq!(created, "pod/chat created\n");
+    wait_ready(&s, &agent, "chat");
+    poll(Duration::from_secs(10), "skiff logs to show both lines", || {
+        (h6_skiff_ok(&s, &["logs", "chat"]) == "first\nsecond\n").then_some(())
+    });
+    for args in [
+        &["logs", "chat"][..],
+        &["logs", "chat", "--tail=1"],
+        &["logs", "chat", "-c", "chat"],
+        &["logs", "pod/chat", "--tail", "0"],
+        &["logs", "chat", "-c", "nope"],
+        &["logs", "nope"],
+        &["exec", "chat", "-c", "nope", "--", "true"],
+    ] {
+        h6_same_as_kubectl(&s, args);
+    }
+    assert_eq!(h6_skiff_ok(&s, &["logs", "chat", "--tail=1"]), "second\n");
+    let stamped = h6_skiff_ok(&s, &["logs", "chat", "--timestamps"]);
+    let lines: Vec<(&str, &str)> = stamped.lines().filter_map(|l| l.split_once(' ')).collect();
+    assert_eq!(lines.iter().map(|(_, l)| *l).collect::<Vec<_>>(), ["first", "second"], "{stamped}");
+    for (stamp, _) in &lines {
+        assert!(stamp.parse::<k8s_openapi::jiff::Timestamp>().is_ok(), "an RFC 3339 timestamp: {stamped}");
+    }
+
+    // `logs -f` keeps streaming: a line the container writes later arrives while skiff runs.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["logs", "-f", "chat", "--kubeconfig"])
+        .arg(&s.kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn skiff logs -f");
+    let followed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let mut stdout = follow.stdout.take().expect("stdout");
+        let into = followed.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                into.lock().expect("lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+    }
+    let seen = |want: &str| {
+        let want = want.to_string();
+        let followed = followed.clone();
+        poll(Duration::from_secs(20), &format!("skiff logs -f to print {want:?}"), move || {
+            (*followed.lock().expect("lock") == want).then_some(())
+        })
+    };
+    seen("first\nsecond\n");
+    h6_skiff_ok(&s, &["exec", "chat", "--", "sh", "-c", "echo later > /proc/1/fd/1"]);
+    seen("first\nsecond\nlater\n");
+    assert!(follow.try_wait().expect("try_wait").is_none(), "skiff logs -f is still following");
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    // exec: stdout and stderr kept apart; the remote exit code becomes skiff's, with kubectl's line.
+    let args = ["exec", "chat", "--", "sh", "-c", "echo out; echo err >&2; exit 3"];
+    let out = h6_same_as_kubectl(&s, &args);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(h6_text(&out.stdout), "out\n");
+    assert_eq!(h6_text(&out.stderr), "err\ncommand terminated with exit code 3\n");
+    assert_eq!(h6_skiff_ok(&s, &["exec", "chat", "--", "hostname"]), "chat\n");
+    // exec -i: stdin reaches the process and its end ends `cat`.
+    let out = h6_skiff(&s, &["exec", "-i", "chat", "--", "cat"], Some("piped input\nline two\n"));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(h6_text(&out.stdout), "piped input\nline two\n");
+    // Without -i the process gets no stdin: `cat` ends at once.
+    assert_eq!(h6_skiff_ok(&s, &["exec", "chat", "--", "cat"]), "");
+    // A command that does not exist fails (no hang), as it does with kubectl.
+    let ours = h6_skiff(&s, &["exec", "chat", "--", "no-such-command"], None);
+    let theirs = s.kubectl(&["exec", "chat", "--", "no-such-command"]);
+    assert!(!ours.status.success(), "{ours:?}");
+    assert_eq!(ours.status.code(), theirs.status.code(), "skiff {ours:?}\nkubectl {theirs:?}");
+
+    // exec -it under a pseudo-terminal (`script` gives skiff one): the process sees a terminal.
+    let line = format!(
+        "{} exec -it chat --kubeconfig {} -- sh -c 'test -t 0 && test -t 1 && echo on-a-tty; exit 4'",
+        env!("CARGO_BIN_EXE_skiff"),
+        s.kubeconfig.display()
+    );
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script (bsdutils)");
+    let printed = h6_text(&out.stdout);
+    assert!(printed.contains("on-a-tty"), "{printed:?} {}", h6_text(&out.stderr));
+    assert!(printed.contains("command terminated with exit code 4"), "{printed:?}");
+    assert_eq!(out.status.code(), Some(4), "{printed:?}");
+
+    // A crashing container is restarted; `logs --previous` shows the instance before.
+    let created = h6_skiff_ok(
+        &s,
+        &[
+            "run",
+            "crashy",
+            &image,
+            "--image-pull-policy=Never",
+            "--command",
+            "--",
+            "sh",
+            "-c",
+            "echo crashed-once; exit 1",
+        ],
+    );
+    assert_eq!(created, "pod/crashy created\n");
+    poll(Duration::from_secs(90), "a restart", || {
+        let st = container_status(&s, "crashy");
+        (st["restartCount"].as_u64().unwrap_or(0) >= 1).then_some(())
+    });
+    poll(Duration::from_secs(10), "skiff logs --previous", || {
+        (h6_skiff_ok(&s, &["logs", "crashy", "--previous"]) == "crashed-once\n").then_some(())
+    });
+    h6_same_as_kubectl(&s, &["logs", "crashy", "-p"]);
+
+    // A stuck rollout on a real node: `rollout status` names the failing readiness probe (from the
+    // agent's Unhealthy events) and shows a crashing container's last log lines.
+    let probed = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "probed"},
+        "spec": {"replicas": 1, "progressDeadlineSeconds": 5, "selector": {"matchLabels": {"app": "probed"}},
+            "template": {"metadata": {"labels": {"app": "probed"}}, "spec": {
+                "terminationGracePeriodSeconds": 2,
+                "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"],
+                    "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1}}]}}},
+    });
+    let crasher = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "crasher"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "crasher"}},
+            "template": {"metadata": {"labels": {"app": "crasher"}}, "spec": {
+                "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", "echo boom-line-1; echo boom-line-2; exit 1"]}]}}},
+    });
+    let manifest = format!("{probed}\n---\n{crasher}\n");
+    let applied = h6_skiff(&s, &["apply", "-f", "-"], Some(&manifest));
+    assert_eq!(
+        h6_text(&applied.stdout),
+        "deployment.apps/probed created\ndeployment.apps/crasher created\n",
+        "{}",
+        h6_text(&applied.stderr)
+    );
+    let out = h6_skiff(&s, &["rollout", "status", "deploy/probed", "--timeout=90s"], None);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let why = h6_text(&out.stderr);
+    assert!(why.ends_with("error: deployment \"probed\" exceeded its progress deadline\n"), "{why}");
+    assert!(
+        why.contains(" container app: running but not ready: readiness probe exec [cat /tmp/ready] has not passed\n"),
+        "{why}"
+    );
+    assert!(why.contains("probe failing in pod probed-") && why.contains(": Readiness probe failed: "), "{why}");
+    poll(Duration::from_secs(90), "the crasher to crash-loop", || {
+        let out = h6_skiff_ok(
+            &s,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=crasher",
+                "-o",
+                "jsonpath={.items[0].status.containerStatuses[0].state.waiting.reason}",
+            ],
+        );
+        (out == "CrashLoopBackOff").then_some(())
+    });
+    let out = h6_skiff(&s, &["rollout", "status", "deploy/crasher", "--timeout=2s"], None);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let why = h6_text(&out.stderr);
+    assert!(why.contains(" container app: CrashLoopBackOff (last exit code 1, "), "{why}");
+    assert!(why.contains("/app:\n  boom-line-1\n  boom-line-2\n"), "the last log lines: {why}");
+    assert!(why.ends_with("error: timed out waiting for the condition\n"), "{why}");
+    for name in ["probed", "crasher"] {
+        assert_eq!(
+            h6_skiff_ok(&s, &["delete", "deploy", name]),
+            format!("deployment.apps \"{name}\" deleted from default namespace\n")
+        );
+    }
+    poll(Duration::from_secs(60), "the deployments' pods to be gone", || {
+        h6_skiff_ok(&s, &["get", "pods", "-o", "name"])
+            .lines()
+            .all(|l| !l.contains("probed-") && !l.contains("crasher-"))
+            .then_some(())
+    });
+
+    for name in ["chat", "crashy"] {
+        let out = h6_skiff_ok(&s, &["delete", "pod", name, "--timeout=90s"]);
+        assert_eq!(out, format!("pod \"{name}\" deleted from default namespace\n"));
+    }
+    poll(Duration::from_secs(30), "the runc containers to be removed", || {
+        agent.runc_containers().is_empty().then_some(())
+    });
+    drop(agent);
+}
+
+/// The runc state (`status`, `pid`) of container `id` under the agent's runc root.
+fn runc_state(agent: &Agent, id: &str) -> (String, i64) {
+    let out = Command::new("runc").arg("--root").arg(agent.runc_root()).args(["state", id]).output().expect("runc");
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (state["status"].as_str().unwrap_or("gone").to_string(), state["pid"].as_i64().unwrap_or(0))
+}
+
+/// The `tick-N` numbers `kubectl logs` shows for `pod`.
+fn ticks(s: &Server, pod: &str) -> Vec<u64> {
+    let out = s.kubectl(&["logs", pod]);
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.strip_prefix("tick-")?.parse().ok()).collect()
+}
+
+/// Restart safety: the agent is SIGKILLed and started again on the same data directory. A running
+/// pod keeps its container (same ID, same PID, RESTARTS 0) and its logs keep flowing, including
+/// what the container wrote while no agent read; a pod deleted while the agent was down stays
+/// Terminating until the restarted agent has removed every trace of it, then disappears.
+#[test]
+fn agent_restart_adopts_running_pods_and_cleans_up_deleted_ones() {
+    let s = Server::start();
+    let mut agent = Agent::start(&s, "e2e-restart", 212);
+    wait_node_ready(&s, "e2e-restart");
+    let image = format!("--image={IMAGE}");
+    s.kubectl_ok(&[
+        "run",
+        "keeper",
+        &image,
+        "--image-pull-policy=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done",
+    ]);
+    s.kubectl_ok(&[
+        "run",
+        "doomed",
+        &image,
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 3600 & wait",
+    ]);
+    s.kubectl_ok(&[
+        "run",
+        "forced",
+        &image,
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "sleep 3600",
+    ]);
+    let keeper = wait_ready(&s, &agent, "keeper");
+    let doomed = wait_ready(&s, &agent, "doomed");
+    let forced = wait_ready(&s, &agent, "forced");
+    let container_id = |p: &Value| {
+        let id = p["status"]["containerStatuses"][0]["containerID"].as_str().expect("containerID").to_string();
+        id.strip_prefix("skiff://").expect("skiff:// ID").to_string()
+    };
+    let keeper_id = container_id(&keeper);
+    let doomed_id = container_id(&doomed);
+    let doomed_uid = doomed["metadata"]["uid"].as_str().expect("uid").to_string();
+    let doomed_ip = doomed["status"]["podIP"].as_str().expect("podIP").to_string();
+    let forced_id = container_id(&forced);
+    let forced_uid = forced["metadata"]["uid"].as_str().expect("uid").to_string();
+    let (status, keeper_pid) = runc_state(&agent, &keeper_id);
+    assert_eq!(status, "running");
+    poll(Duration::from_secs(20), "the keeper's first ticks", || (ticks(&s, "keeper").len() >= 3).then_some(()));
+
+    agent.kill9();
+    let ticks_at_kill = ticks_in_file(&agent, &keeper);
+    // The agent is gone; its containers are not.
+    assert_eq!(runc_state(&agent, &keeper_id), ("running".to_string(), keeper_pid));
+    assert_eq!(runc_state(&agent, &doomed_id).0, "running");
+    // Deleted while no agent runs: the pod waits, Terminating, for its node to confirm.
+    s.kubectl_ok(&["delete", "pod", "doomed", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let terminating = pod(&s, "doomed").expect("the pod waits for its agent");
+    assert!(terminating["metadata"]["deletionTimestamp"].is_string(), "{terminating}");
+    // Force-deleted while no agent runs: the API forgets it at once; the node must still clean up.
+    s.kubectl_ok(&["delete", "pod", "forced", "--grace-period=0", "--force"]);
+    assert!(pod(&s, "forced").is_none());
+    assert_eq!(runc_state(&agent, &forced_id).0, "running");
+
+    agent.spawn();
+    poll(Duration::from_secs(60), "the deleted pod to disappear", || pod(&s, "doomed").is_none().then_some(()));
+    // Every trace of it is gone: container, sandbox directory and network namespace, IP, cgroups.
+    assert_eq!(runc_state(&agent, &doomed_id).0, "gone");
+    let sandbox = agent.data_dir.join("sandboxes").join(&doomed_uid);
+    assert!(!sandbox.exists(), "{}", sandbox.display());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(&doomed_uid), "no mount of the deleted pod is left");
+    let leases = agent.data_dir.join("cni/networks").join("skiff-skag212").join(&doomed_ip);
+    assert!(!leases.exists(), "the IP {doomed_ip} went back to host-local");
+    for hierarchy in ["memory", "pids", "cpu"] {
+        let dir = Path::new("/sys/fs/cgroup").join(hierarchy).join("skiff").join(&doomed_uid);
+        assert!(!dir.exists(), "{}", dir.display());
+    }
+    // The force-deleted pod is swept at start-up.
+    poll(Duration::from_secs(30), "the force-deleted pod's container to go", || {
+        (runc_state(&agent, &forced_id).0 == "gone").then_some(())
+    });
+    poll(Duration::from_secs(10), "the force-deleted pod's sandbox to go", || {
+        (!agent.data_dir.join("sandboxes").join(&forced_uid).exists()).then_some(())
+    });
+
+    // The running pod was adopted, not restarted.
+    let after = wait_ready(&s, &agent, "keeper");
+    let status = &after["status"]["containerStatuses"][0];
+    assert_eq!(status["restartCount"], 0, "{status}");
+    assert_eq!(container_id(&after), keeper_id);
+    assert_eq!(
+        status["state"]["running"]["startedAt"],
+        keeper["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+    );
+    assert_eq!(runc_state(&agent, &keeper_id), ("running".to_string(), keeper_pid), "same process");
+    let row = s.kubectl_ok(&["get", "pod", "keeper", "--no-headers"]);
+    assert_eq!(common::cells(&row)[3], "0", "RESTARTS: {row}");
+    // Its logs keep flowing through the restart: every line once, in order, and new ones.
+    let last = *ticks_at_kill.last().expect("ticks before the kill");
+    let seen = poll(Duration::from_secs(30), "new log lines after the restart", || {
+        let t = ticks(&s, "keeper");
+        t.last().is_some_and(|n| *n > last + 15).then_some(t)
+    });
+    let want: Vec<u64> = (0..=*seen.last().expect("ticks")).collect();
+    assert_eq!(seen, want, "no line lost or repeated across the restart");
+
+    delete_and_wait(&s, "keeper");
+    poll(Duration::from_secs(30), "the runc containers to be removed", || {
+        agent.runc_containers().is_empty().then_some(())
+    });
+    drop(agent);
+}
+
+/// The `tick-N` numbers in `pod`'s log file (read directly: no agent serves logs right now).
+fn ticks_in_file(agent: &Agent, pod: &Value) -> Vec<u64> {
+    let uid = pod["metadata"]["uid"].as_str().expect("uid");
+    let name = pod["metadata"]["name"].as_str().expect("name");
+    let log = agent.data_dir.join("pods").join(uid).join("logs").join(name).join("0.log");
+    log_lines(&log).iter().filter_map(|l| l.strip_prefix("tick-")?.parse().ok()).collect()
+}
+
+/// A Debian `docker-registry` on a free loopback port; stopped (by its PID) on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).expect("registry config");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry is installed (scripts/install-deps.sh)");
+        let registry = Registry { child, port, _dir: dir };
+        poll(Duration::from_secs(10), "docker-registry to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(drop)
+        });
+        registry
+    }
+
+    /// Pushes the OCI layout's `v1` as `repo_tag` with skopeo.
+    fn push(&self, layout: &Path, repo_tag: &str) {
+        run(Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!("docker://127.0.0.1:{}/{repo_tag}", self.port))
+            .stdout(Stdio::null()));
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET /` at `addr`; the response, or `None` if nothing answers.
+fn http_get(addr: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// `--registry-mirror`: a Docker Hub short name (`skiff-test:v1`) is pulled from a mirror on
+/// loopback. `hostPort` (CNI portmap): the pod answers on the node's own address and port 18080,
+/// and no longer once it is deleted.
+#[test]
+fn agent_pulls_through_a_registry_mirror_and_publishes_host_ports() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    build_image(scratch.path());
+    let registry = Registry::start();
+    registry.push(&scratch.path().join("layout"), "library/skiff-test:v1");
+    let s = Server::start();
+    let mirror = format!("docker.io=http://127.0.0.1:{}", registry.port);
+    let agent = Agent::start_with(&s, "e2e-mirror", 213, &["--registry-mirror", &mirror]);
+    wait_node_ready(&s, "e2e-mirror");
+    let manifest = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "published"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "web", "image": "skiff-test:v1",
+            "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+            "ports": [{"containerPort": 8080, "hostPort": 18080}]}]},
+    });
+    s.kubectl_stdin_ok(&["create", "-f", "-"], &manifest.to_string());
+    let p = wait_ready(&s, &agent, "published");
+    let status = &p["status"]["containerStatuses"][0];
+    let image_id = status["imageID"].as_str().unwrap_or_default();
+    assert!(image_id.starts_with("docker.io/library/skiff-test@sha256:"), "{status}");
+
+    let node = s.kubectl_json(&["get", "node", "e2e-mirror"]);
+    let node_ip: std::net::IpAddr = node["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .and_then(|ip| ip.parse().ok())
+        .expect("the node's InternalIP");
+    assert!(!node_ip.is_loopback(), "{node_ip}");
+    let addr = std::net::SocketAddr::new(node_ip, 18080);
+    let body = poll(Duration::from_secs(20), "the hostPort to answer", || {
+        http_get(addr).filter(|b| b.starts_with("HTTP/1.1 200"))
+    });
+    assert!(body.ends_with("hello from skiff\n"), "{body}");
+
+    delete_and_wait(&s, "published");
+    assert_eq!(http_get(addr), None, "the hostPort is released with the pod");
+    let nat = Command::new("iptables").args(["-t", "nat", "-S"]).output().expect("iptables");
+    let rules = String::from_utf8_lossy(&nat.stdout);
+    assert!(!rules.contains("--dport 18080"), "portmap's rules are deleted: {rules}");
+    poll(Duration::from_secs(30), "the runc containers to be removed", || {
+        agent.runc_containers().is_empty().then_some(())
+    });
+    drop(agent);
+    drop(registry);
 }

@@ -39,6 +39,14 @@ pub fn pod_node(pod: &Value) -> Option<&str> {
 /// The agent endpoint a Node publishes. A Node without a usable address is a 500 worded as
 /// `nodeutil.GetPreferredNodeAddress`'s error.
 pub fn node_endpoint(node: &Value) -> Result<NodeEndpoint, ApiError> {
+    // Simulated nodes (`skiff agent --simulate`) run no kubelet server and their addresses lead
+    // nowhere: never dial them.
+    if node.pointer("/metadata/labels").and_then(|l| l.get(SIMULATED_LABEL)).is_some() {
+        let name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        return Err(ApiError::bad_request(format!(
+            "node {name:?} is simulated: its pods run no containers, so they have no logs and no exec"
+        )));
+    }
     let addresses: Vec<(&str, &str)> = node
         .pointer("/status/addresses")
         .and_then(Value::as_array)
@@ -63,10 +71,22 @@ pub fn node_endpoint(node: &Value) -> Result<NodeEndpoint, ApiError> {
     Ok(NodeEndpoint { host: host.to_string(), port })
 }
 
+/// The label `skiff agent --simulate` puts on its nodes.
+pub const SIMULATED_LABEL: &str = "skiff.dev/simulated";
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn simulated_nodes_are_never_dialed() {
+        let node = json!({"metadata": {"name": "sim-0", "labels": {"skiff.dev/simulated": "true"}},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.128.0.1"}]}});
+        let err = node_endpoint(&node).expect_err("refused");
+        assert_eq!(err.code, 400);
+        assert!(err.message.contains("\"sim-0\" is simulated"), "{}", err.message);
+    }
 
     #[test]
     fn finds_the_pods_node() {

@@ -14,7 +14,7 @@ use etcd_client::{Compare, CompareOp, KvClient, Txn, TxnOp, TxnOpResponse};
 
 use super::cache::Cache;
 use super::codec;
-use super::reflector::timed;
+use super::endpoints::retried;
 use crate::StoreError;
 
 /// The key the servers coordinate through (kube-apiserver's name, so they coordinate with it too).
@@ -45,7 +45,11 @@ pub(crate) async fn tick(kv: &KvClient, round: Round, timeout: Duration) -> Resu
         .when([Compare::version(COMPACT_REV_KEY, CompareOp::Equal, round.version)])
         .and_then([TxnOp::put(COMPACT_REV_KEY, round.rev.to_string(), None)])
         .or_else([TxnOp::get(COMPACT_REV_KEY, None)]);
-    let response = timed(timeout, "compaction claim", kv.clone().txn(txn)).await?;
+    let response = retried(timeout, "compaction claim", || {
+        let (mut kv, txn) = (kv.clone(), txn.clone());
+        async move { kv.txn(txn).await }
+    })
+    .await?;
     let current = response
         .header()
         .map(|h| h.revision())
@@ -64,7 +68,12 @@ pub(crate) async fn tick(kv: &KvClient, round: Round, timeout: Duration) -> Resu
     if round.rev <= 0 {
         return Ok(Tick { next, compacted: None });
     }
-    match timed(timeout, "compaction", kv.clone().compact(round.rev, None)).await {
+    match retried(timeout, "compaction", || {
+        let mut kv = kv.clone();
+        async move { kv.compact(round.rev, None).await }
+    })
+    .await
+    {
         Ok(_) => Ok(Tick { next, compacted: Some(round.rev) }),
         // Someone compacted further already: fine.
         Err(StoreError::Backend(m)) if m.contains("required revision has been compacted") => {

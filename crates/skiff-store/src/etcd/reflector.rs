@@ -62,7 +62,11 @@ pub(crate) async fn list(
         if let Some(rev) = at {
             options = options.with_revision(rev);
         }
-        let response = timed(timeout, "list", kv.clone().get(start.clone(), Some(options))).await?;
+        let get = || {
+            let (mut kv, start, options) = (kv.clone(), start.clone(), options.clone());
+            async move { kv.get(start, Some(options)).await }
+        };
+        let response = super::endpoints::retried(timeout, "list", get).await?;
         let rev = match at {
             Some(rev) => rev,
             None => {

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod hosts;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
