@@ -458,7 +458,7 @@ fn open_log(path: &Path) -> Result<SharedLog, ContainerError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
     }
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io("opening", path))?;
+    let file = logs::LogFile::open(path).map_err(io("opening", path))?;
     Ok(Arc::new(parking_lot::Mutex::new(file)))
 }
 

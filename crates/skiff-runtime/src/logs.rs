@@ -51,7 +51,71 @@ pub fn format_entry(ts: &str, stream: Stream, partial: bool, content: &[u8]) -> 
 }
 
 /// A log file shared by a container's stdout and stderr copiers.
-pub type SharedLog = Arc<parking_lot::Mutex<std::fs::File>>;
+pub type SharedLog = Arc<parking_lot::Mutex<LogFile>>;
+
+/// The kubelet's `containerLogMaxSize` default: a log file is rotated past 10 MiB.
+pub const MAX_LOG_SIZE: u64 = 10 << 20;
+/// The kubelet's `containerLogMaxFiles` default: the current file and 4 rotated ones.
+pub const MAX_LOG_FILES: usize = 5;
+
+/// A CRI log file that rotates by size, as the kubelet's container log manager does: past
+/// `max_size`, `0.log` becomes `0.log.1` (older ones shift to `.2`, …; the oldest beyond
+/// `max_files` goes) and writing goes on in a new `0.log`. Readers following the file notice the
+/// new inode and reopen it.
+#[derive(Debug)]
+pub struct LogFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    size: u64,
+    max_size: u64,
+    max_files: usize,
+}
+
+impl LogFile {
+    /// Opens `path` for appending (created if needed) with the kubelet's default limits.
+    pub fn open(path: &std::path::Path) -> std::io::Result<LogFile> {
+        LogFile::with_limits(path, MAX_LOG_SIZE, MAX_LOG_FILES)
+    }
+
+    /// Opens `path` for appending, rotating past `max_size` bytes and keeping `max_files` files.
+    pub fn with_limits(path: &std::path::Path, max_size: u64, max_files: usize) -> std::io::Result<LogFile> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFile { path: path.to_owned(), file, size, max_size, max_files: max_files.max(1) })
+    }
+
+    /// Appends one entry, rotating first if it would take the file past its limit.
+    pub fn write_entry(&mut self, entry: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + entry.len() as u64 > self.max_size {
+            self.rotate()?;
+        }
+        self.file.write_all(entry)?;
+        self.size += entry.len() as u64;
+        Ok(())
+    }
+
+    fn rotated(&self, n: usize) -> std::path::PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{n}"));
+        name.into()
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        if self.max_files == 1 {
+            self.file.set_len(0)?;
+            self.size = 0;
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(self.rotated(self.max_files - 1));
+        for n in (1..self.max_files - 1).rev() {
+            let _ = std::fs::rename(self.rotated(n), self.rotated(n + 1));
+        }
+        std::fs::rename(&self.path, self.rotated(1))?;
+        self.file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
 
 /// Copies `reader` to `log` until end of file, one entry per line (lines over [`MAX_LINE`] split
 /// into partial entries). A final unterminated line is written as a full entry.
@@ -85,7 +149,7 @@ pub async fn copy_stream(reader: impl AsyncRead + Unpin, stream: Stream, log: Sh
             return;
         }
         let entry = format_entry(&rfc3339_nano(jiff::Timestamp::now()), stream, partial, &line);
-        let _ = log.lock().write_all(&entry);
+        let _ = log.lock().write_entry(&entry);
         if at_eof {
             return;
         }
@@ -116,7 +180,7 @@ mod tests {
     async fn run(input: &[u8]) -> Vec<(String, String, String)> {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log");
-        let log = Arc::new(parking_lot::Mutex::new(std::fs::File::create(&path).expect("create")));
+        let log = Arc::new(parking_lot::Mutex::new(LogFile::open(&path).expect("create")));
         copy_stream(input, Stream::Stdout, log).await;
         let text = std::fs::read_to_string(&path).expect("read");
         text.lines()
@@ -128,6 +192,27 @@ mod tests {
                 (s, tag, parts.next().unwrap_or_default().to_string())
             })
             .collect()
+    }
+
+    #[test]
+    fn rotates_by_size_keeping_max_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("0.log");
+        let mut log = LogFile::with_limits(&path, 10, 3).expect("open");
+        for entry in ["aaaa\n", "bbbb\n", "cccc\n", "dddd\n", "eeee\n", "ffff\n", "gggg\n"] {
+            log.write_entry(entry.as_bytes()).expect("write");
+        }
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        assert_eq!(read(&path), "gggg\n");
+        assert_eq!(read(&dir.path().join("0.log.1")), "eeee\nffff\n");
+        assert_eq!(read(&dir.path().join("0.log.2")), "cccc\ndddd\n");
+        assert!(!dir.path().join("0.log.3").exists(), "only 3 files are kept");
+        // Reopening continues the current file's size accounting.
+        let mut again = LogFile::with_limits(&path, 10, 3).expect("reopen");
+        again.write_entry(b"hhhh\n").expect("write");
+        assert_eq!(read(&path), "gggg\nhhhh\n");
+        again.write_entry(b"i\n").expect("write");
+        assert_eq!(read(&path), "i\n");
     }
 
     #[tokio::test]

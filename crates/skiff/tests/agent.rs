@@ -561,7 +561,34 @@ fn kubectl_logs_exec_restarts_and_oom() {
     assert_eq!(once["status"]["containerStatuses"][0]["restartCount"], 0, "{once}");
     assert_eq!(s.kubectl_ok(&["logs", "once"]), "done-once\n");
 
-    for name in ["talk", "crash", "hog", "once"] {
+    // Bad input ends in the pod's status, never in a crash: an image that cannot be pulled (a
+    // registry address on loopback where nothing listens) backs off; a command that does not exist
+    // is reported with its name.
+    s.kubectl_ok(&["run", "nopull", "--image=127.0.0.1:9/skiff-none:v1", "--restart=Never"]);
+    poll(Duration::from_secs(90), "ImagePullBackOff", || {
+        (container_status(&s, "nopull")["state"]["waiting"]["reason"] == "ImagePullBackOff").then_some(())
+    });
+    let events = s.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=nopull"]);
+    assert!(events.contains("Failed") && events.contains("ErrImagePull"), "{events}");
+    s.kubectl_ok(&[
+        "run",
+        "nocmd",
+        &image,
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--command",
+        "--",
+        "no-such-command",
+    ]);
+    let reported = poll(Duration::from_secs(60), "the failed start to be reported", || {
+        let st = container_status(&s, "nocmd");
+        let state = st["state"].as_object()?.values().next()?.clone();
+        state["message"].as_str().is_some_and(|m| m.contains("no-such-command")).then_some(st)
+    });
+    assert_eq!(reported["ready"], false, "{reported}");
+    wait_node_ready(&s, "e2e-streams");
+
+    for name in ["talk", "crash", "hog", "once", "nopull", "nocmd"] {
         delete_and_wait(&s, name);
     }
     poll(Duration::from_secs(30), "the runc containers to be removed", || {

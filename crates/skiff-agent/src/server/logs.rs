@@ -287,6 +287,7 @@ where
             Err(e) => return Err(err(e)),
         }
     };
+    let mut inode = inode_of(&file).await;
     let mut reader = BufReader::new(file);
     if let Some(n) = opts.tail_lines {
         let start = tail_start(&mut reader, n).await.map_err(err)?;
@@ -299,6 +300,8 @@ where
     let mut buf = Vec::new();
     let mut draining = !opts.follow;
     let mut last_check: Option<tokio::time::Instant> = None;
+    // The runtime rotated the file (a new inode at `path`): finish the old one, then go on there.
+    let mut rotated = false;
     loop {
         if line_cap.is_some_and(|cap| writer.lines >= cap) {
             break;
@@ -332,6 +335,22 @@ where
         if out.is_closed() {
             return Ok(());
         }
+        if rotated {
+            // The old file is read to its end: continue with the new one from its start.
+            if let Ok(file) = tokio::fs::File::open(&path).await {
+                inode = inode_of(&file).await;
+                reader = BufReader::new(file);
+                buf.clear();
+            }
+            rotated = false;
+            continue;
+        }
+        let current = tokio::fs::metadata(&path).await.ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        if current.is_some() && current != inode {
+            // Read what was written to the old file before the rename, then switch.
+            rotated = true;
+            continue;
+        }
         if last_check.is_none_or(|t| t.elapsed() >= STATE_CHECK) {
             last_check = Some(tokio::time::Instant::now());
             if !running().await {
@@ -346,6 +365,11 @@ where
         let _ = out.send(pending).await;
     }
     Ok(())
+}
+
+/// The inode of an open file (to notice rotation: the path then names another inode).
+async fn inode_of(file: &tokio::fs::File) -> Option<u64> {
+    file.metadata().await.ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m))
 }
 
 /// Writes one file line; `false` when the byte limit is reached.
@@ -605,6 +629,46 @@ mod tests {
         alive.store(false, Ordering::SeqCst);
         let rest = tokio::time::timeout(Duration::from_secs(5), collect(rx)).await.expect("stream ends");
         assert_eq!(rest, "ial\nlast\n");
+        task.await.expect("join").expect("read");
+    }
+
+    #[tokio::test]
+    async fn follow_goes_on_in_the_new_file_after_a_rotation() {
+        use std::io::Write;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, "2024-01-02T03:04:05Z stdout F one\n").expect("write");
+        let alive = Arc::new(AtomicBool::new(true));
+        let (tx, mut rx) = mpsc::channel(4);
+        let flag = alive.clone();
+        let opts = LogOptions { follow: true, ..LogOptions::default() };
+        let task = tokio::spawn(stream_log(
+            path.clone(),
+            opts,
+            move || {
+                let flag = flag.clone();
+                async move { flag.load(Ordering::SeqCst) }
+            },
+            tx,
+        ));
+        assert_eq!(rx.recv().await.expect("first chunk"), b"one\n".to_vec());
+        // The runtime's rotation: a last line into the old file, rename, a new file.
+        let mut old = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+        old.write_all(b"2024-01-02T03:04:06Z stdout F two\n").expect("append");
+        std::fs::rename(&path, dir.path().join("0.log.1")).expect("rotate");
+        std::fs::write(&path, "2024-01-02T03:04:07Z stdout F three\n").expect("new file");
+        let mut got = Vec::new();
+        while got != b"two\nthree\n" {
+            let chunk =
+                tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("more output").expect("open");
+            got.extend(chunk);
+            assert!(b"two\nthree\n".starts_with(&got), "{:?}", String::from_utf8_lossy(&got));
+        }
+        alive.store(false, Ordering::SeqCst);
+        let rest = tokio::time::timeout(Duration::from_secs(5), collect(rx)).await.expect("stream ends");
+        assert_eq!(rest, "");
         task.await.expect("join").expect("read");
     }
 
