@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up what is missing (system packages, the real kubectl, the build, the demo image), starts
 # `skiff server` on this machine, runs the demo Deployment (3 replicas of a busybox httpd page),
-# fetches the page from a pod, and shows `kubectl get all`. The server stays in the foreground;
+# fetches the page from a pod, and shows `skiff get all`. The server stays in the foreground;
 # Ctrl-C deletes the demo and stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +38,7 @@ ip=$("$kubectl" get pods -l app=demo -o jsonpath='{.items[0].status.podIP}')
 echo "--- http://$ip:8080/ (a demo pod) ---"
 python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://$ip:8080/', timeout=5).read().decode())"
 echo "---"
-"$kubectl" get all
+"$skiff" get all
 echo
 echo "skiff server is running (pid $server). In another shell:"
 echo "  export KUBECONFIG=$KUBECONFIG"

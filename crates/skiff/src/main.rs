@@ -23,6 +23,11 @@ enum Command {
     /// Manage the images of this machine's node agent.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Print a shell completion script (`source <(skiff completion bash)`).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// kubectl-like verbs (get, describe, create, apply, delete, scale, rollout, logs, exec, ...).
     #[command(flatten)]
     Cli(skiff_cli::Verb),
@@ -76,6 +81,9 @@ struct ServerArgs {
     /// The cluster's pod range (a blackhole route keeps packets for absent pods on the machine).
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
+    /// The Linux bridge this machine's node agent attaches pods to.
+    #[arg(long, default_value = "skiff0")]
+    bridge: String,
     /// Serve the API only: run no controllers and no scheduler in this process.
     #[arg(long)]
     no_controllers: bool,
@@ -137,7 +145,7 @@ fn main() -> anyhow::Result<()> {
     // Daemons log at info; the kubectl-like verbs print their own messages, as kubectl does.
     let default_level = match cli.command {
         Command::Server(_) | Command::Agent(_) => "info",
-        Command::Image(_) => "warn",
+        Command::Image(_) | Command::Completion { .. } => "warn",
         Command::Cli(_) => "off",
     };
     tracing_subscriber::fmt()
@@ -154,6 +162,16 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
         Command::Image(cmd) => runtime.block_on(image(cmd)),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            // Into memory first: the generator panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "skiff", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("cannot print the script"),
+                _ => Ok(()),
+            }
+        }
         Command::Cli(verb) => std::process::exit(runtime.block_on(skiff_cli::run(verb))),
     };
     // Dropping a runtime waits for every blocking task without limit; a stop must not hang on one
@@ -231,6 +249,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         let kubeconfig = running.kubeconfig.clone();
         let data_dir = running.kubeconfig.with_file_name("agent");
         let (pod_cidr, cluster_cidr) = (args.pod_cidr.clone(), args.cluster_cidr.clone());
+        let bridge = args.bridge.clone();
         let agent_stop = stop.clone();
         let kubelet_port = args.kubelet_port;
         let registries = args.registries.clone();
@@ -240,6 +259,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 data_dir,
                 pod_cidr,
                 cluster_cidr,
+                bridge,
                 kubelet_port,
                 registries,
                 agent_stop.cancelled_owned(),
@@ -441,6 +461,7 @@ async fn embedded_agent(
     data_dir: PathBuf,
     pod_cidr: String,
     cluster_cidr: String,
+    bridge: String,
     kubelet_port: u16,
     registries: RegistryArgs,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
@@ -448,6 +469,7 @@ async fn embedded_agent(
     use skiff_agent::runc_runtime::{RuncConfig, RuncRuntime};
     let client = kube_client(kubeconfig).await?;
     let mut runtime_config = RuncConfig {
+        bridge,
         pod_cidr: pod_cidr.clone(),
         cluster_cidr: cluster_cidr.clone(),
         ..RuncConfig::new(data_dir.clone())

@@ -668,3 +668,23 @@ spec:
     assert!(why.ends_with(&timed_out), "{why}");
     assert_eq!(why.matches(" container app: CrashLoopBackOff (last exit code 1, ").count(), 2, "{why}");
 }
+
+/// `skiff completion bash|zsh|fish` prints scripts the shells accept; bash completes verbs with it.
+#[test]
+fn shell_completion_scripts() {
+    let bin = env!("CARGO_BIN_EXE_skiff");
+    let script = format!(
+        "source <({bin} completion bash) && COMP_WORDS=(skiff ro) COMP_CWORD=1 COMP_LINE='skiff ro' COMP_POINT=8 \
+         && _skiff skiff ro skiff && echo \"${{COMPREPLY[@]}}\""
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().expect("run bash");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "rollout");
+    for shell in ["zsh", "fish"] {
+        let out = Command::new(bin).args(["completion", shell]).output().expect("run skiff");
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("rollout"), "{shell} script names the verbs");
+    }
+    let out = Command::new(bin).args(["completion", "tcsh"]).output().expect("run skiff");
+    assert!(!out.status.success(), "an unknown shell is an error");
+}
