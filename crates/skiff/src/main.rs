@@ -248,22 +248,16 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     if !args.no_agent {
         let kubeconfig = running.kubeconfig.clone();
         let data_dir = running.kubeconfig.with_file_name("agent");
-        let (pod_cidr, cluster_cidr) = (args.pod_cidr.clone(), args.cluster_cidr.clone());
-        let bridge = args.bridge.clone();
+        let node = EmbeddedNode {
+            pod_cidr: args.pod_cidr.clone(),
+            cluster_cidr: args.cluster_cidr.clone(),
+            bridge: args.bridge.clone(),
+            kubelet_port: args.kubelet_port,
+            registries: args.registries.clone(),
+        };
         let agent_stop = stop.clone();
-        let kubelet_port = args.kubelet_port;
-        let registries = args.registries.clone();
         background.push(tokio::spawn(async move {
-            let run = embedded_agent(
-                &kubeconfig,
-                data_dir,
-                pod_cidr,
-                cluster_cidr,
-                bridge,
-                kubelet_port,
-                registries,
-                agent_stop.cancelled_owned(),
-            );
+            let run = embedded_agent(&kubeconfig, data_dir, node, agent_stop.cancelled_owned());
             // A machine that cannot run containers still serves the API; say why no pods will run here.
             if let Err(e) = run.await {
                 tracing::error!(error = format!("{e:#}"), "the node agent of this machine is not running");
@@ -455,18 +449,24 @@ async fn image(cmd: ImageCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The node agent of the server's own machine, with the server's kubeconfig.
-async fn embedded_agent(
-    kubeconfig: &std::path::Path,
-    data_dir: PathBuf,
+/// How `skiff server` runs the node agent of its own machine (from its flags).
+struct EmbeddedNode {
     pod_cidr: String,
     cluster_cidr: String,
     bridge: String,
     kubelet_port: u16,
     registries: RegistryArgs,
+}
+
+/// The node agent of the server's own machine, with the server's kubeconfig.
+async fn embedded_agent(
+    kubeconfig: &std::path::Path,
+    data_dir: PathBuf,
+    node: EmbeddedNode,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use skiff_agent::runc_runtime::{RuncConfig, RuncRuntime};
+    let EmbeddedNode { pod_cidr, cluster_cidr, bridge, kubelet_port, registries } = node;
     let client = kube_client(kubeconfig).await?;
     let mut runtime_config = RuncConfig {
         bridge,
