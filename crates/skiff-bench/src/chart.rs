@@ -150,13 +150,14 @@ pub fn distribution(path: &Path, title: &str, unit: &str, series: &[Series]) -> 
                 )
                 .map_err(|e| draw_err(&e))?;
         }
-        chart
-            .draw_series(std::iter::once(Text::new(
+        // Just above the median line, from the box's left edge.
+        let label = EmptyElement::at((x - 0.28, tf(q.median)))
+            + Text::new(
                 format!("median {}", fmt_num(q.median)),
-                (x - 0.28, tf(q.median)),
+                (0, -14),
                 ("sans-serif", 11).into_font().color(&BLACK),
-            )))
-            .map_err(|e| draw_err(&e))?;
+            );
+        chart.draw_series(std::iter::once(label)).map_err(|e| draw_err(&e))?;
     }
     root.present().map_err(|e| draw_err(&e))?;
     Ok(())
