@@ -688,3 +688,29 @@ fn shell_completion_scripts() {
     let out = Command::new(bin).args(["completion", "tcsh"]).output().expect("run skiff");
     assert!(!out.status.success(), "an unknown shell is an error");
 }
+
+/// Bad input without a server: an unknown verb, a missing file, YAML with a syntax error (its line
+/// and column reported): a clear error and a non-zero exit, never a panic.
+#[test]
+fn bad_input_gets_clear_errors() {
+    let bin = env!("CARGO_BIN_EXE_skiff");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n data: [1\n").expect("write");
+    let missing = dir.path().join("missing.yaml");
+    let cases: [(Vec<String>, &str); 3] = [
+        (vec!["frobnicate".into()], "unrecognized subcommand 'frobnicate'"),
+        (
+            vec!["apply".into(), "-f".into(), missing.display().to_string()],
+            &format!("error: the path \"{}\" does not exist", missing.display()),
+        ),
+        (vec!["apply".into(), "-f".into(), bad.display().to_string(), "--dry-run=client".into()], "line 5 column 2"),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(bin).args(&args).env("KUBECONFIG", "/nonexistent").output().expect("run skiff");
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} fails");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
