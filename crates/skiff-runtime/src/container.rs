@@ -35,6 +35,7 @@
 use crate::cgroup;
 use crate::image::{Image, ImageStore};
 use crate::logs::{self, SharedLog, Stream};
+use crate::pidfd::{self, Pidfd};
 use crate::rootfs::{self, RootfsError};
 use crate::runc::{Runc, RuncError};
 use crate::sandbox::Sandbox;
@@ -391,10 +392,10 @@ impl Runtime {
             Ok((status, pid)) if (status == "running" || status == "paused") && pid > 0 => {
                 // The pidfd is opened before runc confirms the pid again, so it cannot name a
                 // process that reused the pid.
-                let pidfd = open_pidfd(pid);
+                let pidfd = pidfd::open(pid).ok();
                 let again = self.runc.state(&id).await.map(|s| (s.status, s.pid));
                 match (pidfd, again) {
-                    (Some(fd), Ok((st, p))) if p == pid && (st == "running" || st == "paused") => Some(fd),
+                    (Some(fd), Ok((st, p))) if p == pid && (st == "running" || st == "paused") => Some((fd, pid)),
                     _ => None,
                 }
             }
@@ -402,7 +403,7 @@ impl Runtime {
         };
         let (tx, rx) = watch::channel(None);
         match live {
-            Some(pidfd) => {
+            Some((pidfd, pid)) => {
                 let copiers = match open_log(&c.log_path) {
                     Ok(log) => [(STDOUT_FIFO, Stream::Stdout), (STDERR_FIFO, Stream::Stderr)]
                         .into_iter()
@@ -429,7 +430,7 @@ impl Runtime {
                     copiers,
                     tx,
                 };
-                tokio::spawn(observer.run_adopted(pidfd));
+                tokio::spawn(observer.run_adopted(pidfd, pid));
                 tracing::info!(container = %id, "adopted a running container");
             }
             None => {
@@ -477,11 +478,6 @@ fn open_fifo(path: &Path) -> Result<(std::fs::File, pipe::Receiver), ContainerEr
     }
     let reader = pipe::OpenOptions::new().open_receiver(path).map_err(io("opening", path))?;
     Ok((writer, reader))
-}
-
-fn open_pidfd(pid: i32) -> Option<std::os::fd::OwnedFd> {
-    let raw = rustix::process::Pid::from_raw(pid)?;
-    rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).ok()
 }
 
 /// A unique runc id: `<pod-uid prefix>-<name>-<nanos>`.
@@ -533,14 +529,10 @@ impl Observer {
     }
 
     /// An adopted container: its pidfd becomes readable when it exits; the status is unknown.
-    async fn run_adopted(self, pidfd: std::os::fd::OwnedFd) {
-        // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same for the
-        // AsyncFd's whole life (the requirement of `register`).
-        #[allow(unsafe_code)]
-        let registered = unsafe { tokio::io::unix::AsyncFd::register(pidfd) };
-        match registered {
-            Ok(fd) => {
-                let _ = fd.readable().await;
+    async fn run_adopted(self, fd: std::os::fd::OwnedFd, pid: i32) {
+        match Pidfd::register(fd, pid) {
+            Ok(pidfd) => {
+                let _ = pidfd.exited().await;
             }
             Err(_) => self.poll_runc().await,
         }
@@ -568,23 +560,10 @@ impl Observer {
     }
 }
 
-/// Waits for our child `pid` to exit without holding a thread: a pidfd becomes readable when the
-/// process exits, then a non-blocking `waitpid` reaps it. `None` if `pid` is not our child.
+/// Waits for our child `pid` to exit without holding a thread, and reaps it. `None` if `pid` is
+/// not our child.
 async fn wait_child(pid: i32) -> Option<nix::sys::wait::WaitStatus> {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    let pidfd = open_pidfd(pid)?;
-    // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same for the
-    // AsyncFd's whole life (the requirement of `register`).
-    #[allow(unsafe_code)]
-    let pidfd = unsafe { tokio::io::unix::AsyncFd::register(pidfd) }.ok()?;
-    loop {
-        let mut ready = pidfd.readable().await.ok()?;
-        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => ready.clear_ready(),
-            Ok(status) => return Some(status),
-            Err(_) => return None,
-        }
-    }
+    Pidfd::open(pid).ok()?.reap().await.ok()
 }
 
 /// A created container.

@@ -16,7 +16,9 @@
 //! every stream taken from it are dropped while it still runs; processes it started
 //! itself are not (they belong to the container, as with upstream runtimes).
 
+use crate::pidfd::{self, Pidfd};
 use crate::runc::{ExecArgs, Runc, RuncError};
+use nix::sys::wait::WaitStatus;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -437,36 +439,21 @@ fn parse_pid(text: &str) -> Option<i32> {
 /// Opens a pidfd on `pid` (now our child), spawns the task that reaps it, and returns the kill
 /// guard and the exit waiter.
 fn watch_process(pid: i32) -> Result<(Arc<KillOnDrop>, ExitWaiter), ExecError> {
-    let raw = rustix::process::Pid::from_raw(pid)
-        .ok_or_else(|| io_err("opening a pidfd")(io::Error::other(format!("bad pid {pid}"))))?;
-    let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())
-        .map_err(|e| io_err("opening a pidfd")(e.into()))?;
-    let kill_fd = pidfd.try_clone().map_err(io_err("duplicating a pidfd"))?;
-    // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same for the
-    // AsyncFd's whole life (the requirement of `register`).
-    #[allow(unsafe_code)]
-    let pidfd = unsafe { AsyncFd::register(pidfd) }.map_err(|e| io_err("registering a pidfd")(e.into()))?;
+    let fd = pidfd::open(pid).map_err(io_err("opening a pidfd"))?;
+    let kill_fd = fd.try_clone().map_err(io_err("duplicating a pidfd"))?;
+    let pidfd = Pidfd::register(fd, pid).map_err(io_err("registering a pidfd"))?;
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
-        let status = reap(pidfd, pid).await;
+        let status = match pidfd.reap().await {
+            Ok(WaitStatus::Exited(_, code)) => Ok(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => Ok(128 + signal as i32),
+            Ok(other) => Err(format!("unexpected wait status of {pid}: {other:?}")),
+            Err(e) => Err(format!("waitpid {pid}: {e}")),
+        };
         let _ = tx.send(Some(status));
     });
     let exit = ExitWaiter(rx);
     Ok((Arc::new(KillOnDrop { pidfd: kill_fd, exit: exit.clone() }), exit))
-}
-
-/// Waits (without a thread) for the process behind `pidfd` to exit and reaps it.
-async fn reap(pidfd: AsyncFd<OwnedFd>, pid: i32) -> Result<i32, String> {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    loop {
-        let mut ready = pidfd.readable().await.map_err(|e| e.to_string())?;
-        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(128 + signal as i32),
-            Ok(_) => ready.clear_ready(),
-            Err(e) => return Err(format!("waitpid {pid}: {e}")),
-        }
-    }
 }
 
 /// Accepts runc's connection on the console socket and takes the pty master it sends, made

@@ -22,6 +22,7 @@ mod import;
 pub mod layer;
 pub mod logs;
 pub mod nsfs;
+mod pidfd;
 mod pull;
 pub mod reference;
 pub mod rootfs;
