@@ -319,9 +319,17 @@ fn editor(s: &Server, name: &str, body: &str) -> String {
 }
 
 /// `skiff edit` and `kubectl edit` with the same `$EDITOR` (temporary file names masked).
+/// Both keep a copy of a failed edit in `$TMPDIR`: a directory of the test's own, removed after.
 fn edit_both(s: &Server, editor: &str, args: &[&str]) -> (Output, Output) {
-    let ours = skiff_command(s, args).env("EDITOR", editor).stdin(Stdio::null()).output().expect("skiff edit");
-    let theirs = s.kubectl_with(args, None, &[("EDITOR", editor)]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ours = skiff_command(s, args)
+        .env("EDITOR", editor)
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("skiff edit");
+    let dir = tmp.path().display().to_string();
+    let theirs = s.kubectl_with(args, None, &[("EDITOR", editor), ("TMPDIR", &dir)]);
     (ours, theirs)
 }
 
