@@ -12,103 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Server, poll};
+use common::image::{IMAGE, build_image, import_image};
+use common::node::{blackhole_present, cni_nat_rules, remove_agent_leftovers};
+use common::{Server, poll, run};
 use serde_json::{Value, json};
-
-/// The test image's name as pods use it.
-const IMAGE: &str = "localhost/skiff-test:v1";
-
-/// Busybox applets the image links.
-const APPLETS: &[&str] = &["sh", "echo", "cat", "sleep", "httpd", "wget", "true", "trap", "kill", "ls", "hostname"];
-
-fn run(cmd: &mut Command) {
-    let status = cmd.status().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
-    assert!(status.success(), "{cmd:?} failed: {status}");
-}
-
-fn put_blob(blobs: &Path, bytes: &[u8]) -> String {
-    let digest = skiff_runtime::digest::sha256(bytes);
-    std::fs::write(blobs.join(&digest["sha256:".len()..]), bytes).expect("write blob");
-    digest
-}
-
-/// Writes an OCI image layout archive of a busybox image (one uncompressed layer: /bin/busybox,
-/// applet links, /etc/passwd, /www/index.html) to `dir/image.tar`.
-fn build_image(dir: &Path) -> PathBuf {
-    let rootfs = dir.join("rootfs");
-    for d in ["bin", "etc", "tmp", "www", "proc", "sys", "dev"] {
-        std::fs::create_dir_all(rootfs.join(d)).expect("mkdir");
-    }
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
-        .expect("busybox-static is installed (scripts/install-deps.sh)");
-    for applet in APPLETS {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).expect("symlink");
-    }
-    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
-    std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").expect("group");
-    std::fs::write(rootfs.join("www/index.html"), "hello from skiff\n").expect("index");
-    let layer_tar = dir.join("layer.tar");
-    run(Command::new("tar")
-        .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&layer_tar)
-        .args(["bin", "etc", "tmp", "www", "proc", "sys", "dev"]));
-    let layout = dir.join("layout");
-    let blobs = layout.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).expect("mkdir blobs");
-    let layer = std::fs::read(&layer_tar).expect("read layer");
-    let layer_digest = put_blob(&blobs, &layer);
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    let config = json!({
-        "architecture": arch, "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"], "WorkingDir": "/"},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-    })
-    .to_string();
-    let config_digest = put_blob(&blobs, config.as_bytes());
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
-    })
-    .to_string();
-    let manifest_digest = put_blob(&blobs, manifest.as_bytes());
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest, "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "v1"},
-        }],
-    });
-    std::fs::write(layout.join("index.json"), index.to_string()).expect("index");
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
-    let archive = dir.join("image.tar");
-    run(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).args([
-        "oci-layout",
-        "index.json",
-        "blobs",
-    ]));
-    archive
-}
-
-/// Imports the test image into the image store the agent will open (`<data-dir>/images`).
-fn import_image(data_dir: &Path, scratch: &Path) {
-    let archive = build_image(scratch);
-    let store_dir = skiff_agent::runc_runtime::RuncConfig::new(data_dir.to_path_buf()).image_dir();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    let images = rt.block_on(async {
-        let store = skiff_runtime::ImageStore::open(store_dir, skiff_runtime::StoreConfig::default()).expect("store");
-        store.import(&archive, Some("localhost/skiff-test")).await.expect("import the test image")
-    });
-    assert_eq!(images.len(), 1, "one image imported");
-}
 
 /// A running `skiff agent`; dropping it kills it (by PID) and removes what it left: runc
 /// containers, mounts under its data directory, its bridge.
@@ -127,14 +34,6 @@ struct Agent {
 
 const CLUSTER_CIDR: &str = "10.244.0.0/16";
 
-fn blackhole_present() -> bool {
-    Command::new("ip")
-        .args(["route", "show", "type", "blackhole", CLUSTER_CIDR])
-        .output()
-        .map(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
-        .unwrap_or(false)
-}
-
 impl Agent {
     /// `n` picks the bridge `skag<n>` and subnet `10.244.<n>.0/24`.
     fn start(server: &Server, node: &str, n: u8) -> Agent {
@@ -145,9 +44,9 @@ impl Agent {
     fn start_with(server: &Server, node: &str, n: u8, extra: &[&str]) -> Agent {
         let tmp = tempfile::Builder::new().prefix("skiff-agent-e2e-").tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
-        import_image(&data_dir, tmp.path());
+        import_image(&data_dir, &build_image(tmp.path()));
         let bridge = format!("skag{n}");
-        let added_blackhole = !blackhole_present();
+        let added_blackhole = !blackhole_present(CLUSTER_CIDR);
         let log = tmp.path().join("agent.log");
         let kubeconfig = server.data_dir().join("kubeconfig.yaml");
         let mut args: Vec<String> = vec!["agent".into(), "--kubeconfig".into(), kubeconfig.display().to_string()];
@@ -194,8 +93,7 @@ impl Agent {
 
     /// The runc container IDs under the agent's runc root.
     fn runc_containers(&self) -> Vec<String> {
-        let out = Command::new("runc").arg("--root").arg(self.runc_root()).args(["list", "-q"]).output();
-        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()).unwrap_or_default()
+        common::node::runc_containers(&self.runc_root())
     }
 }
 
@@ -208,93 +106,9 @@ impl Drop for Agent {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for id in self.runc_containers() {
-            let _ = Command::new("runc").arg("--root").arg(self.runc_root()).args(["delete", "--force", &id]).status();
-        }
-        let prefix = format!("{}/", self.data_dir.display());
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<&str> =
-            info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).collect();
-        mounts.reverse();
-        for m in mounts {
-            let _ = Command::new("umount").arg("-l").arg(m).status();
-        }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
-        remove_cni_nat_rules(&self.bridge);
-        if self.added_blackhole {
-            let _ = Command::new("ip").args(["route", "del", "blackhole", CLUSTER_CIDR]).stderr(Stdio::null()).status();
-        }
-        // Pods whose sandbox was never destroyed leave their cgroup directories (empty by now).
-        let uids: Vec<String> = std::fs::read_dir(self.data_dir.join("sandboxes"))
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-            .unwrap_or_default();
-        let hierarchies: Vec<PathBuf> =
-            std::fs::read_dir("/sys/fs/cgroup").map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-        for uid in uids.iter().filter(|u| !u.is_empty() && !u.contains('.')) {
-            for h in &hierarchies {
-                let pod = h.join("skiff").join(uid);
-                if let Ok(children) = std::fs::read_dir(&pod) {
-                    for c in children.flatten().filter(|c| c.path().is_dir()) {
-                        let _ = std::fs::remove_dir(c.path());
-                    }
-                }
-                let _ = std::fs::remove_dir(&pod);
-            }
-        }
+        let blackhole = self.added_blackhole.then_some(CLUSTER_CIDR);
+        remove_agent_leftovers(&self.data_dir, &self.data_dir, &self.bridge, blackhole);
     }
-}
-
-/// The NAT rules the CNI bridge plugin added (`ipMasq`) for pods on `bridge`'s network.
-fn cni_nat_rules(bridge: &str) -> Vec<String> {
-    let out = Command::new("iptables").args(["-w", "-t", "nat", "-S", "POSTROUTING"]).output();
-    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    let network = format!("name: \\\"skiff-{bridge}\\\"");
-    text.lines().filter(|l| l.starts_with("-A ") && l.contains(&network)).map(str::to_string).collect()
-}
-
-/// Removes what a test that failed half-way left of the plugin's NAT rules and chains (a pod
-/// deleted normally has its rules removed by CNI DEL).
-fn remove_cni_nat_rules(bridge: &str) {
-    for rule in cni_nat_rules(bridge) {
-        let Ok(args) = shell_words(&rule) else { continue };
-        let mut delete: Vec<String> = vec!["-w".into(), "-t".into(), "nat".into(), "-D".into()];
-        delete.extend(args.iter().skip(1).cloned());
-        let _ = Command::new("iptables").args(&delete).stderr(Stdio::null()).status();
-        if let Some(chain) = args.iter().skip_while(|a| *a != "-j").nth(1).filter(|c| c.starts_with("CNI-")) {
-            for op in ["-F", "-X"] {
-                let _ = Command::new("iptables").args(["-w", "-t", "nat", op, chain]).stderr(Stdio::null()).status();
-            }
-        }
-    }
-}
-
-/// Splits an `iptables -S` line into arguments (double quotes with backslash escapes).
-fn shell_words(line: &str) -> Result<Vec<String>, ()> {
-    let (mut words, mut cur, mut quoted, mut chars) = (Vec::new(), String::new(), false, line.chars());
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if quoted => cur.push(chars.next().ok_or(())?),
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            ' ' if !quoted => {
-                if any || !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if quoted {
-        return Err(());
-    }
-    if any || !cur.is_empty() {
-        words.push(cur);
-    }
-    Ok(words)
 }
 
 fn pod(s: &Server, name: &str) -> Option<Value> {

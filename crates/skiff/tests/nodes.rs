@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use common::hosts::{Hosts, IMAGE, wait_for};
+use common::hosts::{Hosts, wait_for};
+use common::image::IMAGE;
 use serde_json::{Value, json};
 
 const REPLICAS: usize = 6;

@@ -17,6 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::node::{blackhole_present, remove_agent_leftovers, runc_containers};
 use common::{kubectl_path, poll};
 use serde_json::Value;
 
@@ -82,7 +83,7 @@ impl Walkthrough {
         let data_dir = root.path().join("data");
         let home = root.path().join("home");
         std::fs::create_dir_all(&home).expect("create kubectl's home");
-        let added_blackhole = !blackhole_present();
+        let added_blackhole = !blackhole_present(CLUSTER_CIDR);
         let mut w = Walkthrough {
             child: None,
             kubeconfig: data_dir.join("kubeconfig.yaml"),
@@ -269,8 +270,7 @@ impl Walkthrough {
     }
 
     fn runc_containers(&self) -> Vec<String> {
-        let out = Command::new("runc").arg("--root").arg(self.agent_dir().join("runc")).args(["list", "-q"]).output();
-        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()).unwrap_or_default()
+        runc_containers(&self.agent_dir().join("runc"))
     }
 }
 
@@ -280,104 +280,9 @@ impl Drop for Walkthrough {
             eprintln!("--- server log ---\n{}", self.log_text());
         }
         self.stop_server();
-        for id in self.runc_containers() {
-            let _ = Command::new("runc")
-                .arg("--root")
-                .arg(self.agent_dir().join("runc"))
-                .args(["delete", "--force", &id])
-                .status();
-        }
-        let prefix = format!("{}/", self.data_dir.display());
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<&str> =
-            info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).collect();
-        mounts.reverse();
-        for m in mounts {
-            let _ = Command::new("umount").arg("-l").arg(m).status();
-        }
-        let _ = Command::new("ip").args(["link", "del", BRIDGE]).stderr(Stdio::null()).status();
-        remove_cni_nat_rules(BRIDGE);
-        if self.added_blackhole {
-            let _ = Command::new("ip").args(["route", "del", "blackhole", CLUSTER_CIDR]).stderr(Stdio::null()).status();
-        }
-        // Pods whose sandbox was never destroyed leave their cgroup directories (empty by now).
-        let uids: Vec<String> = std::fs::read_dir(self.agent_dir().join("sandboxes"))
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-            .unwrap_or_default();
-        let hierarchies: Vec<PathBuf> =
-            std::fs::read_dir("/sys/fs/cgroup").map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-        for uid in uids.iter().filter(|u| !u.is_empty() && !u.contains('.')) {
-            for h in &hierarchies {
-                let pod = h.join("skiff").join(uid);
-                if let Ok(children) = std::fs::read_dir(&pod) {
-                    for c in children.flatten().filter(|c| c.path().is_dir()) {
-                        let _ = std::fs::remove_dir(c.path());
-                    }
-                }
-                let _ = std::fs::remove_dir(&pod);
-            }
-        }
+        let blackhole = self.added_blackhole.then_some(CLUSTER_CIDR);
+        remove_agent_leftovers(&self.agent_dir(), &self.data_dir, BRIDGE, blackhole);
     }
-}
-
-fn blackhole_present() -> bool {
-    Command::new("ip")
-        .args(["route", "show", "type", "blackhole", CLUSTER_CIDR])
-        .output()
-        .map(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
-        .unwrap_or(false)
-}
-
-/// The NAT rules the CNI bridge plugin added (`ipMasq`) for pods on `bridge`'s network.
-fn cni_nat_rules(bridge: &str) -> Vec<String> {
-    let out = Command::new("iptables").args(["-w", "-t", "nat", "-S", "POSTROUTING"]).output();
-    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    let network = format!("name: \\\"skiff-{bridge}\\\"");
-    text.lines().filter(|l| l.starts_with("-A ") && l.contains(&network)).map(str::to_string).collect()
-}
-
-/// Removes what a failed run left of the plugin's NAT rules and chains.
-fn remove_cni_nat_rules(bridge: &str) {
-    for rule in cni_nat_rules(bridge) {
-        let Ok(args) = shell_words(&rule) else { continue };
-        let mut delete: Vec<String> = vec!["-w".into(), "-t".into(), "nat".into(), "-D".into()];
-        delete.extend(args.iter().skip(1).cloned());
-        let _ = Command::new("iptables").args(&delete).stderr(Stdio::null()).status();
-        if let Some(chain) = args.iter().skip_while(|a| *a != "-j").nth(1).filter(|c| c.starts_with("CNI-")) {
-            for op in ["-F", "-X"] {
-                let _ = Command::new("iptables").args(["-w", "-t", "nat", op, chain]).stderr(Stdio::null()).status();
-            }
-        }
-    }
-}
-
-/// Splits an `iptables -S` line into arguments (double quotes with backslash escapes).
-fn shell_words(line: &str) -> Result<Vec<String>, ()> {
-    let (mut words, mut cur, mut quoted, mut chars) = (Vec::new(), String::new(), false, line.chars());
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if quoted => cur.push(chars.next().ok_or(())?),
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            ' ' if !quoted => {
-                if any || !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if quoted {
-        return Err(());
-    }
-    if any || !cur.is_empty() {
-        words.push(cur);
-    }
-    Ok(words)
 }
 
 fn name_of(pod: &Value) -> String {

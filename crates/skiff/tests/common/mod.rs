@@ -8,6 +8,8 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod hosts;
+pub mod image;
+pub mod node;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
@@ -560,4 +562,10 @@ pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     format!("{prefix}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Runs a command and asserts it succeeded.
+pub fn run(cmd: &mut Command) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(status.success(), "{cmd:?} failed: {status}");
 }
