@@ -829,6 +829,13 @@ impl PodWorker {
         Ok(out)
     }
 
+    /// `CreateContainerConfigError`: the container cannot be configured (a missing ConfigMap key,
+    /// a bad mount); a `Failed` event says why, as the kubelet's.
+    async fn config_error(&mut self, pod: &Pod, field: &str, name: &str, message: String) {
+        let event = format!("Error: {message}");
+        self.hold(pod, field, name, "CreateContainerConfigError", message, Some(("Failed", event))).await;
+    }
+
     async fn hold(
         &mut self,
         pod: &Pod,
@@ -861,15 +868,7 @@ impl PodWorker {
         let sources = match self.fetch_sources(&namespace, &cms, &secrets).await {
             Ok(s) => s,
             Err(e) => {
-                self.hold(
-                    pod,
-                    &field,
-                    &c.name,
-                    "CreateContainerConfigError",
-                    e.clone(),
-                    Some(("Failed", format!("Error: {e}"))),
-                )
-                .await;
+                self.config_error(pod, &field, &c.name, e.to_string()).await;
                 return;
             }
         };
@@ -882,45 +881,21 @@ impl PodWorker {
                 return;
             }
             Err(e) => {
-                self.hold(
-                    pod,
-                    &field,
-                    &c.name,
-                    "CreateContainerConfigError",
-                    e.to_string(),
-                    Some(("Failed", format!("Error: {e}"))),
-                )
-                .await;
+                self.config_error(pod, &field, &c.name, e.to_string()).await;
                 return;
             }
         };
         let env = match env::container_env(pod, &c, &sources, &pod_ip, &self.ctx.facts) {
             Ok(e) => e,
             Err(e) => {
-                self.hold(
-                    pod,
-                    &field,
-                    &c.name,
-                    "CreateContainerConfigError",
-                    e.to_string(),
-                    Some(("Failed", format!("Error: {e}"))),
-                )
-                .await;
+                self.config_error(pod, &field, &c.name, e.to_string()).await;
                 return;
             }
         };
         let mut mounts = match volumes::container_mounts(&c, &vols, &env) {
             Ok(m) => m,
             Err(e) => {
-                self.hold(
-                    pod,
-                    &field,
-                    &c.name,
-                    "CreateContainerConfigError",
-                    e.to_string(),
-                    Some(("Failed", format!("Error: {e}"))),
-                )
-                .await;
+                self.config_error(pod, &field, &c.name, e.to_string()).await;
                 return;
             }
         };
