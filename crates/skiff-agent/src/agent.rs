@@ -19,7 +19,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, P
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::AbortHandle;
 
 use crate::backoff::Backoff;
@@ -451,6 +451,8 @@ enum Msg {
     Pod(Box<watcher::Event<Pod>>),
     WorkerDone(String),
     Housekeeping,
+    /// A container of this pod exited: sync it now rather than on the next relist.
+    Exited(String),
 }
 
 /// Watches the pods bound to this node and keeps one worker per pod.
@@ -482,6 +484,21 @@ async fn pod_loop(ctx: Arc<Ctx>) {
             }
         }
     });
+    let exits_task = ctx.runtime.exits().map(|mut exits| {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let uid = match exits.recv().await {
+                    Ok(uid) => uid,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if tx.send(Msg::Exited(uid)).await.is_err() {
+                    return;
+                }
+            }
+        })
+    });
     let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
     let mut listing: HashSet<String> = HashSet::new();
     while let Some(msg) = rx.recv().await {
@@ -494,6 +511,13 @@ async fn pod_loop(ctx: Arc<Ctx>) {
             Msg::Housekeeping => {
                 let known: HashSet<String> = workers.keys().cloned().collect();
                 sweep(&ctx, &known).await;
+                continue;
+            }
+            Msg::Exited(uid) => {
+                // Wakes the worker with the pod it has (a watch send marks it changed).
+                if let Some(w) = workers.get(&uid) {
+                    w.send_modify(|_| {});
+                }
                 continue;
             }
         };
@@ -544,6 +568,9 @@ async fn pod_loop(ctx: Arc<Ctx>) {
     }
     watch_task.abort();
     hk_task.abort();
+    if let Some(task) = exits_task {
+        task.abort();
+    }
 }
 
 /// The state one pod's worker keeps between syncs.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 use parking_lot::Mutex;
+use tokio::sync::broadcast;
 
 use crate::runtime::{
     ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ExecRequest, ExecSession, ImageInfo,
@@ -65,6 +66,16 @@ pub struct FakeRuntime {
     exec_live: Arc<AtomicUsize>,
     /// Terminal sizes received by streaming execs, by container ID.
     resizes: Arc<Mutex<Vec<(String, TerminalSize)>>>,
+    exits: ExitEvents,
+}
+
+/// The sender of [`ContainerRuntime::exits`]: a scripted exit is announced when it happens.
+struct ExitEvents(broadcast::Sender<String>);
+
+impl Default for ExitEvents {
+    fn default() -> Self {
+        ExitEvents(broadcast::channel(1024).0)
+    }
 }
 
 /// Counts a fake exec process as live until dropped.
@@ -315,6 +326,13 @@ impl ContainerRuntime for FakeRuntime {
         };
         s.containers.insert(id.clone(), (info, run));
         s.configs.insert(id.clone(), config.clone());
+        if let Run::Exit { after, .. } = run {
+            let (exits, uid) = (self.exits.0.clone(), sandbox.pod_uid.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = exits.send(uid);
+            });
+        }
         Ok(id)
     }
 
@@ -374,6 +392,10 @@ impl ContainerRuntime for FakeRuntime {
             stdout: Vec::new(),
             stderr: if code == 0 { Vec::new() } else { b"exec failed\n".to_vec() },
         })
+    }
+
+    fn exits(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.exits.0.subscribe())
     }
 
     async fn exec_stream(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {

@@ -29,6 +29,7 @@ use skiff_runtime::{
     BindMount, Container, ContainerStatus, ExitInfo, Image, ImageError, ImageStore, PullOptions, Runtime,
     RuntimeConfig, Sandbox, StoreConfig,
 };
+use tokio::sync::broadcast;
 
 use crate::runtime::{
     ContainerConfig, ContainerInfo, ContainerRuntime, ContainerState, ExecOutput, ExecRequest, ExecSession, ImageInfo,
@@ -112,6 +113,10 @@ struct Pod {
     containers: HashMap<String, Instance>,
 }
 
+/// How many exit events may wait for the agent before the oldest are dropped (the agent's relist
+/// still sees those exits).
+const EXIT_EVENTS: usize = 1024;
+
 /// An exited container kept after its sandbox was torn down, as the kubelet keeps dead
 /// containers: its final state stays in the pod's status and `kubectl logs` still reads it.
 #[derive(Clone)]
@@ -131,7 +136,11 @@ pub struct RuncRuntime {
     /// Exited containers of torn-down sandboxes, by pod UID, until the pod is forgotten (a second
     /// `stop_sandbox`, or `remove_container` of each).
     finished: Mutex<HashMap<String, Vec<Finished>>>,
-    creating: tokio::sync::Mutex<()>,
+    /// One lock per pod whose sandbox is being created, so two calls for one pod cannot both
+    /// create it (same directory) while different pods' sandboxes are created in parallel.
+    creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Pod UIDs whose container exited ([`ContainerRuntime::exits`]).
+    exits: broadcast::Sender<String>,
 }
 
 fn failed(op: &'static str) -> impl FnOnce(String) -> RuntimeError {
@@ -164,7 +173,8 @@ impl RuncRuntime {
             network: Mutex::new(network),
             pods: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashMap::new()),
-            creating: tokio::sync::Mutex::new(()),
+            creating: Mutex::new(HashMap::new()),
+            exits: broadcast::channel(EXIT_EVENTS).0,
         };
         rt.recover().await;
         Ok(rt)
@@ -196,6 +206,7 @@ impl RuncRuntime {
             };
             let started_at = skiff_runtime::state::parse_time(c.record().started_at.as_deref());
             let info = adopted_info(&c);
+            self.report_exit(&c);
             pod.containers.insert(c.id.clone(), Instance { info, started_at, container: Arc::new(c) });
         }
         for c in orphans {
@@ -210,6 +221,61 @@ impl RuncRuntime {
             tracing::info!(pods = pods.len(), containers = adopted, "adopted the pods of a previous agent process");
         }
         self.pods.lock().extend(pods);
+    }
+
+    /// Creates the pod's sandbox unless it exists (the caller holds the pod's creation lock).
+    async fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {
+        if let Some(existing) = self.pods.lock().get(&config.pod_uid) {
+            return Ok(existing.info.clone());
+        }
+        if config.host_network {
+            return Err(failed("run sandbox")("hostNetwork pods are not supported yet".into()));
+        }
+        let sb_config = skiff_runtime::SandboxConfig {
+            pod_uid: config.pod_uid.clone(),
+            pod_name: config.name.clone(),
+            namespace: config.namespace.clone(),
+            hostname: config.hostname.clone(),
+            host_aliases: config.host_aliases.iter().map(|(ip, names)| format!("{ip}\t{}", names.join("\t"))).collect(),
+            port_mappings: config
+                .port_mappings
+                .iter()
+                .map(|m| cni::PortMapping {
+                    host_port: m.host_port,
+                    container_port: m.container_port,
+                    protocol: m.protocol.clone(),
+                    host_ip: m.host_ip.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let sandbox = Sandbox::create(&sb_config, &self.config.data_dir.join("sandboxes"), &self.network())
+            .await
+            .map_err(|e| failed("run sandbox")(e.to_string()))?;
+        let info = SandboxInfo {
+            id: config.pod_uid.clone(),
+            pod_uid: config.pod_uid.clone(),
+            name: config.name.clone(),
+            namespace: config.namespace.clone(),
+            ip: Some(sandbox.ip.to_string()),
+            ready: true,
+            created_at: Timestamp::now(),
+        };
+        self.pods.lock().insert(
+            config.pod_uid.clone(),
+            Pod { sandbox: Arc::new(sandbox), info: info.clone(), containers: HashMap::new() },
+        );
+        Ok(info)
+    }
+
+    /// Sends the container's pod UID on [`ContainerRuntime::exits`] when it exits.
+    fn report_exit(&self, container: &Container) {
+        let (exited, exits, uid) = (container.exited(), self.exits.clone(), container.pod_uid.clone());
+        tokio::spawn(async move {
+            exited.await;
+            // No receiver (no agent listening yet) is fine: the relist still sees the exit.
+            let _ = exits.send(uid);
+        });
     }
 
     /// Uses `cidr` as this node's pod subnet for sandboxes created from now on (the agent calls it
@@ -442,49 +508,17 @@ impl ContainerRuntime for RuncRuntime {
     }
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo, RuntimeError> {
-        // Serialized, so two calls for one pod cannot both create its sandbox (same directory).
-        let _creating = self.creating.lock().await;
-        if let Some(existing) = self.pods.lock().get(&config.pod_uid) {
-            return Ok(existing.info.clone());
-        }
-        if config.host_network {
-            return Err(failed("run sandbox")("hostNetwork pods are not supported yet".into()));
-        }
-        let sb_config = skiff_runtime::SandboxConfig {
-            pod_uid: config.pod_uid.clone(),
-            pod_name: config.name.clone(),
-            namespace: config.namespace.clone(),
-            hostname: config.hostname.clone(),
-            host_aliases: config.host_aliases.iter().map(|(ip, names)| format!("{ip}\t{}", names.join("\t"))).collect(),
-            port_mappings: config
-                .port_mappings
-                .iter()
-                .map(|m| cni::PortMapping {
-                    host_port: m.host_port,
-                    container_port: m.container_port,
-                    protocol: m.protocol.clone(),
-                    host_ip: m.host_ip.clone(),
-                })
-                .collect(),
-            ..Default::default()
+        let lock = self.creating.lock().entry(config.pod_uid.clone()).or_default().clone();
+        let result = {
+            let _creating = lock.lock().await;
+            self.create_sandbox(config).await
         };
-        let sandbox = Sandbox::create(&sb_config, &self.config.data_dir.join("sandboxes"), &self.network())
-            .await
-            .map_err(|e| failed("run sandbox")(e.to_string()))?;
-        let info = SandboxInfo {
-            id: config.pod_uid.clone(),
-            pod_uid: config.pod_uid.clone(),
-            name: config.name.clone(),
-            namespace: config.namespace.clone(),
-            ip: Some(sandbox.ip.to_string()),
-            ready: true,
-            created_at: Timestamp::now(),
-        };
-        self.pods.lock().insert(
-            config.pod_uid.clone(),
-            Pod { sandbox: Arc::new(sandbox), info: info.clone(), containers: HashMap::new() },
-        );
-        Ok(info)
+        let mut creating = self.creating.lock();
+        // The last caller for this pod forgets its lock (the map holds one reference).
+        if Arc::strong_count(&lock) == 2 {
+            creating.remove(&config.pod_uid);
+        }
+        result
     }
 
     async fn sandbox(&self, pod_uid: &str) -> Result<Option<SandboxInfo>, RuntimeError> {
@@ -562,6 +596,7 @@ impl ContainerRuntime for RuncRuntime {
             created_at: Timestamp::now(),
             state: ContainerState::Created,
         };
+        self.report_exit(&container);
         let container = Arc::new(container);
         let mut pods = self.pods.lock();
         match pods.get_mut(&sandbox.pod_uid) {
@@ -683,6 +718,10 @@ impl ContainerRuntime for RuncRuntime {
             resize,
             exit: Box::pin(async move { waiter.wait().await.map_err(|e| failed("exec")(e.to_string())) }),
         })
+    }
+
+    fn exits(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.exits.subscribe())
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
+use tokio::sync::broadcast;
 
 /// `imagePullPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +304,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn exec_stream(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
         let _ = request;
         Err(RuntimeError::Failed { op: "exec", message: format!("streaming exec is not supported for {id}") })
+    }
+    /// The UIDs of pods one of whose containers just exited, so the agent syncs that pod at once
+    /// instead of on its next relist (an event-driven PLEG; the relist stays as the fallback, so
+    /// a missed or lagged event only costs time). `None`: the runtime sends no events.
+    fn exits(&self) -> Option<broadcast::Receiver<String>> {
+        None
     }
 }
 

@@ -51,12 +51,18 @@ impl Env {
     }
 
     fn start_agent(&mut self) {
+        self.start_agent_with(|_| {});
+    }
+
+    /// Starts the agent with the tests' short intervals, then `adjust` applied.
+    fn start_agent_with(&mut self, adjust: impl FnOnce(&mut AgentConfig)) {
         let mut config = AgentConfig::new(NODE, self._dir.path().join("agent"));
         config.node_ip = Some("192.0.2.10".parse().expect("ip"));
         config.lease_renew_interval = Duration::from_millis(500);
         config.sync_interval = Duration::from_millis(100);
         config.backoff_initial = Duration::from_secs(1);
         config.backoff_max = Duration::from_secs(4);
+        adjust(&mut config);
         let (stop, stopped) = oneshot::channel::<()>();
         let runtime: Arc<dyn ContainerRuntime> = self.runtime.clone();
         let client = self.client.clone();
@@ -284,6 +290,25 @@ async fn terminal_phases_by_restart_policy() {
         assert!(tokio::time::Instant::now() < deadline, "sandboxes still up");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    env.stop().await;
+}
+
+/// A container's exit is acted on when the runtime reports it, not on the next relist: with a
+/// relist interval far longer than the test, the exit must still be seen (and, under `Always`,
+/// the container restarted).
+#[tokio::test]
+async fn container_exit_wakes_the_pod_worker() {
+    let mut env = Env::new().await;
+    // Exits well after the pod's own status writes have echoed back through the watch (each
+    // echo also wakes the worker), so only the exit event can make the worker look again.
+    env.runtime.script("once", vec![Run::Exit { code: 3, after: Duration::from_secs(2) }, Run::Forever]);
+    env.runtime.script("done", vec![Run::Exit { code: 0, after: Duration::from_secs(2) }]);
+    env.start_agent_with(|config| config.sync_interval = Duration::from_secs(3600));
+    env.create_pod(simple("restarts", "Always", "once")).await;
+    env.create_pod(simple("finishes", "Never", "done")).await;
+    let pod = env.wait_pod("restarts", "restarted", |p| p["status"]["containerStatuses"][0]["restartCount"] == 1).await;
+    assert_eq!(pod["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 3);
+    env.wait_pod("finishes", "Succeeded", |p| p["status"]["phase"] == "Succeeded").await;
     env.stop().await;
 }
 

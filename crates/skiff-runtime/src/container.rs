@@ -632,16 +632,25 @@ impl Container {
 
     /// Waits until the container has exited.
     pub async fn wait(&self) -> ExitInfo {
-        let Some(mut rx) = self.exit.clone() else {
-            return ExitInfo::unknown(false);
-        };
-        loop {
-            if let Some(exit) = rx.borrow_and_update().clone() {
-                return exit;
-            }
-            if rx.changed().await.is_err() {
-                let last = rx.borrow().clone();
-                return last.unwrap_or(ExitInfo::unknown(false));
+        self.exited().await
+    }
+
+    /// A future that ends when the container has exited, independent of `self` (so a watcher
+    /// task does not keep the container borrowed or shared).
+    pub fn exited(&self) -> impl Future<Output = ExitInfo> + Send + 'static {
+        let exit = self.exit.clone();
+        async move {
+            let Some(mut rx) = exit else {
+                return ExitInfo::unknown(false);
+            };
+            loop {
+                if let Some(exit) = rx.borrow_and_update().clone() {
+                    return exit;
+                }
+                if rx.changed().await.is_err() {
+                    let last = rx.borrow().clone();
+                    return last.unwrap_or(ExitInfo::unknown(false));
+                }
             }
         }
     }
