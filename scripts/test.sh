@@ -6,8 +6,13 @@ cd "$(dirname "$0")/.."
 ./scripts/fetch-kubectl.sh >/dev/null
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The integration tests that run against an in-process API server (skiff-testkit's TestServer) run
+# on SQLite first and again on etcd (a private etcd per test): both backends of the Store trait.
+ON_ETCD=(-p skiff-controllers -p skiff-scheduler -p skiff-apiserver --test '*')
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
+  SKIFF_TEST_STORE=etcd cargo nextest run "${ON_ETCD[@]}" --locked --no-fail-fast
 else
   cargo test --workspace --locked --no-fail-fast
+  SKIFF_TEST_STORE=etcd cargo test "${ON_ETCD[@]}" --locked --no-fail-fast
 fi

@@ -729,6 +729,7 @@ impl PodWorker {
 
     /// One sync of a pod that exists.
     async fn sync(&mut self, pod: &Pod) -> Sync {
+        tracing::trace!(pod = %format_pod(pod), "sync");
         let observed = match self.observe(Some(pod)).await {
             Ok(o) => o,
             Err(e) => {
@@ -800,8 +801,12 @@ impl PodWorker {
         }
         let mut sandbox = observed.sandbox.clone().filter(|s| s.ready);
         if actions.create_sandbox {
+            let began = tokio::time::Instant::now();
             match self.ctx.runtime.run_sandbox(&self.sandbox_config(pod)).await {
-                Ok(sb) => sandbox = Some(sb),
+                Ok(sb) => {
+                    tracing::debug!(pod = %format_pod(pod), elapsed = ?began.elapsed(), "sandbox created");
+                    sandbox = Some(sb)
+                }
                 Err(e) => {
                     let msg = format!("Failed to create pod sandbox: {e}");
                     self.event(pod, None, EventType::Warning, "FailedCreatePodSandBox", &msg).await;
@@ -1036,8 +1041,10 @@ impl PodWorker {
                 .and_then(|s| serde_json::to_value(s).ok()),
             log_path: self.pod_dir().join("logs").join(&c.name).join(format!("{}.log", s.attempt)),
         };
+        let began = tokio::time::Instant::now();
         match self.ctx.runtime.start_container(sandbox, &config).await {
             Ok(id) => {
+                tracing::debug!(pod = %format_pod(pod), container = %c.name, elapsed = ?began.elapsed(), "container started");
                 self.waiting.remove(&c.name);
                 self.event(
                     pod,
@@ -1278,8 +1285,12 @@ impl PodWorker {
         }
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &pod.namespace().unwrap_or_default());
         let pp = PatchParams { field_manager: Some("kubelet".into()), ..PatchParams::default() };
+        let began = tokio::time::Instant::now();
         match api.patch_status(&pod.name_any(), &pp, &Patch::Merge(json!({"status": status}))).await {
-            Ok(_) => self.last_status = Some(status),
+            Ok(_) => {
+                tracing::debug!(pod = %format_pod(pod), phase = ?status["phase"], elapsed = ?began.elapsed(), "status written");
+                self.last_status = Some(status)
+            }
             Err(e) => tracing::warn!(pod = %format_pod(pod), error = %e, "cannot write pod status"),
         }
     }

@@ -3,14 +3,13 @@
 //! bumps `count` and `lastTimestamp` (the pattern of `skiff-controllers`' recorder, with a host).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use parking_lot::Mutex;
+use tokio::sync::mpsc;
 
 /// The component name in `source` and `reportingComponent`.
 pub const COMPONENT: &str = "kubelet";
@@ -57,28 +56,61 @@ fn fnv(parts: &[&str]) -> u64 {
     h
 }
 
-/// Records Events for one node.
+/// How many Events may wait to be written before new ones are dropped (client-go's broadcaster
+/// queue, 1000).
+const QUEUE: usize = 1000;
+
+/// One Event to write.
+struct Job {
+    regarding: ObjectReference,
+    kind: EventType,
+    reason: String,
+    message: String,
+}
+
+/// Records Events for one node. As client-go's recorder, it does not make its caller wait for
+/// the API: Events are queued and written in order by one background task, so a pod's start is
+/// not delayed by the writes of its `Pulled`, `Created` and `Started` Events.
 #[derive(Clone)]
 pub struct Recorder {
+    queue: mpsc::Sender<Job>,
+}
+
+/// The writer behind a [`Recorder`].
+struct Writer {
     client: Client,
     host: String,
-    seen: Arc<Mutex<HashMap<(String, String), i32>>>,
+    seen: HashMap<(String, String), i32>,
 }
 
 impl Recorder {
+    /// Starts the writer task (call within a Tokio runtime); it ends when every clone of the
+    /// recorder is dropped, after writing what was queued.
     pub fn new(client: Client, host: &str) -> Recorder {
-        Recorder { client, host: host.to_string(), seen: Arc::default() }
+        let (queue, mut jobs) = mpsc::channel::<Job>(QUEUE);
+        let mut writer = Writer { client, host: host.to_string(), seen: HashMap::new() };
+        tokio::spawn(async move {
+            while let Some(job) = jobs.recv().await {
+                if let Err(e) = writer.write(&job.regarding, job.kind, &job.reason, &job.message).await {
+                    tracing::debug!(error = %e, reason = job.reason, "cannot record event");
+                }
+            }
+        });
+        Recorder { queue }
     }
 
-    /// Records an Event; failures are logged only (Events are best-effort).
+    /// Queues an Event; a full queue drops it (Events are best-effort), as client-go does.
     pub async fn record(&self, regarding: &ObjectReference, kind: EventType, reason: &str, message: &str) {
-        if let Err(e) = self.try_record(regarding, kind, reason, message).await {
-            tracing::debug!(error = %e, reason, "cannot record event");
+        let job = Job { regarding: regarding.clone(), kind, reason: reason.into(), message: message.into() };
+        if self.queue.try_send(job).is_err() {
+            tracing::debug!(reason, "dropping an event: the event queue is full");
         }
     }
+}
 
-    async fn try_record(
-        &self,
+impl Writer {
+    async fn write(
+        &mut self,
         regarding: &ObjectReference,
         kind: EventType,
         reason: &str,
@@ -91,8 +123,7 @@ impl Recorder {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let now = Time(Timestamp::now());
         let count = {
-            let mut seen = self.seen.lock();
-            let c = seen.entry((namespace.clone(), name.clone())).or_insert(0);
+            let c = self.seen.entry((namespace.clone(), name.clone())).or_insert(0);
             *c += 1;
             *c
         };

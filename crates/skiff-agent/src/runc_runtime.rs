@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use skiff_runtime::cni::{self, Network, NetworkConfig};
+use skiff_runtime::masquerade;
 use skiff_runtime::{
     BindMount, Container, ContainerStatus, ExitInfo, Image, ImageError, ImageStore, PullOptions, Runtime,
     RuntimeConfig, Sandbox, StoreConfig,
@@ -50,7 +51,8 @@ pub struct RuncConfig {
     pub cluster_cidr: String,
     /// The runc binary.
     pub runc_binary: PathBuf,
-    /// Masquerade traffic leaving the pod subnet.
+    /// Masquerade traffic from pods to outside the cluster range (one node-level rule set,
+    /// see `skiff_runtime::masquerade`).
     pub ip_masq: bool,
     /// Registries (`host:port`) pulled from over plain HTTP (`--insecure-registry`); loopback
     /// registries always are.
@@ -93,7 +95,6 @@ impl RuncConfig {
             cluster_cidr: self.cluster_cidr.clone(),
             ipam_data_dir: self.data_dir.join("cni/networks"),
             cache_dir: self.data_dir.join("cni/results"),
-            ip_masq: self.ip_masq,
             ..NetworkConfig::default()
         }
     }
@@ -165,6 +166,11 @@ impl RuncRuntime {
         cni::ensure_blackhole_route(&config.cluster_cidr)
             .await
             .map_err(|e| failed("blackhole route")(e.to_string()))?;
+        if config.ip_masq {
+            masquerade::ensure(&config.bridge, &config.pod_cidr, &config.cluster_cidr)
+                .await
+                .map_err(|e| failed("masquerade")(e.to_string()))?;
+        }
         let network = Network::new(config.network());
         let rt = RuncRuntime {
             config,
@@ -283,6 +289,15 @@ impl RuncRuntime {
     pub fn set_pod_cidr(&self, cidr: &str) {
         let config = NetworkConfig { subnet: cidr.to_string(), ..self.config.network() };
         *self.network.lock() = Network::new(config);
+        if self.config.ip_masq {
+            let (bridge, subnet, cluster) =
+                (self.config.bridge.clone(), cidr.to_string(), self.config.cluster_cidr.clone());
+            tokio::spawn(async move {
+                if let Err(e) = masquerade::ensure(&bridge, &subnet, &cluster).await {
+                    tracing::warn!(error = %e, "cannot set up masquerading for the pod network");
+                }
+            });
+        }
     }
 
     /// The current pod network.

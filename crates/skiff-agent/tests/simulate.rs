@@ -9,29 +9,16 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_agent::simulate::{self, SimulatorConfig};
+use skiff_testkit::TestServer;
 
 struct Cluster {
     client: Client,
-    _server: skiff_apiserver::RunningServer,
-    _dir: tempfile::TempDir,
+    _server: TestServer,
 }
 
 async fn cluster() -> Cluster {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let server = skiff_apiserver::start(skiff_apiserver::Config {
-        data_dir: dir.path().to_path_buf(),
-        bind: "127.0.0.1".parse().expect("an address"),
-        port: 0,
-        history: None,
-    })
-    .await
-    .expect("the API server starts");
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("read the kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("a client config");
-    Cluster { client: Client::try_from(config).expect("a client"), _server: server, _dir: dir }
+    let server = TestServer::start().await;
+    Cluster { client: server.client("skiff-simulate-test"), _server: server }
 }
 
 fn start(client: &Client, config: SimulatorConfig) {

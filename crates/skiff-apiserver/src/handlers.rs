@@ -140,12 +140,15 @@ async fn dispatch(
     let r = t.resource;
     match (method, t.name.as_deref(), t.subresource) {
         (&Method::GET, None, None) if q.watch => {
+            // Only a watch-list without resourceVersion must start from the most recent state.
+            reg.sync_for_read(r, &q).await?;
             let body = crate::watch::start(reg.store.clone(), t, &q, accept)?;
             let mut resp = Response::new(body);
             resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(response::JSON));
             Ok(resp)
         }
         (&Method::GET, None, None) => {
+            reg.sync_for_read(r, &q).await?;
             let listed = reg.list(t, &q)?;
             let mut md = json!({"resourceVersion": listed.revision.to_string()});
             if let Some(c) = &listed.continue_token {
@@ -168,8 +171,14 @@ async fn dispatch(
             };
             Ok(response::json(200, &body, &[]))
         }
-        (&Method::GET, Some(name), None | Some(Subresource::Status)) => ok(t, accept, &q, &*reg.get(t, name)?),
-        (&Method::GET, Some(name), Some(Subresource::Scale)) => Ok(response::json(200, &reg.get_scale(t, name)?, &[])),
+        (&Method::GET, Some(name), None | Some(Subresource::Status)) => {
+            reg.sync_for_read(r, &q).await?;
+            ok(t, accept, &q, &*reg.get(t, name)?)
+        }
+        (&Method::GET, Some(name), Some(Subresource::Scale)) => {
+            reg.sync_for_read(r, &q).await?;
+            Ok(response::json(200, &reg.get_scale(t, name)?, &[]))
+        }
         (&Method::POST, None, None) => {
             let opts = write_options(headers, &q, "CreateOptions", false)?;
             let w = reg.create(t, decode_body(headers, &body)?, &opts).await?;
@@ -245,6 +254,7 @@ async fn dispatch(
             let mut list_q = q.clone();
             list_q.limit = None;
             list_q.continue_token = None;
+            reg.sync_for_read(r, &list_q).await?;
             let listed = reg.list(t, &list_q)?;
             let mut items = Vec::new();
             for obj in &listed.items {

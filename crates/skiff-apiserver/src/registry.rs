@@ -67,9 +67,31 @@ fn store_error(r: &ResourceInfo, name: &str, e: StoreError) -> ApiError {
             ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
         }
         StoreError::SnapshotExpired(_) => ApiError::gone(CONTINUE_EXPIRED),
+        StoreError::TooLargeResourceVersion { requested, current } => too_large_resource_version(requested, current),
         StoreError::Backend(msg) => ApiError::internal(msg),
         StoreError::Closed => ApiError::unavailable("the store is shutting down"),
     }
+}
+
+/// kube-apiserver's `storage.NewTooLargeResourceVersionError`: a read that needs a revision the
+/// store has not reached (within the watch cache's 3 seconds) is a 504 `Timeout` telling the
+/// client to retry after a second, with the `ResourceVersionTooLarge` cause clients look for.
+pub fn too_large_resource_version(requested: Revision, current: Revision) -> ApiError {
+    let mut e =
+        ApiError::new(504, "Timeout", format!("Timeout: Too large resource version: {requested}, current: {current}"));
+    e.causes = vec![Cause::new("ResourceVersionTooLarge", "", "Too large resource version")];
+    e.retry_after = Some(1);
+    e
+}
+
+/// Whether a GET or LIST must be a consistent read ("most recent"): `resourceVersion` unset and
+/// no continue token. `resourceVersion=0` (any freshness), an exact or minimum revision and a
+/// continuation (its snapshot) are served from what the store has (`cacher/delegator.go`). A
+/// watch starts from what the store has too, except a watch-list (`sendInitialEvents=true`)
+/// without `resourceVersion`, whose initial state must be the most recent (`cacher.go`
+/// `getWatchCacheResourceVersion`).
+pub fn needs_consistent_read(q: &crate::request::Query) -> bool {
+    q.resource_version.is_none() && q.continue_token.is_none() && (!q.watch || q.send_initial_events == Some(true))
 }
 
 const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
@@ -169,6 +191,18 @@ impl Registry {
 
     fn current(&self, t: &Target, name: &str) -> Result<Object, ApiError> {
         self.store.get(&self.key(t, name)).ok_or_else(|| ApiError::not_found(t.resource.group, t.resource.plural, name))
+    }
+
+    /// Before serving a GET or LIST that must be consistent ([`needs_consistent_read`]), waits
+    /// until the store's reads include every write acknowledged before the request, by this API
+    /// server or any other sharing the store (kube-apiserver's consistent reads from cache). Free
+    /// for a store that is always consistent (SQLite); a store that cannot get there in time
+    /// answers 504 ([`too_large_resource_version`]).
+    pub async fn sync_for_read(&self, r: &ResourceInfo, q: &crate::request::Query) -> Result<(), ApiError> {
+        if needs_consistent_read(q) {
+            self.store.sync().await.map_err(|e| store_error(r, "", e))?;
+        }
+        Ok(())
     }
 
     /// GET of one object.
@@ -900,11 +934,9 @@ impl Registry {
             (Some("Exact"), Some(rev)) if rev != self.store.revision() => self.store.snapshot_at(rev).map_err(|_| {
                 store_error(r, "", StoreError::Compacted { requested: rev, oldest: self.store.oldest_watchable() })
             }),
-            (_, Some(rev)) if rev > self.store.revision() => Err(ApiError::new(
-                504,
-                "Timeout",
-                format!("Too large resource version: {rev}, current: {}", self.store.revision()),
-            )),
+            (_, Some(rev)) if rev > self.store.revision() => {
+                Err(too_large_resource_version(rev, self.store.revision()))
+            }
             _ => Ok(self.store.snapshot()),
         }
     }
@@ -991,5 +1023,139 @@ impl Registry {
             }
         }
         Err(ApiError::stale(r.group, r.plural, name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use skiff_store::{SqliteOptions, SqliteStore, Watch};
+
+    use super::*;
+    use crate::request::Query;
+
+    #[test]
+    fn consistent_reads_are_those_without_a_resource_version() {
+        let cases = [
+            ("", true),
+            ("resourceVersion=", true),
+            ("labelSelector=a%3Db&limit=5", true),
+            ("resourceVersion=0", false),
+            ("resourceVersion=42", false),
+            ("resourceVersion=42&resourceVersionMatch=NotOlderThan", false),
+            ("resourceVersion=42&resourceVersionMatch=Exact", false),
+            ("continue=abc&limit=5", false),
+            ("watch=1", false),
+            ("watch=1&resourceVersion=0", false),
+            ("watch=1&sendInitialEvents=false&resourceVersionMatch=NotOlderThan", false),
+            ("watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true", true),
+            ("watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=0", false),
+        ];
+        for (query, want) in cases {
+            let q = Query::parse(Some(query)).expect("query");
+            assert_eq!(needs_consistent_read(&q), want, "{query}");
+        }
+    }
+
+    #[test]
+    fn too_large_resource_version_is_kube_apiservers_timeout() {
+        let e = too_large_resource_version(120, 97);
+        assert_eq!(e.retry_after, Some(1));
+        assert_eq!(
+            e.to_status(),
+            json!({
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": "Timeout: Too large resource version: 120, current: 97",
+                "reason": "Timeout",
+                "details": {
+                    "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version", "field": ""}],
+                    "retryAfterSeconds": 1
+                },
+                "code": 504
+            })
+        );
+        let r = resource::lookup("", "v1", "pods").expect("pods");
+        let mapped = store_error(r, "", StoreError::TooLargeResourceVersion { requested: 120, current: 97 });
+        assert_eq!(mapped, e);
+    }
+
+    /// A SQLite store whose `sync` is counted, and fails when told to.
+    struct Counted {
+        inner: SqliteStore,
+        syncs: AtomicUsize,
+        stalled: bool,
+    }
+
+    /// What `#[async_trait]` makes of an `async fn` of the trait (this crate does not use the macro).
+    type Boxed<'a, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+    impl Store for Counted {
+        fn write<'a, 'b>(&'a self, write: Write) -> Boxed<'b, Object>
+        where
+            'a: 'b,
+        {
+            Box::pin(self.inner.write(write))
+        }
+
+        fn sync<'a, 'b>(&'a self) -> Boxed<'b, Revision>
+        where
+            'a: 'b,
+        {
+            Box::pin(async move {
+                self.syncs.fetch_add(1, Ordering::SeqCst);
+                if self.stalled {
+                    return Err(StoreError::TooLargeResourceVersion { requested: 9, current: self.inner.revision() });
+                }
+                self.inner.sync().await
+            })
+        }
+
+        fn snapshot(&self) -> Snapshot {
+            self.inner.snapshot()
+        }
+        fn retain_snapshot(&self, snapshot: &Snapshot) {
+            self.inner.retain_snapshot(snapshot)
+        }
+        fn snapshot_at(&self, rev: Revision) -> Result<Snapshot, StoreError> {
+            self.inner.snapshot_at(rev)
+        }
+        fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+            self.inner.watch(after)
+        }
+        fn revision(&self) -> Revision {
+            self.inner.revision()
+        }
+        fn oldest_watchable(&self) -> Revision {
+            self.inner.oldest_watchable()
+        }
+    }
+
+    #[tokio::test]
+    async fn sync_for_read_syncs_only_consistent_reads_and_maps_the_timeout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = |stalled| {
+            let inner =
+                SqliteStore::open(&dir.path().join(format!("{stalled}.db")), SqliteOptions::default()).expect("open");
+            Arc::new(Counted { inner, syncs: AtomicUsize::new(0), stalled })
+        };
+        let r = resource::lookup("", "v1", "configmaps").expect("configmaps");
+        let store = open(false);
+        let reg = Registry::new(store.clone());
+        let queries = ["", "resourceVersion=0", "resourceVersion=5", "continue=x", "watch=1", "limit=3"];
+        for query in queries {
+            reg.sync_for_read(r, &Query::parse(Some(query)).expect("query")).await.expect("synced");
+        }
+        assert_eq!(store.syncs.load(Ordering::SeqCst), 2, "only the list without resourceVersion and the limited one");
+
+        let stalled = open(true);
+        let reg = Registry::new(stalled.clone());
+        let err = reg.sync_for_read(r, &Query::default()).await.expect_err("stalled");
+        assert_eq!(err, too_large_resource_version(9, 0));
+        reg.sync_for_read(r, &Query::parse(Some("resourceVersion=0")).expect("query")).await.expect("not synced");
+        assert_eq!(stalled.syncs.load(Ordering::SeqCst), 1);
     }
 }

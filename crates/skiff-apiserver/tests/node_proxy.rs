@@ -20,6 +20,7 @@ use kube::api::{Api, AttachParams, LogParams, Patch, PatchParams, PostParams};
 use parking_lot::Mutex;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::{Value, json};
+use skiff_testkit::TestServer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -241,39 +242,23 @@ impl Agent {
 // ---------------------------------------------------------------------------------- API server
 
 struct Cluster {
-    server: Option<skiff_apiserver::RunningServer>,
+    server: TestServer,
     client: kube::Client,
     ca_pem: String,
     token: String,
-    data_dir: std::path::PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 impl Cluster {
     async fn start() -> Cluster {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let server = skiff_apiserver::start(skiff_apiserver::Config {
-            data_dir: dir.path().to_path_buf(),
-            bind: "127.0.0.1".parse().expect("ip"),
-            port: 0,
-            history: None,
-        })
-        .await
-        .expect("server starts");
-        let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("client config");
-        let client = kube::Client::try_from(config).expect("client");
-        let ca_pem = std::fs::read_to_string(dir.path().join("pki/ca.crt")).expect("ca");
-        let token = server.app.token.clone();
-        let data_dir = dir.path().to_path_buf();
-        Cluster { server: Some(server), client, ca_pem, token, data_dir, _dir: dir }
+        let server = TestServer::start().await;
+        let client = server.client("skiff-node-proxy-test");
+        let ca_pem = std::fs::read_to_string(server.data_dir().join("pki/ca.crt")).expect("ca");
+        let token = server.server().app.token.clone();
+        Cluster { server, client, ca_pem, token }
     }
 
     fn addr(&self) -> SocketAddr {
-        self.server.as_ref().expect("running").addr
+        self.server.addr()
     }
 
     fn pods(&self) -> Api<Pod> {
@@ -380,10 +365,8 @@ impl Cluster {
         }
     }
 
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.stop().await;
-        }
+    async fn stop(self) {
+        self.server.stop().await;
     }
 }
 
@@ -439,7 +422,7 @@ async fn logs_are_streamed_from_the_agent_with_the_client_certificate() {
         "/containerLogs/default/web/app?timestamps=true&sinceTime=2024-01-02T03%3A04%3A05Z&tailLines=5&limitBytes=100"
     );
     // The agent saw the API server's kubelet-client certificate.
-    let pem = std::fs::read_to_string(cluster.data_dir.join("pki/kubelet-client.crt")).expect("client cert");
+    let pem = std::fs::read_to_string(cluster.server.data_dir().join("pki/kubelet-client.crt")).expect("client cert");
     let der: Vec<CertificateDer> = rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<_, _>>().expect("pem");
     assert_eq!(seen[0].client_cert.as_deref(), Some(der[0].as_ref()));
     assert!(seen[0].headers.get(header::AUTHORIZATION).is_none(), "the admin token is not passed on");

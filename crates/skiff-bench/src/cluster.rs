@@ -201,6 +201,7 @@ impl Drop for Agent {
         }
         unmount_under(&self.data_dir);
         let _ = Command::new("ip").args(["link", "del", &self.net.bridge]).stderr(Stdio::null()).status();
+        skiff_runtime::masquerade::remove(&self.net.bridge);
         if self.added_blackhole {
             let _ = Command::new("ip")
                 .args(["route", "del", "blackhole", &self.net.cluster_cidr])

@@ -28,6 +28,23 @@ pub struct Common {
     pub namespace: Option<String>,
 }
 
+impl Common {
+    /// These flags, completed by `before`: the same flags given before the verb
+    /// (`skiff -n kube-system get pods`). kubectl's `--kubeconfig` and `-n` are global flags whose
+    /// last occurrence wins, so a flag given after the verb overrides one given before it.
+    pub fn or(self, before: &Common) -> Common {
+        Common {
+            kubeconfig: self.kubeconfig.or_else(|| before.kubeconfig.clone()),
+            namespace: self.namespace.or_else(|| before.namespace.clone()),
+        }
+    }
+
+    /// Whether no flag is set.
+    pub fn is_empty(&self) -> bool {
+        self.kubeconfig.is_none() && self.namespace.is_none()
+    }
+}
+
 /// The kubectl-like verbs.
 #[derive(clap::Subcommand, Debug)]
 pub enum Verb {
@@ -61,6 +78,42 @@ pub enum Verb {
     Version(VersionArgs),
     /// Print the supported API resources on the server.
     ApiResources(ApiResourcesArgs),
+}
+
+impl Verb {
+    /// The flags every verb takes, of whichever verb (and subcommand) this is.
+    pub fn common_mut(&mut self) -> &mut Common {
+        match self {
+            Verb::Create(a) => match &mut a.what {
+                CreateWhat::Deployment(d) => &mut d.common,
+                CreateWhat::Namespace(n) => &mut n.common,
+            },
+            Verb::Run(a) => &mut a.common,
+            Verb::Get(a) => &mut a.common,
+            Verb::Describe(a) => &mut a.common,
+            Verb::Apply(a) => &mut a.common,
+            Verb::Delete(a) => &mut a.common,
+            Verb::Scale(a) => &mut a.common,
+            Verb::Set(a) => match &mut a.what {
+                SetWhat::Image(i) => &mut i.common,
+            },
+            Verb::Rollout(a) => a.what.common_mut(),
+            Verb::Logs(a) => &mut a.common,
+            Verb::Exec(a) => &mut a.common,
+            Verb::Edit(a) => &mut a.common,
+            Verb::Wait(a) => &mut a.common,
+            Verb::Version(a) => &mut a.common,
+            Verb::ApiResources(a) => &mut a.common,
+        }
+    }
+
+    /// This verb with the global flags given before it (`skiff -n x get pods`), as kubectl accepts
+    /// them anywhere on the command line; the verb's own occurrences win.
+    pub fn with_globals(mut self, globals: &Common) -> Verb {
+        let common = self.common_mut();
+        *common = std::mem::take(common).or(globals);
+        self
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -1453,7 +1506,7 @@ async fn logs(a: LogsArgs) -> Result<(), CliError> {
 }
 
 async fn exec(a: ExecArgs) -> Result<(), CliError> {
-    use kube::api::{Api, AttachParams};
+    use std::io::IsTerminal;
     let client = connect(&a.common).await?;
     let ns = namespace(&a.common, &client);
     let pod = pod_for(&client, &ns, &a.pod).await?;
@@ -1464,12 +1517,81 @@ async fn exec(a: ExecArgs) -> Result<(), CliError> {
         )));
     }
     let container = pick_container(&pod, a.container.as_deref())?;
-    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.kube.clone(), &ns);
-    let params = AttachParams::default().container(container).stdin(a.stdin).stdout(true).stderr(!a.tty).tty(a.tty);
-    let mut process = api.exec(skiff_api::meta::name(&pod), a.command.clone(), &params).await.map_err(|e| match e {
+    let stdin_is_terminal = std::io::stdin().is_terminal();
+    let plan = crate::term::plan(a.stdin, a.tty, stdin_is_terminal);
+    if plan.warn {
+        eprintln!("{}", crate::term::NOT_A_TERMINAL);
+    }
+    // kubectl's `TTY.Safe`: with stdin attached from a terminal, its settings are saved (and made
+    // raw for a TTY) for the session and put back before anything else is printed or the process
+    // exits, also on SIGHUP/SIGINT/SIGTERM/SIGQUIT (then exit 1, as kubectl).
+    let guard = match (a.stdin && stdin_is_terminal, plan.tty) {
+        (false, _) => None,
+        (true, true) => Some(crate::term::TerminalGuard::raw(std::io::stdin())?),
+        (true, false) => Some(crate::term::TerminalGuard::save(std::io::stdin())?),
+    };
+    let session = exec_session(&client, &ns, &pod, &container, &a, plan.tty);
+    let status = match guard {
+        None => session.await?,
+        Some(guard) => {
+            let outcome = tokio::select! {
+                s = session => Some(s),
+                _ = crate::term::termination_signal() => None,
+            };
+            drop(guard);
+            match outcome {
+                Some(s) => s?,
+                None => return Err(CliError::Exit(1)),
+            }
+        }
+    };
+    if let Some(s) = status
+        && s.status.as_deref() == Some("Failure")
+    {
+        let code = s
+            .details
+            .as_ref()
+            .and_then(|d| d.causes.as_ref())
+            .and_then(|c| c.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
+            .and_then(|c| c.message.as_deref())
+            .and_then(|m| m.parse::<i32>().ok());
+        return match code {
+            Some(code) => {
+                eprintln!("command terminated with exit code {code}");
+                Err(CliError::Exit(code))
+            }
+            None => Err(CliError::Failed(s.message.unwrap_or_default())),
+        };
+    }
+    Ok(())
+}
+
+/// Runs the exec's WebSocket session: our stdin to the process, its stdout and stderr (one stream
+/// with a TTY) to ours, and with a TTY the size of our stdout's terminal on the resize channel.
+/// Returns the final `Status`.
+async fn exec_session(
+    client: &Client,
+    ns: &str,
+    pod: &Value,
+    container: &str,
+    a: &ExecArgs,
+    tty: bool,
+) -> Result<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>, CliError> {
+    use kube::api::{Api, AttachParams};
+    use std::os::fd::AsFd;
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.kube.clone(), ns);
+    let params = AttachParams::default().container(container).stdin(a.stdin).stdout(true).stderr(!tty).tty(tty);
+    let mut process = api.exec(skiff_api::meta::name(pod), a.command.clone(), &params).await.map_err(|e| match e {
         kube::Error::Api(s) => CliError::Api { code: s.code, status: serde_json::to_value(&*s).unwrap_or_default() },
         other => CliError::Failed(other.to_string()),
     })?;
+    // kubectl measures its stdout (`TTY.GetSize`); when that is no terminal it sends no size.
+    let resizer = match (process.terminal_size(), std::io::stdout().as_fd().try_clone_to_owned()) {
+        (Some(sizes), Ok(out)) if rustix::termios::isatty(&out) => {
+            Some(tokio::spawn(crate::term::forward_sizes(out, sizes)))
+        }
+        _ => None,
+    };
     let mut tasks = Vec::new();
     if let Some(mut stdout) = process.stdout() {
         tasks.push(tokio::spawn(async move {
@@ -1496,26 +1618,11 @@ async fn exec(a: ExecArgs) -> Result<(), CliError> {
     for t in tasks {
         let _ = t.await;
     }
-    let _ = process.join().await;
-    if let Some(s) = status
-        && s.status.as_deref() == Some("Failure")
-    {
-        let code = s
-            .details
-            .as_ref()
-            .and_then(|d| d.causes.as_ref())
-            .and_then(|c| c.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
-            .and_then(|c| c.message.as_deref())
-            .and_then(|m| m.parse::<i32>().ok());
-        return match code {
-            Some(code) => {
-                eprintln!("command terminated with exit code {code}");
-                Err(CliError::Exit(code))
-            }
-            None => Err(CliError::Failed(s.message.unwrap_or_default())),
-        };
+    if let Some(r) = resizer {
+        r.abort();
     }
-    Ok(())
+    let _ = process.join().await;
+    Ok(status)
 }
 
 // ----------------------------------------------------------------------------------------- wait
@@ -1692,6 +1799,29 @@ fn api_resources(a: ApiResourcesArgs) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_after_the_verb_win_over_those_before_it() {
+        let flags = |k: Option<&str>, n: Option<&str>| Common {
+            kubeconfig: k.map(PathBuf::from),
+            namespace: n.map(String::from),
+        };
+        // (after the verb, before it) -> merged
+        let cases = [
+            (flags(None, None), flags(None, None), flags(None, None)),
+            (flags(None, None), flags(Some("k"), Some("x")), flags(Some("k"), Some("x"))),
+            (flags(None, Some("b")), flags(Some("k"), Some("a")), flags(Some("k"), Some("b"))),
+            (flags(Some("k2"), None), flags(Some("k"), Some("a")), flags(Some("k2"), Some("a"))),
+            (flags(Some("k2"), Some("b")), flags(None, None), flags(Some("k2"), Some("b"))),
+        ];
+        for (after, before, want) in cases {
+            let got = after.clone().or(&before);
+            assert_eq!((got.kubeconfig, got.namespace), (want.kubeconfig, want.namespace), "{after:?} {before:?}");
+        }
+        assert!(flags(None, None).is_empty());
+        assert!(!flags(None, Some("x")).is_empty());
+        assert!(!flags(Some("k"), None).is_empty());
+    }
 
     #[test]
     fn parses_durations() {

@@ -13,6 +13,7 @@ pub mod progress;
 pub mod resources;
 pub mod rollout;
 pub mod tabwriter;
+pub mod term;
 pub mod yaml;
 
 pub use commands::{Common, Verb};

@@ -72,6 +72,18 @@ pub struct UndoArgs {
     pub common: Common,
 }
 
+impl RolloutWhat {
+    /// The flags every verb takes, of whichever `rollout` subcommand this is.
+    pub fn common_mut(&mut self) -> &mut Common {
+        match self {
+            RolloutWhat::Status(a) => &mut a.common,
+            RolloutWhat::History(a) => &mut a.common,
+            RolloutWhat::Undo(a) => &mut a.common,
+            RolloutWhat::Pause(a) | RolloutWhat::Resume(a) | RolloutWhat::Restart(a) => &mut a.common,
+        }
+    }
+}
+
 /// Where a rollout stands, as kubectl's DeploymentStatusViewer says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {

@@ -13,34 +13,21 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use skiff_controllers::deployment::{progress, util};
+use skiff_testkit::TestServer;
 use tokio::sync::watch;
 
 struct Cluster {
     client: Client,
     stop: watch::Sender<bool>,
-    server: Option<skiff_apiserver::RunningServer>,
-    _dir: tempfile::TempDir,
+    server: TestServer,
 }
 
 impl Cluster {
     async fn start() -> Cluster {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let server = skiff_apiserver::start(skiff_apiserver::Config {
-            data_dir: dir.path().to_path_buf(),
-            bind: "127.0.0.1".parse().expect("ip"),
-            port: 0,
-            history: None,
-        })
-        .await
-        .expect("server starts");
-        let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("client config");
-        let client = Client::try_from(config).expect("client");
+        let server = TestServer::start().await;
+        let client = server.client("skiff-deployment-test");
         let (stop, _) = watch::channel(false);
-        let cluster = Cluster { client, stop, server: Some(server), _dir: dir };
+        let cluster = Cluster { client, stop, server };
         tokio::spawn(skiff_controllers::deployment::run(cluster.client.clone(), cluster.stopped()));
         tokio::spawn(skiff_controllers::replicaset::run(cluster.client.clone(), cluster.stopped()));
         tokio::spawn(kubelet(cluster.client.clone(), cluster.stopped()));
@@ -54,11 +41,9 @@ impl Cluster {
         }
     }
 
-    async fn stop(mut self) {
+    async fn stop(self) {
         let _ = self.stop.send(true);
-        if let Some(server) = self.server.take() {
-            server.stop().await;
-        }
+        self.server.stop().await;
     }
 
     fn deployments(&self) -> Api<Deployment> {
@@ -282,11 +267,14 @@ async fn create_then_rolling_update() {
     assert_eq!(annotation(&second.metadata, util::REVISION).as_deref(), Some("2"));
     let old = rss.iter().find(|rs| rs.name_any() == first.name_any()).expect("old rs");
     assert_eq!(util::rs_replicas(old), 0);
-    let events = c.events().await;
+    // Events are written in the background: poll for them.
     let scaled_up = format!("ScalingReplicaSet: Scaled up replica set {} from 0 to 1", second.name_any());
-    assert!(events.contains(&scaled_up), "{events:#?}");
     let scaled_down = format!("ScalingReplicaSet: Scaled down replica set {} from 1 to 0", first.name_any());
-    assert!(events.contains(&scaled_down), "{events:#?}");
+    wait_for("the ScalingReplicaSet events", Duration::from_secs(10), || async {
+        let events = c.events().await;
+        (events.contains(&scaled_up) && events.contains(&scaled_down)).then_some(())
+    })
+    .await;
     c.stop().await;
 }
 

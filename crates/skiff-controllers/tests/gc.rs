@@ -13,6 +13,7 @@ use kube::{Client, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use skiff_controllers::gc;
+use skiff_testkit::TestServer;
 use tokio::sync::oneshot;
 
 const NS: &str = "default";
@@ -22,30 +23,16 @@ const WAIT: Duration = Duration::from_secs(30);
 /// stops on [`Env::stop`].
 struct Env {
     client: Client,
-    _server: skiff_apiserver::RunningServer,
-    _dir: tempfile::TempDir,
+    _server: TestServer,
     stop: Option<oneshot::Sender<()>>,
     gc: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Env {
     async fn server() -> Env {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let server = skiff_apiserver::start(skiff_apiserver::Config {
-            data_dir: dir.path().to_path_buf(),
-            bind: "127.0.0.1".parse().expect("ip"),
-            port: 0,
-            history: None,
-        })
-        .await
-        .expect("start the API server");
-        let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("read kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("client config");
-        let client = Client::try_from(config).expect("client");
-        Env { client, _server: server, _dir: dir, stop: None, gc: None }
+        let server = TestServer::start().await;
+        let client = server.client("skiff-gc-test");
+        Env { client, _server: server, stop: None, gc: None }
     }
 
     async fn start() -> Env {

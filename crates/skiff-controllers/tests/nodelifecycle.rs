@@ -18,6 +18,7 @@ use kube::{Client, ResourceExt};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use skiff_controllers::{manager, nodeipam, nodelifecycle};
+use skiff_testkit::TestServer;
 use tokio_util::sync::CancellationToken;
 
 const NS: &str = "default";
@@ -28,30 +29,16 @@ const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 /// of the nodes in `alive`.
 struct Env {
     client: Client,
-    _server: skiff_apiserver::RunningServer,
-    _dir: tempfile::TempDir,
+    _server: TestServer,
     stop: CancellationToken,
     alive: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Env {
     async fn server() -> Env {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let server = skiff_apiserver::start(skiff_apiserver::Config {
-            data_dir: dir.path().to_path_buf(),
-            bind: "127.0.0.1".parse().expect("ip"),
-            port: 0,
-            history: None,
-        })
-        .await
-        .expect("start the API server");
-        let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("read kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("client config");
-        let client = Client::try_from(config).expect("client");
-        let env = Env { client, _server: server, _dir: dir, stop: CancellationToken::new(), alive: Arc::default() };
+        let server = TestServer::start().await;
+        let client = server.client("skiff-nodelifecycle-test");
+        let env = Env { client, _server: server, stop: CancellationToken::new(), alive: Arc::default() };
         env.start_kubelet();
         env
     }
@@ -342,24 +329,31 @@ async fn a_silent_node_goes_unknown_is_tainted_and_its_pods_evicted() {
     assert!(!deleting(&pods, "forever").await, "a pod tolerating forever was evicted");
     assert!(!deleting(&pods, "healthy").await, "a pod on a healthy node was evicted");
 
-    // Events, as upstream words them.
-    let evictions = env.events("TaintManagerEviction").await;
-    let messages: Vec<String> = evictions.iter().filter_map(|e| e.message.clone()).collect();
-    assert!(messages.contains(&"Marking for deletion Pod default/zero".to_string()), "{messages:?}");
-    assert!(messages.contains(&"Marking for deletion Pod default/three".to_string()), "{messages:?}");
-    let not_ready = env.events("NodeNotReady").await;
-    assert!(
-        not_ready.iter().any(|e| e.involved_object.kind.as_deref() == Some("Node")
-            && e.message.as_deref() == Some("Node n1 status is now: NodeNotReady")),
-        "{not_ready:?}"
-    );
-    assert!(
-        not_ready.iter().any(|e| e.involved_object.name.as_deref() == Some("forever")
-            && e.type_.as_deref() == Some("Warning")
-            && e.message.as_deref() == Some("Node is not ready")),
-        "{not_ready:?}"
-    );
-    assert!(!env.events("RegisteredNode").await.is_empty());
+    // Events, as upstream words them (written in the background: poll for them).
+    wait_for("the TaintManagerEviction events", || async {
+        let evictions = env.events("TaintManagerEviction").await;
+        let messages: Vec<String> = evictions.iter().filter_map(|e| e.message.clone()).collect();
+        (messages.contains(&"Marking for deletion Pod default/zero".to_string())
+            && messages.contains(&"Marking for deletion Pod default/three".to_string()))
+        .then_some(())
+    })
+    .await;
+    wait_for("the NodeNotReady events of n1 and its pod", || async {
+        let not_ready = env.events("NodeNotReady").await;
+        let node = not_ready.iter().any(|e| {
+            e.involved_object.kind.as_deref() == Some("Node")
+                && e.message.as_deref() == Some("Node n1 status is now: NodeNotReady")
+        });
+        let pod = not_ready.iter().any(|e| {
+            e.involved_object.name.as_deref() == Some("forever")
+                && e.type_.as_deref() == Some("Warning")
+                && e.message.as_deref() == Some("Node is not ready")
+        });
+        (node && pod).then_some(())
+    })
+    .await;
+    wait_for("a RegisteredNode event", || async { (!env.events("RegisteredNode").await.is_empty()).then_some(()) })
+        .await;
 
     // The kubelet comes back: Lease renewed, Ready posted; the taints go.
     env.alive.lock().insert("n1".into());

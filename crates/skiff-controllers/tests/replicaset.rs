@@ -13,6 +13,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_controllers::replicaset;
+use skiff_testkit::TestServer;
 use tokio::sync::oneshot;
 
 const NS: &str = "default";
@@ -21,39 +22,22 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A running API server, a client, and the controller; dropping stops the controller.
 struct Env {
     client: Client,
-    _server: skiff_apiserver::RunningServer,
-    _dir: tempfile::TempDir,
+    _server: TestServer,
     stop: Option<oneshot::Sender<()>>,
     controller: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Env {
     async fn start() -> Env {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let server = skiff_apiserver::start(skiff_apiserver::Config {
-            data_dir: dir.path().to_path_buf(),
-            bind: "127.0.0.1".parse().expect("ip"),
-            port: 0,
-            history: None,
-        })
-        .await
-        .expect("start the API server");
-        let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("read kubeconfig");
-        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("client config");
+        let server = TestServer::start().await;
         // As kube-controller-manager identifies itself (the server derives managedFields' manager).
-        config
-            .headers
-            .push(("user-agent".parse().expect("header name"), replicaset::USER_AGENT.parse().expect("header value")));
-        let client = Client::try_from(config).expect("client");
+        let client = server.client(replicaset::USER_AGENT);
         let (stop, stopped) = oneshot::channel::<()>();
         let options = replicaset::Options { workers: 2, ..replicaset::Options::default() };
         let controller = tokio::spawn(replicaset::run_with(client.clone(), options, async move {
             let _ = stopped.await;
         }));
-        Env { client, _server: server, _dir: dir, stop: Some(stop), controller: Some(controller) }
+        Env { client, _server: server, stop: Some(stop), controller: Some(controller) }
     }
 
     fn rs_api(&self) -> Api<ReplicaSet> {

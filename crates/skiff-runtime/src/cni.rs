@@ -83,8 +83,6 @@ pub struct NetworkConfig {
     pub cache_dir: PathBuf,
     /// Directories searched for plugin binaries (`CNI_PATH`).
     pub plugin_dirs: Vec<PathBuf>,
-    /// Masquerade traffic leaving the pod subnet (bridge `ipMasq`).
-    pub ip_masq: bool,
 }
 
 impl Default for NetworkConfig {
@@ -97,7 +95,6 @@ impl Default for NetworkConfig {
             ipam_data_dir: "/var/lib/skiff/cni/networks".into(),
             cache_dir: "/var/lib/skiff/cni/results".into(),
             plugin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
-            ip_masq: true,
         }
     }
 }
@@ -140,7 +137,8 @@ pub fn conflist(config: &NetworkConfig) -> Value {
                 "type": "bridge",
                 "bridge": config.bridge,
                 "isGateway": true,
-                "ipMasq": config.ip_masq,
+                // Masquerading is one node-level rule set (crate::masquerade), not a chain per pod.
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",

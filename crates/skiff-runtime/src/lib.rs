@@ -21,6 +21,7 @@ pub mod image;
 mod import;
 pub mod layer;
 pub mod logs;
+pub mod masquerade;
 pub mod nsfs;
 mod pidfd;
 mod pull;

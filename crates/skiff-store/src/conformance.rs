@@ -232,3 +232,30 @@ pub(crate) async fn snapshot_range_lists_a_prefix_after_a_key<S: Store>(store: &
         assert_eq!(got, want, "prefix {prefix} after {after:?}");
     }
 }
+
+/// `sync` answers the revision every acknowledged write is readable at: with nobody else writing,
+/// exactly the last write's, and the reads show that write.
+pub(crate) async fn sync_reaches_the_last_write<S: Store>(store: &S) {
+    let base = store.revision();
+    assert_eq!(store.sync().await.expect("sync"), base, "nothing written yet");
+    let key = "/v1/configmaps/ns/sync";
+    let writes = [
+        create(key, json!({"data": {"n": "1"}})),
+        update(key, json!({"data": {"n": "2"}}), None),
+        delete(key, None),
+        create(key, json!({"data": {"n": "3"}})),
+    ];
+    for (i, write) in writes.into_iter().enumerate() {
+        let deleting = matches!(write, Write::Delete { .. });
+        let written = store.write(write).await.expect("write");
+        assert_eq!(written.rev, base + i as Revision + 1);
+        let reached = store.sync().await.expect("sync");
+        assert!(reached >= written.rev, "sync reached {reached}, before the write at {}", written.rev);
+        assert_eq!(reached, written.rev, "nobody else writes");
+        assert!(store.snapshot().rev >= reached);
+        assert_eq!(store.get(key), if deleting { None } else { Some(written) });
+    }
+    // Syncing again with nothing new changes nothing.
+    assert_eq!(store.sync().await.expect("sync"), base + 4);
+    assert_eq!(store.revision(), base + 4);
+}

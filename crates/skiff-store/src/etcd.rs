@@ -12,6 +12,13 @@
 //! - A write returns once this store's cache has seen it, so a write is visible to the same
 //!   store's readers as soon as it is acknowledged. Writes through other stores on the same etcd
 //!   appear when their watch events arrive (milliseconds).
+//! - A read that must be consistent calls [`Store::sync`] first (kube-apiserver's consistent
+//!   reads from cache, KEP-2340): it reads etcd's current revision (a one-key quorum read) and
+//!   waits until the cache has reached it, the reflector asking etcd for progress notifications
+//!   meanwhile so that writes outside the prefix do not keep it waiting. After
+//!   [`CONSISTENT_READ_TIMEOUT`] it fails with [`StoreError::TooLargeResourceVersion`]. Progress
+//!   notifications are exact from etcd 3.4.31 / 3.5.13 on; with an older etcd a sync may
+//!   occasionally return before an event it covers arrives (a warning is logged at connect).
 //! - A background task compacts etcd every interval to the revision seen one interval earlier
 //!   (see `compactor`); the cache then forgets the compacted changes, and a watch from before
 //!   them fails with [`StoreError::Compacted`].
@@ -30,8 +37,6 @@ mod reflector;
 mod txn;
 
 #[cfg(test)]
-mod server;
-#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
@@ -49,6 +54,10 @@ use crate::{Object, Revision, Snapshot, Store, StoreError, Watch, Write};
 /// Largest gRPC message the client accepts (a page of the list, or one watch response holding a
 /// burst of large objects); tonic's default of 4 MiB is too small for the latter.
 const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// How long [`Store::sync`] waits for the cache to reach etcd's revision (kube-apiserver's
+/// `blockTimeout` of the watch cache).
+pub const CONSISTENT_READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How often each etcd endpoint is probed when there are several.
 const ENDPOINT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -122,6 +131,7 @@ impl EtcdStore {
         let keys = Keys::new(&options.prefix);
 
         let (rev, objects) = reflector::list(&kv, &keys, options.request_timeout).await?;
+        check_version(&client, options.request_timeout).await;
         tracing::info!(endpoints = ?endpoints, prefix = keys.prefix(), revision = rev, objects = objects.len(), "etcd store connected");
         let limits = Limits {
             history_len: options.history_len,
@@ -180,6 +190,22 @@ impl EtcdStore {
     }
 }
 
+/// Warns when the etcd answering has a version whose progress notifications can run ahead of its
+/// events (see [`Store::sync`]); consistent reads then are only nearly consistent.
+async fn check_version(client: &Client, timeout: Duration) {
+    let status = timed(timeout, "status", async { client.maintenance_client().status().await }).await;
+    match status.as_ref().map(|s| (s.version(), reflector::exact_progress(s.version()))) {
+        Ok((_, Some(true))) => {}
+        Ok((version, Some(false))) => tracing::warn!(
+            version,
+            "etcd before 3.4.31 / 3.5.13 may send a progress notification ahead of the events it covers \
+             (etcd-io/etcd#15220): a consistent read can then miss a write made just before it; upgrade etcd"
+        ),
+        Ok((version, None)) => tracing::warn!(version, "cannot read the etcd version"),
+        Err(e) => tracing::debug!(error = %e, "cannot ask etcd for its version"),
+    }
+}
+
 impl Drop for EtcdStore {
     fn drop(&mut self) {
         self.close();
@@ -205,6 +231,17 @@ impl Store for EtcdStore {
             tracing::warn!(key = %object.key, revision = object.rev, "etcd watch has not delivered an acknowledged write");
         }
         Ok(object)
+    }
+
+    /// Reads etcd's current revision and waits (at most [`CONSISTENT_READ_TIMEOUT`]) until the
+    /// cache has reached it: every write acknowledged before is then in the cache, wherever it
+    /// was made.
+    async fn sync(&self) -> Result<Revision, StoreError> {
+        if self.cache.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        let current = reflector::current_revision(&self.kv, &self.keys, self.request_timeout).await?;
+        self.cache.wait_fresh(current, CONSISTENT_READ_TIMEOUT).await
     }
 
     fn snapshot(&self) -> Snapshot {

@@ -19,6 +19,8 @@ mod conformance;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod sqlite;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdOptions, EtcdStore};
@@ -70,6 +72,12 @@ pub enum StoreError {
     /// A continue token's snapshot is no longer held.
     #[error("the snapshot at revision {0} is no longer available")]
     SnapshotExpired(Revision),
+    /// [`Store::sync`] gave up: this store's reads did not reach `requested`, the revision the
+    /// backend had when the sync began, within the wait (its own watch is stalled or far behind).
+    /// kube-apiserver's `NewTooLargeResourceVersionError` (a 504 `Timeout`); the message is its
+    /// wording.
+    #[error("Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion { requested: Revision, current: Revision },
     #[error("store backend failed: {0}")]
     Backend(String),
     #[error("store is closed")]
@@ -119,6 +127,20 @@ pub trait Store: Send + Sync + 'static {
     /// Applies one write; returns the object as stored (for a delete, its last state at the delete's
     /// revision). The write is durable when this returns.
     async fn write(&self, write: Write) -> Result<Object, StoreError>;
+
+    /// Waits until this store's reads ([`Store::snapshot`], [`Store::get`]) reflect every write
+    /// acknowledged anywhere (through this store or any other sharing its backend) before the
+    /// call, and returns the revision they have reached then (at least the revision of each such
+    /// write). A read that must be consistent ("most recent": a get or list without
+    /// `resourceVersion`) calls it first, as kube-apiserver's consistent reads from its watch cache
+    /// do (KEP-2340).
+    ///
+    /// A store that is the only writer of its data (SQLite) is always consistent and answers at
+    /// once. One that reads a cache kept by a watch (etcd) asks the backend for its current
+    /// revision and waits for the cache to reach it; if it does not within a few seconds, the call
+    /// fails with [`StoreError::TooLargeResourceVersion`] (or `Backend` if the backend cannot be
+    /// asked, `Closed` once the store is closed).
+    async fn sync(&self) -> Result<Revision, StoreError>;
 
     /// The latest state of every object, at the latest revision.
     fn snapshot(&self) -> Snapshot;

@@ -145,6 +145,12 @@ impl Store for SqliteStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Every write goes through this store and is published before it is acknowledged, so reads
+    /// are always consistent: the current revision, at once.
+    async fn sync(&self) -> Result<Revision, StoreError> {
+        Ok(self.revision())
+    }
+
     fn snapshot(&self) -> Snapshot {
         self.shared.published.read().snapshot.clone()
     }

@@ -10,8 +10,41 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "skiff", version, about = "A Kubernetes-compatible container orchestrator in one binary")]
 struct Cli {
+    /// kubectl's global flags (`--kubeconfig`, `-n`), accepted before the verb as well as after it
+    /// (`skiff -n kube-system get pods`); they apply to the kubectl-like verbs only.
+    #[command(flatten)]
+    globals: skiff_cli::Common,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// Parses the command line, exiting with clap's usage error on a mistake.
+    fn parse_checked() -> Cli {
+        Cli::parse().checked().unwrap_or_else(|e| e.exit())
+    }
+
+    /// Refuses the verbs' global flags before `server`, `agent`, `image` or `completion`, which
+    /// have flags of their own (`skiff agent --kubeconfig`): given there they would be ignored.
+    fn checked(self) -> Result<Cli, clap::Error> {
+        let daemon = match &self.command {
+            Command::Cli(_) => return Ok(self),
+            Command::Server(_) => "server",
+            Command::Agent(_) => "agent",
+            Command::Image(_) => "image",
+            Command::Completion { .. } => "completion",
+        };
+        let flag = match (&self.globals.kubeconfig, &self.globals.namespace) {
+            (Some(_), _) => "--kubeconfig",
+            (None, Some(_)) => "--namespace",
+            (None, None) => return Ok(self),
+        };
+        use clap::CommandFactory;
+        Err(Cli::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!("the argument '{flag}' before '{daemon}' applies to the kubectl-like verbs only"),
+        ))
+    }
 }
 
 #[derive(Subcommand)]
@@ -141,7 +174,7 @@ impl RegistryArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked();
     // Daemons log at info; the kubectl-like verbs print their own messages, as kubectl does.
     let default_level = match cli.command {
         Command::Server(_) | Command::Agent(_) => "info",
@@ -172,7 +205,7 @@ fn main() -> anyhow::Result<()> {
                 _ => Ok(()),
             }
         }
-        Command::Cli(verb) => std::process::exit(runtime.block_on(skiff_cli::run(verb))),
+        Command::Cli(verb) => std::process::exit(runtime.block_on(skiff_cli::run(verb.with_globals(&cli.globals)))),
     };
     // Dropping a runtime waits for every blocking task without limit; a stop must not hang on one
     // (for example a read of a pipe that a still-running container holds open).
@@ -569,4 +602,180 @@ async fn agent_client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
         .await
         .context("cannot use --server and --token")?;
     kube::Client::try_from(config).context("cannot build a client")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+    use skiff_cli::Verb;
+    use skiff_cli::commands::CreateWhat;
+    use skiff_cli::rollout::RolloutWhat;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("skiff").chain(args.iter().copied()))?.checked()
+    }
+
+    /// The verb `skiff ARGS` runs, with the flags given before it merged in (as `main` does).
+    fn verb(args: &[&str]) -> Verb {
+        match parse(args) {
+            Ok(Cli { globals, command: Command::Cli(verb) }) => verb.with_globals(&globals),
+            Ok(_) => panic!("{args:?} is not a kubectl-like verb"),
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    fn error_kind(args: &[&str]) -> ErrorKind {
+        match parse(args) {
+            Ok(_) => panic!("{args:?} parsed"),
+            Err(e) => e.kind(),
+        }
+    }
+
+    /// (kubeconfig, namespace) a verb will use.
+    type Flags = (Option<String>, Option<String>);
+
+    fn flags(verb: &mut Verb) -> Flags {
+        let common = verb.common_mut();
+        (common.kubeconfig.as_ref().map(|p| p.display().to_string()), common.namespace.clone())
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_verb() {
+        let some = |s: &str| Some(s.to_string());
+        let cases: [(&[&str], Flags); 12] = [
+            (&["-n", "x", "get", "pods"], (None, some("x"))),
+            (&["get", "pods", "-n", "x"], (None, some("x"))),
+            (&["get", "-n", "x", "pods"], (None, some("x"))),
+            (&["--namespace=x", "get", "pods"], (None, some("x"))),
+            (&["-nx", "get", "pods"], (None, some("x"))),
+            (&["--kubeconfig", "k", "-n", "x", "logs", "p"], (some("k"), some("x"))),
+            (&["--kubeconfig=k", "logs", "p", "-n", "x"], (some("k"), some("x"))),
+            // kubectl keeps the last occurrence: the one after the verb.
+            (&["-n", "a", "get", "pods", "-n", "b"], (None, some("b"))),
+            (&["--kubeconfig", "k", "get", "pods", "--kubeconfig", "k2"], (some("k2"), None)),
+            (&["get", "pods"], (None, None)),
+            // After `--` the words are the remote command's, not skiff's.
+            (&["exec", "p", "--", "kubectl", "-n", "y"], (None, None)),
+            (&["-n", "x", "exec", "p", "--", "kubectl", "-n", "y"], (None, some("x"))),
+        ];
+        for (args, want) in cases {
+            let mut v = verb(args);
+            assert_eq!(flags(&mut v), want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn verbs_parse_the_same_with_global_flags_before_them() {
+        let Verb::Get(get) = verb(&["-n", "x", "get", "pods", "-A", "-o", "wide"]) else { panic!("get") };
+        assert_eq!(
+            (get.args, get.selection.all_namespaces, get.output.as_deref()),
+            (vec!["pods".into()], true, Some("wide"))
+        );
+        let Verb::Logs(logs) = verb(&["--kubeconfig", "k", "-n", "x", "logs", "p"]) else { panic!("logs") };
+        assert_eq!(logs.target, "p");
+        let Verb::Exec(exec) = verb(&["-n", "x", "exec", "-it", "p", "--", "sh", "-c", "stty size"]) else {
+            panic!("exec")
+        };
+        assert_eq!((exec.pod.as_str(), exec.stdin, exec.tty), ("p", true, true));
+        assert_eq!(exec.command, ["sh", "-c", "stty size"]);
+        assert_eq!(exec.common.namespace.as_deref(), Some("x"));
+        // Nested subcommands get them too.
+        let mut v = verb(&["-n", "x", "rollout", "status", "deploy/web"]);
+        assert_eq!(flags(&mut v), (None, Some("x".into())));
+        let Verb::Rollout(r) = v else { panic!("rollout") };
+        let RolloutWhat::Status(status) = r.what else { panic!("rollout status") };
+        assert_eq!(status.args, ["deploy/web"]);
+        let mut v = verb(&["-n", "x", "create", "deployment", "web", "--image=nginx"]);
+        assert_eq!(flags(&mut v), (None, Some("x".into())));
+        let Verb::Create(c) = v else { panic!("create") };
+        let CreateWhat::Deployment(d) = c.what else { panic!("create deployment") };
+        assert_eq!((d.name.as_str(), d.image.as_slice()), ("web", &["nginx".to_string()][..]));
+        let mut v = verb(&["--kubeconfig", "k", "set", "image", "deploy/web", "nginx=nginx:1.27"]);
+        assert_eq!(flags(&mut v), (Some("k".into()), None));
+    }
+
+    #[test]
+    fn per_command_flags_stay_after_the_verb() {
+        // kubectl's -A, -l and -o belong to their commands, not to the root.
+        for args in [&["-A", "get", "pods"][..], &["-l", "app=web", "get", "pods"], &["-o", "yaml", "get", "pods"]] {
+            assert_eq!(error_kind(args), ErrorKind::UnknownArgument, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn global_flags_are_refused_before_the_daemons() {
+        for args in [
+            &["-n", "x", "server"][..],
+            &["--kubeconfig", "k", "agent", "--kubeconfig", "k2"],
+            &["-n", "x", "agent", "--simulate", "2", "--kubeconfig", "k"],
+            &["-n", "x", "image", "ls"],
+            &["--kubeconfig", "k", "completion", "bash"],
+        ] {
+            assert_eq!(error_kind(args), ErrorKind::ArgumentConflict, "{args:?}");
+        }
+        let message = parse(&["-n", "x", "server"]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("the argument '--namespace' before 'server' applies to the kubectl-like verbs only"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn server_and_agent_flags_parse_as_before() {
+        let Ok(Cli { command: Command::Server(s), .. }) = parse(&[
+            "server",
+            "--data-dir",
+            "/d",
+            "--port",
+            "0",
+            "--no-agent",
+            "--datastore-endpoint",
+            "http://a:2379,http://b:2379",
+            "--registry-mirror",
+            "docker.io=http://127.0.0.1:5000",
+        ]) else {
+            panic!("server")
+        };
+        assert_eq!((s.data_dir, s.port, s.no_agent), (PathBuf::from("/d"), 0, true));
+        assert_eq!(s.datastore_endpoint, ["http://a:2379", "http://b:2379"]);
+        assert_eq!(s.registries.registry_mirror, ["docker.io=http://127.0.0.1:5000"]);
+
+        let Ok(Cli { command: Command::Agent(a), .. }) = parse(&[
+            "agent",
+            "--server",
+            "https://a:6443,https://b:6443",
+            "--token",
+            "t",
+            "--insecure-skip-tls-verify",
+            "--node-name",
+            "n",
+        ]) else {
+            panic!("agent --server")
+        };
+        assert_eq!(a.server, ["https://a:6443", "https://b:6443"]);
+        assert_eq!((a.token.as_deref(), a.insecure_skip_tls_verify, a.kubeconfig), (Some("t"), true, None));
+        assert_eq!(a.node_name.as_deref(), Some("n"));
+
+        let Ok(Cli { command: Command::Agent(a), globals }) = parse(&["agent", "--kubeconfig", "k", "--simulate", "3"])
+        else {
+            panic!("agent --kubeconfig")
+        };
+        assert_eq!((a.kubeconfig, a.simulate), (Some(PathBuf::from("k")), Some(3)));
+        assert!(globals.is_empty(), "the agent's --kubeconfig is its own");
+
+        // The agent's own rules are unchanged.
+        assert_eq!(
+            error_kind(&["agent", "--kubeconfig", "k", "--server", "s", "--token", "t"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(error_kind(&["agent", "--server", "s"]), ErrorKind::MissingRequiredArgument);
+        assert_eq!(error_kind(&["agent", "-n", "x"]), ErrorKind::UnknownArgument);
+    }
 }

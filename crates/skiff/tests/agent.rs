@@ -202,6 +202,15 @@ fn agent_runs_pods_with_runc() {
         log_lines(&log).contains(&"hello".to_string()).then_some(())
     });
     assert_eq!(agent.runc_containers().len(), 1, "one runc container");
+    // Pods leave the cluster masqueraded by the agent's one rule set, not a chain per pod.
+    let postrouting =
+        Command::new("iptables").args(["-w", "-t", "nat", "-S", "POSTROUTING"]).output().expect("iptables");
+    let jump = format!(
+        "-A POSTROUTING -s 10.244.210.0/24 -m comment --comment \"skiff: pods of {0}\" -j SKIFF-MASQ-{0}",
+        agent.bridge
+    );
+    assert!(String::from_utf8_lossy(&postrouting.stdout).lines().any(|l| l == jump), "{jump} is installed");
+    assert_eq!(cni_nat_rules(&agent.bridge), Vec::<String>::new(), "no per-pod NAT rules");
 
     // Two containers in one pod share the network namespace: wget reaches httpd on localhost.
     // The server's exec readiness probe runs through `runc exec`. (httpd as PID 1 ignores SIGTERM:
@@ -238,8 +247,14 @@ fn agent_runs_pods_with_runc() {
         !agent.data_dir.join("sandboxes").join(&uid).exists(),
         "the sandbox directory of the deleted pod is removed"
     );
-    assert_eq!(cni_nat_rules(&agent.bridge), Vec::<String>::new(), "CNI DEL removed the pods' NAT rules");
+    assert_eq!(cni_nat_rules(&agent.bridge), Vec::<String>::new(), "no per-pod NAT rules");
     drop(agent);
+    let postrouting =
+        Command::new("iptables").args(["-w", "-t", "nat", "-S", "POSTROUTING"]).output().expect("iptables");
+    assert!(
+        !String::from_utf8_lossy(&postrouting.stdout).contains("SKIFF-MASQ-skag210"),
+        "the clean-up removes the rules"
+    );
 }
 
 /// `kubectl logs` (-f, --previous, --timestamps) and `kubectl exec` (exit codes, stdin) go through
@@ -556,9 +571,15 @@ fn skiff_cli_logs_and_exec_against_a_real_agent() {
     assert!(!ours.status.success(), "{ours:?}");
     assert_eq!(ours.status.code(), theirs.status.code(), "skiff {ours:?}\nkubectl {theirs:?}");
 
-    // exec -it under a pseudo-terminal (`script` gives skiff one): the process sees a terminal.
+    // exec -it under a pseudo-terminal (`script` gives skiff one): the process sees a terminal of
+    // the size skiff's terminal has (sent on the resize channel, after the process may have
+    // started: it looks a few times), and skiff's terminal is as it was afterwards (raw mode only
+    // during the session).
     let line = format!(
-        "{} exec -it chat --kubeconfig {} -- sh -c 'test -t 0 && test -t 1 && echo on-a-tty; exit 4'",
+        "stty rows 37 cols 101; before=$(stty -g); {} exec -it chat --kubeconfig {} -- sh -c \
+         'test -t 0 && test -t 1 && echo on-a-tty; for i in 1 2 3 4 5; do s=$(busybox stty size); \
+         [ \"$s\" = \"37 101\" ] && break; sleep 1; done; echo \"size=$s\"; exit 4'; code=$?; \
+         [ \"$(stty -g)\" = \"$before\" ] && echo terminal-restored; exit $code",
         env!("CARGO_BIN_EXE_skiff"),
         s.kubeconfig.display()
     );
@@ -569,8 +590,18 @@ fn skiff_cli_logs_and_exec_against_a_real_agent() {
         .expect("run script (bsdutils)");
     let printed = h6_text(&out.stdout);
     assert!(printed.contains("on-a-tty"), "{printed:?} {}", h6_text(&out.stderr));
+    assert!(printed.contains("size=37 101"), "{printed:?}");
     assert!(printed.contains("command terminated with exit code 4"), "{printed:?}");
+    assert!(printed.contains("terminal-restored"), "{printed:?}");
     assert_eq!(out.status.code(), Some(4), "{printed:?}");
+    // -it with a stdin that is not a terminal: kubectl's warning, then the session without a TTY.
+    let args = ["exec", "-it", "chat", "--", "sh", "-c", "test -t 0 || echo no-tty"];
+    let ours = h6_skiff(&s, &args, Some(""));
+    let theirs = s.kubectl_with(&args, Some(""), &[]);
+    assert_eq!(h6_text(&ours.stdout), "no-tty\n", "{ours:?}");
+    assert_eq!(h6_text(&ours.stderr), "Unable to use a TTY - input is not a terminal or the right kind of file\n");
+    assert_eq!((h6_text(&ours.stdout), h6_text(&ours.stderr)), (h6_text(&theirs.stdout), h6_text(&theirs.stderr)));
+    assert_eq!(ours.status.code(), theirs.status.code());
 
     // A crashing container is restarted; `logs --previous` shows the instance before.
     let created = h6_skiff_ok(
@@ -890,6 +921,16 @@ fn agent_pulls_through_a_registry_mirror_and_publishes_host_ports() {
     build_image(scratch.path());
     let registry = Registry::start();
     registry.push(&scratch.path().join("layout"), "library/skiff-test:v1");
+    // The hostPort makes the portmap plugin create its shared chains: removed at the end if new.
+    struct PortmapChains(bool);
+    impl Drop for PortmapChains {
+        fn drop(&mut self) {
+            if !self.0 {
+                common::node::remove_portmap_chains();
+            }
+        }
+    }
+    let _portmap = PortmapChains(common::node::portmap_chains_present());
     let s = Server::start();
     let mirror = format!("docker.io=http://127.0.0.1:{}", registry.port);
     let agent = Agent::start_with(&s, "e2e-mirror", 213, &["--registry-mirror", &mirror]);

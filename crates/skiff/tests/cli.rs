@@ -130,6 +130,50 @@ fn workflow_messages_and_tables_match_kubectl() {
     assert_eq!(skiff_ok(&s, &["delete", "deploy", "web"]), "deployment.apps \"web\" deleted from default namespace\n");
 }
 
+/// kubectl's global flags (`-n`, `--kubeconfig`) go before the verb as well as after it, with the
+/// same outcome as kubectl for the same words; the last occurrence wins.
+#[test]
+fn global_flags_before_the_verb_as_kubectl() {
+    let s = Server::start();
+    assert_eq!(skiff_ok(&s, &["create", "namespace", "team"]), "namespace/team created\n");
+    assert_eq!(
+        skiff_ok(&s, &["-n", "team", "create", "deployment", "web", "--image=nginx"]),
+        "deployment.apps/web created\n"
+    );
+    let kubeconfig = s.kubeconfig.display().to_string();
+    for args in [
+        &["-n", "team", "get", "deployments", "-o", "name"][..],
+        &["get", "deployments", "-n", "team", "-o", "name"],
+        &["--namespace=team", "get", "deploy", "web", "-o", "jsonpath={.metadata.namespace}"],
+        &["--kubeconfig", &kubeconfig, "-n", "team", "get", "deploy", "-o", "name"],
+        &["-n", "team", "get", "deploy", "-n", "default"],
+        &["-n", "default", "get", "deploy", "-n", "team", "-o", "name"],
+        &["-n", "team", "rollout", "history", "deploy/web"],
+        &["-n", "team", "get", "deploy", "missing"],
+    ] {
+        same_as_kubectl(&s, args);
+    }
+    assert_eq!(skiff_ok(&s, &["-n", "team", "get", "deploy", "-o", "name"]), "deployment.apps/web\n");
+    // A kubeconfig given before the verb is the one used.
+    let out = skiff(&s, &["--kubeconfig", "/nonexistent/kubeconfig", "get", "pods"]);
+    assert!(!out.status.success(), "{out:?}");
+    // Per-command flags stay after the verb; the daemons take none of the verbs' flags.
+    let out = skiff(&s, &["-A", "get", "pods"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("unexpected argument '-A'"), "{}", text(&out.stderr));
+    let out = skiff(&s, &["-n", "x", "server", "--port", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("the argument '--namespace' before 'server' applies to the kubectl-like verbs only"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        skiff_ok(&s, &["delete", "deploy", "web", "-n", "team"]),
+        "deployment.apps \"web\" deleted from team namespace\n"
+    );
+}
+
 #[test]
 fn apply_reports_created_unchanged_configured() {
     let s = Server::start();

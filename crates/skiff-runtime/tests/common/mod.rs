@@ -150,7 +150,6 @@ impl Env {
             cluster_cidr: "10.244.0.0/16".into(),
             ipam_data_dir: tmp.path().join("ipam"),
             cache_dir: tmp.path().join("cni-cache"),
-            ip_masq: false,
             ..Default::default()
         });
         Env { pods: Default::default(), tmp, store, runtime, network, image }

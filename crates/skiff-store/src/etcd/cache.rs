@@ -7,6 +7,12 @@
 //!   its backlog and subscribes under the same lock: no gap, no duplicate.
 //! - The history holds every change in `(oldest, snapshot.rev]`, in revision order (etcd revisions
 //!   are global, so there are gaps where other keys changed).
+//!
+//! Consistent reads ([`Cache::wait_fresh`]): a reader that must see every write acknowledged
+//! before it waits until the cache's revision reaches etcd's current one. Writes to other keys
+//! of etcd move etcd's revision without any event of the prefix, so while somebody waits the
+//! reflector asks etcd for progress notifications ([`Cache::progress_wanted`]), which move the
+//! cache's revision to etcd's (kube-apiserver's `ConditionalProgressRequester`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -34,8 +40,12 @@ pub(crate) struct Cache {
     limits: Limits,
     published: RwLock<Published>,
     retained: Mutex<BTreeMap<Revision, Snapshot>>,
-    /// The revision the cache has reached, for writers waiting to read their own write.
+    /// The revision the cache has reached, for writers waiting to read their own write and
+    /// readers waiting for a consistent read.
     seen: watch::Sender<Revision>,
+    /// How many consistent reads are waiting for the cache to reach a revision; while there are
+    /// some, the reflector requests progress notifications.
+    waiting: watch::Sender<usize>,
 }
 
 /// The state readers and watchers see.
@@ -44,6 +54,9 @@ struct Published {
     history: VecDeque<Change>,
     /// The oldest revision a watch can start after.
     oldest: Revision,
+    /// The revision of the last event applied (or of the list the state was built from). Usually
+    /// `snapshot.rev`; lower after a progress notification moved `snapshot.rev` past it.
+    last_event: Revision,
     /// Live events; `None` once the store is closed.
     events: Option<broadcast::Sender<Arc<Event>>>,
 }
@@ -59,10 +72,12 @@ impl Cache {
                 snapshot: Snapshot { rev, objects },
                 history: VecDeque::new(),
                 oldest: rev,
+                last_event: rev,
                 events: Some(events),
             }),
             retained: Mutex::new(BTreeMap::new()),
             seen: watch::Sender::new(rev),
+            waiting: watch::Sender::new(0),
         }
     }
 
@@ -88,29 +103,40 @@ impl Cache {
 
     /// Applies the events of one watch response in order and then moves the revision to
     /// `progress` if given and later (a progress notification: everything up to it was sent).
-    /// Events at or below the current revision were already applied and are skipped. An event
+    /// Events at or below the last applied event were already applied and are skipped. An event
     /// that cannot be translated is logged and its key dropped from the state (it cannot be read).
+    ///
+    /// An event at or below the current revision but after the last applied event is not a
+    /// replay: a progress notification overtook it (etcd before 3.4.31 / 3.5.13 answers a progress
+    /// request ahead of events it has queued, etcd-io/etcd#15220). It is applied all the same, so
+    /// the state stays right; the snapshots retained at or after its revision missed it and are
+    /// dropped (their continue tokens expire).
     ///
     /// Only the reflector task changes the state (`apply` and `reset`, one call at a time), so the
     /// events are translated (JSON parsing) on a copy without holding the lock readers need, and
     /// only publishing takes it.
     pub fn apply(&self, events: Vec<RawEvent>, progress: Option<Revision>) {
-        let (mut objects, start) = {
+        let (mut objects, start, mut last_event) = {
             let published = self.published.read();
-            (published.snapshot.objects.clone(), published.snapshot.rev)
+            (published.snapshot.objects.clone(), published.snapshot.rev, published.last_event)
         };
-        let mut rev = start;
+        let (mut rev, applied_before) = (start, last_event);
+        let mut overtaken: Option<Revision> = None;
         let mut changes = Vec::with_capacity(events.len());
         for (kind, kv, prev) in events {
             let event_rev = match codec::revision(kv.mod_revision) {
-                Ok(r) if r > rev => r,
+                Ok(r) if r > last_event => r,
                 Ok(_) => continue,
                 Err(e) => {
                     tracing::error!(error = %e, "skipping etcd event");
                     continue;
                 }
             };
-            rev = event_rev;
+            if event_rev <= start {
+                overtaken.get_or_insert(event_rev);
+            }
+            last_event = event_rev;
+            rev = rev.max(event_rev);
             let Some(key) = self.keys.store_key(&kv.key) else {
                 tracing::error!(key = %codec::lossy(&kv.key), "skipping etcd event outside the prefix");
                 continue;
@@ -119,7 +145,8 @@ impl Cache {
                 Ok(change) => {
                     match change.event.kind {
                         EventKind::Added | EventKind::Modified => {
-                            let object = Object { key: key.clone(), rev, value: change.event.object.clone() };
+                            let object =
+                                Object { key: key.clone(), rev: event_rev, value: change.event.object.clone() };
                             objects.insert(key, object);
                         }
                         EventKind::Deleted => {
@@ -129,7 +156,7 @@ impl Cache {
                     changes.push(change);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, key = %key, rev, "unreadable etcd event: the key is dropped from the cache");
+                    tracing::error!(error = %e, key = %key, rev = event_rev, "unreadable etcd event: the key is dropped from the cache");
                     objects.remove(&key);
                 }
             }
@@ -137,11 +164,21 @@ impl Cache {
         if let Some(progress) = progress {
             rev = rev.max(progress);
         }
-        if rev == start {
+        if let Some(first) = overtaken {
+            tracing::warn!(
+                revision = first,
+                cached = start,
+                "etcd sent a progress notification ahead of events it covers (etcd-io/etcd#15220, fixed in \
+                 3.4.31 and 3.5.13): consistent reads may have missed them"
+            );
+            self.retained.lock().retain(|retained, _| *retained < first);
+        }
+        if rev == start && last_event == applied_before {
             return;
         }
         let mut published = self.published.write();
         published.snapshot = Snapshot { rev, objects };
+        published.last_event = last_event;
         for change in changes {
             if let Some(sender) = &published.events {
                 // An error only means nobody is watching right now.
@@ -166,6 +203,7 @@ impl Cache {
         published.snapshot = Snapshot { rev, objects };
         published.history.clear();
         published.oldest = rev;
+        published.last_event = rev;
         if published.events.is_some() {
             published.events = Some(broadcast::channel(self.limits.broadcast_capacity.max(1)).0);
         }
@@ -227,15 +265,65 @@ impl Cache {
         Ok(Watch { backlog, live: sender.subscribe() })
     }
 
-    /// Ends live watches and refuses new ones.
+    /// Ends live watches and refuses new ones; consistent reads still waiting fail with `Closed`.
     pub fn close(&self) {
         self.published.write().events = None;
+        // Wakes the waiters, which see the cache closed.
+        self.seen.send_modify(|_| {});
     }
 
     /// Waits until the cache has reached `rev`; false if it did not within `timeout`.
     pub async fn wait_for(&self, rev: Revision, timeout: Duration) -> bool {
         let mut seen = self.seen.subscribe();
         matches!(tokio::time::timeout(timeout, seen.wait_for(|r| *r >= rev)).await, Ok(Ok(_)))
+    }
+
+    /// A consistent read's wait: until the cache has reached `rev` (etcd's revision when the
+    /// read began), asking the reflector for progress notifications meanwhile, and returns the
+    /// revision reached. `TooLargeResourceVersion` if that takes longer than `timeout`
+    /// (kube-apiserver's `waitUntilFreshAndBlock`), `Closed` if the cache is or gets closed.
+    pub async fn wait_fresh(&self, rev: Revision, timeout: Duration) -> Result<Revision, StoreError> {
+        let mut seen = self.seen.subscribe();
+        let reached = *seen.borrow_and_update();
+        if self.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        if reached >= rev {
+            return Ok(reached);
+        }
+        let _waiting = Waiting::register(&self.waiting);
+        let waited = tokio::time::timeout(timeout, seen.wait_for(|r| *r >= rev || self.is_closed())).await;
+        if self.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        match waited {
+            Ok(Ok(reached)) => Ok(*reached),
+            // The sender lives as long as the cache: not reachable.
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::TooLargeResourceVersion { requested: rev, current: self.revision() }),
+        }
+    }
+
+    /// How many consistent reads are waiting ([`Cache::wait_fresh`]); the reflector requests
+    /// progress notifications while it is above zero.
+    pub fn progress_wanted(&self) -> watch::Receiver<usize> {
+        self.waiting.subscribe()
+    }
+}
+
+/// One consistent read counted in [`Cache::progress_wanted`] for as long as it lives.
+struct Waiting<'a>(&'a watch::Sender<usize>);
+
+impl<'a> Waiting<'a> {
+    fn register(waiting: &'a watch::Sender<usize>) -> Waiting<'a> {
+        waiting.send_modify(|n| *n += 1);
+        Waiting(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -475,6 +563,81 @@ mod tests {
         assert!(cache.is_closed());
         assert!(matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Closed)));
         assert!(matches!(cache.watch(15), Err(StoreError::Closed)));
+    }
+
+    #[test]
+    fn events_overtaken_by_a_progress_notification_are_applied() {
+        let cache = busy();
+        cache.retain(&cache.snapshot());
+        let mut live = cache.watch(15).expect("watch").live;
+        // etcd < 3.4.31 announced 20 before sending the event at 17.
+        cache.apply(vec![], Some(20));
+        cache.retain(&cache.snapshot());
+        cache.apply(vec![put("/c", json!({"v": 1}), 17, 17, None)], None);
+        assert_eq!(cache.revision(), 20, "the revision never goes back");
+        assert_eq!(cache.get("/c").map(|o| o.rev), Some(17));
+        assert_eq!(live.try_recv().expect("the event is broadcast").rev, 17);
+        assert_eq!(revs(&cache.watch(15).expect("watch").backlog), [17]);
+        assert!(matches!(cache.snapshot_at(20), Ok(s) if s.objects.contains_key("/c")), "no stale snapshot at 20");
+        assert_eq!(cache.snapshot_at(15).expect("retained before the event").objects.len(), 1);
+        // A replay of it, or of anything earlier, is still skipped; later events apply as usual.
+        cache.apply(vec![put("/c", json!({"v": 1}), 17, 17, None), put("/a", json!({"v": 9}), 11, 16, None)], None);
+        assert_eq!(cache.get("/a").map(|o| o.rev), Some(14));
+        cache.apply(vec![put("/c", json!({"v": 2}), 17, 21, Some(kv("/c", json!({"v": 1}), 17, 17)))], None);
+        assert_eq!((cache.revision(), cache.get("/c").map(|o| o.rev)), (21, Some(21)));
+        assert_eq!(revs(&cache.watch(15).expect("watch").backlog), [17, 21]);
+    }
+
+    #[tokio::test]
+    async fn wait_fresh_answers_at_once_when_the_cache_is_there() {
+        let cache = busy();
+        let wanted = cache.progress_wanted();
+        assert_eq!(cache.wait_fresh(15, Duration::from_secs(3)).await.expect("fresh"), 15);
+        assert_eq!(cache.wait_fresh(3, Duration::from_secs(3)).await.expect("fresh"), 15);
+        assert!(!wanted.has_changed().expect("open"), "no progress asked for");
+    }
+
+    #[tokio::test]
+    async fn wait_fresh_asks_for_progress_until_the_revision_is_reached() {
+        let cache = Arc::new(busy());
+        let mut wanted = cache.progress_wanted();
+        let waiter = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.wait_fresh(30, Duration::from_secs(3)).await })
+        };
+        wanted.wait_for(|n| *n == 1).await.expect("a waiter is counted");
+        // An event of the prefix is not enough; a progress notification past 30 is.
+        cache.apply(vec![put("/c", json!({}), 16, 16, None)], None);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        cache.apply(vec![], Some(31));
+        assert_eq!(waiter.await.expect("task").expect("fresh"), 31);
+        assert_eq!(*wanted.borrow_and_update(), 0, "no longer counted");
+    }
+
+    #[tokio::test]
+    async fn wait_fresh_times_out_with_too_large_resource_version() {
+        let cache = busy();
+        let started = tokio::time::Instant::now();
+        let err = cache.wait_fresh(40, Duration::from_millis(200)).await.expect_err("stalled");
+        assert!(matches!(err, StoreError::TooLargeResourceVersion { requested: 40, current: 15 }), "{err:?}");
+        assert_eq!(err.to_string(), "Too large resource version: 40, current: 15");
+        assert!(started.elapsed() >= Duration::from_millis(200), "waited the whole timeout");
+        assert_eq!(*cache.progress_wanted().borrow(), 0, "the waiter is gone");
+    }
+
+    #[tokio::test]
+    async fn wait_fresh_ends_when_the_cache_closes() {
+        let cache = Arc::new(busy());
+        let mut wanted = cache.progress_wanted();
+        let waiter = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.wait_fresh(40, Duration::from_secs(3600)).await })
+        };
+        wanted.wait_for(|n| *n == 1).await.expect("a waiter is counted");
+        cache.close();
+        assert!(matches!(waiter.await.expect("task"), Err(StoreError::Closed)));
+        assert!(matches!(cache.wait_fresh(1, Duration::from_secs(1)).await, Err(StoreError::Closed)));
     }
 
     #[tokio::test]

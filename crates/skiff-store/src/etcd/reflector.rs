@@ -3,11 +3,20 @@
 //! events the cache applies. When the watch breaks (etcd restarted, connection lost) it is
 //! re-opened from the revision after the cache's, so nothing is missed; when that revision has been
 //! compacted meanwhile, the prefix is listed again and the cache reset.
+//!
+//! While consistent reads wait for the cache (see [`Cache::wait_fresh`]), the reflector asks etcd
+//! for a progress notification on its watch stream every [`PROGRESS_REQUEST_PERIOD`], as
+//! kube-apiserver's `ConditionalProgressRequester` does: etcd answers with its current revision
+//! once every event up to it has been sent, so the cache reaches etcd's revision even when the
+//! last writes were to keys outside the prefix. (etcd before 3.4.31 / 3.5.13 may answer before
+//! sending events it has queued: see [`exact_progress`] and `Cache::apply`.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{EventType, GetOptions, KvClient, WatchClient, WatchOptions};
+use tokio::sync::watch;
+use tokio::time::{Interval, MissedTickBehavior};
 
 use super::cache::{Cache, RawEvent};
 use super::codec::{self, EtcdKind, Keys, Kv};
@@ -18,6 +27,9 @@ const PAGE: i64 = 500;
 /// Backoff between attempts to re-open a broken watch.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often progress is requested while a consistent read waits (kube-apiserver's
+/// `progressRequestPeriod`).
+pub(crate) const PROGRESS_REQUEST_PERIOD: Duration = Duration::from_millis(100);
 
 /// The first key after every key starting with `prefix` (etcd's range end for a prefix).
 pub(crate) fn range_end(prefix: &[u8]) -> Vec<u8> {
@@ -96,6 +108,39 @@ pub(crate) async fn list(
     }
 }
 
+/// etcd's current revision, read from the header of a linearizable (quorum) range of a single
+/// key, the prefix itself, counted only: as cheap as a read gets, and it waits for nothing
+/// (kube-apiserver's `GetCurrentResourceVersionFromStorage` lists the resource with limit 1).
+pub(crate) async fn current_revision(kv: &KvClient, keys: &Keys, timeout: Duration) -> Result<Revision, StoreError> {
+    let key = keys.prefix().as_bytes().to_vec();
+    let get = || {
+        let (mut kv, key) = (kv.clone(), key.clone());
+        async move { kv.get(key, Some(GetOptions::new().with_count_only())).await }
+    };
+    let response = super::endpoints::retried(timeout, "revision read", get).await?;
+    let rev = response
+        .header()
+        .map(|h| h.revision())
+        .ok_or_else(|| StoreError::Backend("etcd revision read answer has no header".to_owned()))?;
+    codec::revision(rev)
+}
+
+/// Whether an etcd of `version` (`3.5.13`, `3.6.0-rc.1`) answers a progress request only after
+/// every event up to the revision it reports: from 3.4.31 and 3.5.13 on (etcd-io/etcd#15220;
+/// kube-apiserver serves consistent reads from its cache only then). `None` if the version
+/// cannot be read.
+pub(crate) fn exact_progress(version: &str) -> Option<bool> {
+    let core = version.trim().trim_start_matches('v').split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(str::parse::<u64>);
+    let (major, minor, patch) = (parts.next()?.ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
+    Some(match (major, minor) {
+        (3, 4) => patch >= 31,
+        (3, 5) => patch >= 13,
+        (3, m) => m >= 6,
+        (m, _) => m > 3,
+    })
+}
+
 /// How a watch ended.
 enum Ended {
     /// etcd no longer holds the revision the watch had to start from.
@@ -145,11 +190,23 @@ impl Reflector {
         let options =
             WatchOptions::new().with_prefix().with_prev_key().with_progress_notify().with_start_revision(from);
         let prefix = self.keys.prefix().to_owned();
-        let mut stream = timed(self.timeout, "watch", self.watch.watch(prefix, Some(options))).await?;
+        let stream = timed(self.timeout, "watch", self.watch.watch(prefix, Some(options))).await?;
+        let (mut requests, mut responses) = stream.split();
+        let mut wanted = self.cache.progress_wanted();
+        let mut ticks = tokio::time::interval(PROGRESS_REQUEST_PERIOD);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            let response = stream
-                .message()
-                .await
+            let message = tokio::select! {
+                message = responses.message() => message,
+                () = progress_due(&mut wanted, &mut ticks) => {
+                    requests
+                        .request_progress()
+                        .await
+                        .map_err(|e| StoreError::Backend(format!("etcd watch progress request: {e}")))?;
+                    continue;
+                }
+            };
+            let response = message
                 .map_err(|e| StoreError::Backend(format!("etcd watch: {e}")))?
                 .ok_or_else(|| StoreError::Backend("etcd watch stream ended".to_owned()))?;
             if response.compact_revision() > 0 {
@@ -189,9 +246,45 @@ impl Reflector {
     }
 }
 
+/// Completes when a progress notification should be requested: some consistent read is
+/// waiting (see [`Cache::progress_wanted`]) and the period since the last request has passed
+/// (the first request after a quiet time goes out at once). Both waits are cancel-safe, so it can
+/// lose a `select!` to a watch message.
+async fn progress_due(wanted: &mut watch::Receiver<usize>, ticks: &mut Interval) {
+    if wanted.wait_for(|waiting| *waiting > 0).await.is_err() {
+        // The cache is gone, and with it every reader that could wait.
+        std::future::pending::<()>().await;
+    }
+    ticks.tick().await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_is_exact_from_3_4_31_and_3_5_13() {
+        let cases = [
+            ("3.4.23", Some(false)),
+            ("3.4.30", Some(false)),
+            ("3.4.31", Some(true)),
+            ("3.5.12", Some(false)),
+            ("3.5.13", Some(true)),
+            ("3.5.21", Some(true)),
+            ("3.6.0", Some(true)),
+            ("3.6.0-rc.1", Some(true)),
+            ("v3.5.13", Some(true)),
+            ("3.3.27", Some(false)),
+            ("2.3.8", Some(false)),
+            ("4.0.0", Some(true)),
+            ("3.5", None),
+            ("", None),
+            ("not a version", None),
+        ];
+        for (version, want) in cases {
+            assert_eq!(exact_progress(version), want, "{version}");
+        }
+    }
 
     #[test]
     fn range_end_is_the_next_prefix() {

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, WatchOptions};
 use serde_json::json;
 
-use super::server::EtcdServer;
 use super::*;
 use crate::EventKind;
 use crate::conformance::{self, collect, create, delete, revs, update};
+use crate::testing::EtcdServer;
 
 /// Test options: no background compaction (its claims would take revisions) and short timeouts.
 fn options() -> EtcdOptions {
@@ -343,4 +343,105 @@ async fn connecting_to_no_etcd_fails_with_a_backend_error() {
     assert!(matches!(err, StoreError::Backend(ref m) if m.starts_with("etcd list")), "{err:?}");
     let err = EtcdStore::connect(&[], options).await.err().expect("no endpoints");
     assert_eq!(err.to_string(), "store backend failed: no etcd endpoints given");
+}
+
+/// Consistent reads across API servers: a write through one store is in the other's reads once
+/// the other has synced, with no wait for its watch (run without the `sync` call, this fails
+/// within the first few writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_makes_every_acknowledged_write_readable_on_another_store() {
+    let etcd = EtcdServer::start();
+    let a = connect(&etcd).await;
+    let b = connect(&etcd).await;
+    for i in 0..200 {
+        let key = format!("/v1/cm/ns/k{}", i % 20);
+        let written = if i < 20 {
+            a.write(create(&key, json!({"i": i}))).await
+        } else if i % 7 == 0 {
+            a.write(delete(&key, None)).await
+        } else if a.get(&key).is_none() {
+            a.write(create(&key, json!({"i": i}))).await
+        } else {
+            a.write(update(&key, json!({"i": i}), None)).await
+        }
+        .expect("write through a");
+        let reached = b.sync().await.expect("sync b");
+        assert!(reached >= written.rev, "write {i}: b synced to {reached}, before the write at {}", written.rev);
+        let seen = b.get(&key);
+        if i >= 20 && i % 7 == 0 {
+            assert_eq!(seen, None, "write {i}: the delete at {} is seen", written.rev);
+        } else {
+            assert_eq!(seen, Some(written), "write {i}");
+        }
+        assert!(b.revision() >= reached);
+    }
+    assert_eq!(a.sync().await.expect("sync a"), b.sync().await.expect("sync b"));
+}
+
+/// etcd's revision also counts writes to keys outside the prefix, which the store's watch never
+/// sees: progress notifications bring the cache there, promptly and without an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_advances_past_writes_outside_the_prefix() {
+    let etcd = EtcdServer::start();
+    let store = connect(&etcd).await;
+    let mut client = raw(&etcd).await;
+    let mut live = store.watch(store.revision()).expect("watch").live;
+    for i in 0..20 {
+        let put = client.put(format!("/elsewhere/{i}"), "{}", None).await.expect("put outside");
+        let outside = u64::try_from(put.header().map(|h| h.revision()).expect("header")).expect("revision");
+        let started = Instant::now();
+        let reached = store.sync().await.expect("sync");
+        assert!(started.elapsed() < CONSISTENT_READ_TIMEOUT / 2, "sync {i} took {:?}", started.elapsed());
+        assert_eq!(reached, outside, "sync {i}");
+        assert!(store.revision() >= outside);
+    }
+    assert!(store.snapshot().objects.is_empty());
+    assert!(live.try_recv().is_err(), "no event for keys outside the prefix");
+
+    // A raw write inside the prefix, then one outside: a sync sees both.
+    client.put("/registry/v1/cm/ns/raw", r#"{"data":{}}"#, None).await.expect("put inside");
+    let put = client.put("/elsewhere/last", "{}", None).await.expect("put outside");
+    let last = u64::try_from(put.header().map(|h| h.revision()).expect("header")).expect("revision");
+    assert_eq!(store.sync().await.expect("sync"), last);
+    assert_eq!(store.get("/v1/cm/ns/raw").map(|o| o.rev), Some(last - 1));
+}
+
+/// When the store's watch is stalled, a sync gives up after kube-apiserver's 3 seconds with
+/// "Too large resource version"; a closed store refuses at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_times_out_when_the_watch_is_stalled() {
+    let etcd = EtcdServer::start();
+    let live = connect(&etcd).await;
+    let base = live.revision();
+    let client = raw(&etcd).await;
+    // A store whose cache nobody keeps current, as if its watch hung.
+    let keys = Keys::new("/registry/");
+    let limits = Limits { history_len: 10, retained_snapshots: 1, broadcast_capacity: 8 };
+    let stalled = EtcdStore {
+        keys: keys.clone(),
+        kv: client.kv_client(),
+        cache: Arc::new(Cache::new(keys, limits, base, imbl::OrdMap::new())),
+        request_timeout: Duration::from_secs(3),
+        tasks: Mutex::new(Vec::new()),
+    };
+    assert_eq!(stalled.sync().await.expect("nothing written yet"), base);
+    let written = live.write(create("/a", json!({}))).await.expect("create");
+    let started = Instant::now();
+    let err = stalled.sync().await.expect_err("stalled");
+    let waited = started.elapsed();
+    assert!(
+        matches!(err, StoreError::TooLargeResourceVersion { requested, current } if requested == written.rev && current == base),
+        "{err:?}"
+    );
+    assert!(waited >= CONSISTENT_READ_TIMEOUT && waited < CONSISTENT_READ_TIMEOUT * 2, "waited {waited:?}");
+    assert_eq!(live.sync().await.expect("the live store is fine"), written.rev);
+
+    live.close();
+    assert!(matches!(live.sync().await, Err(StoreError::Closed)));
+}
+
+#[tokio::test]
+async fn conformance_sync_reaches_the_last_write() {
+    let etcd = EtcdServer::start();
+    conformance::sync_reaches_the_last_write(&connect(&etcd).await).await;
 }

@@ -682,4 +682,10 @@ mod conformance {
         let dir = tempfile::tempdir().expect("tempdir");
         conformance::snapshot_range_lists_a_prefix_after_a_key(&store(&dir)).await;
     }
+
+    #[tokio::test]
+    async fn sync_reaches_the_last_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::sync_reaches_the_last_write(&store(&dir)).await;
+    }
 }

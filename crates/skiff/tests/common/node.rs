@@ -1,5 +1,5 @@
 //! Cleaning up after a node agent that a failing test left behind: its runc containers, mounts,
-//! bridge, the CNI plugin's NAT rules, the blackhole route and pod cgroups.
+//! bridge, the CNI plugin's and the agent's NAT rules, the blackhole route and pod cgroups.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -37,6 +37,7 @@ pub fn remove_agent_leftovers(agent_dir: &Path, mount_prefix: &Path, bridge: &st
     }
     let _ = Command::new("ip").args(["link", "del", bridge]).stderr(Stdio::null()).status();
     remove_cni_nat_rules(bridge);
+    skiff_runtime::masquerade::remove(bridge);
     if let Some(cidr) = blackhole {
         let _ = Command::new("ip").args(["route", "del", "blackhole", cidr]).stderr(Stdio::null()).status();
     }
@@ -109,4 +110,36 @@ fn shell_words(line: &str) -> Result<Vec<String>, ()> {
         words.push(cur);
     }
     Ok(words)
+}
+
+/// The portmap plugin's shared `nat` chains (created with the first hostPort, never removed by the
+/// plugin).
+const PORTMAP_CHAINS: [&str; 3] = ["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"];
+
+/// Whether the portmap plugin's shared chains exist (a test that publishes hostPorts checks this
+/// first, and removes them afterwards only if it created them).
+pub fn portmap_chains_present() -> bool {
+    let out = Command::new("iptables").args(["-w", "-t", "nat", "-S"]).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    text.lines().any(|l| PORTMAP_CHAINS.iter().any(|c| l == format!("-N {c}")))
+}
+
+/// Removes the portmap plugin's shared chains and the jumps to them.
+pub fn remove_portmap_chains() {
+    let out = Command::new("iptables").args(["-w", "-t", "nat", "-S"]).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    for line in text.lines().filter(|l| l.starts_with("-A ")) {
+        let Ok(args) = shell_words(line) else { continue };
+        let jumps_to_portmap = args.windows(2).any(|w| w[0] == "-j" && PORTMAP_CHAINS.contains(&w[1].as_str()));
+        if jumps_to_portmap && !PORTMAP_CHAINS.contains(&args.get(1).map(String::as_str).unwrap_or("")) {
+            let mut delete: Vec<String> = vec!["-w".into(), "-t".into(), "nat".into(), "-D".into()];
+            delete.extend(args.iter().skip(1).cloned());
+            let _ = Command::new("iptables").args(&delete).stderr(Stdio::null()).status();
+        }
+    }
+    for op in ["-F", "-X"] {
+        for chain in PORTMAP_CHAINS {
+            let _ = Command::new("iptables").args(["-w", "-t", "nat", op, chain]).stderr(Stdio::null()).status();
+        }
+    }
 }

@@ -1,7 +1,10 @@
-//! A real etcd for tests: one `etcd` process per test on free loopback ports with a temporary data
-//! directory, killed (by its PID) and removed on drop. The binary is `/usr/bin/etcd` (Debian's
-//! `etcd-server`, installed by scripts/install-deps.sh) or `$SKIFF_ETCD_BIN`; without it the tests
-//! fail, they do not skip.
+//! Test support shared with other crates' tests (the `testing` feature; always on in this crate's
+//! own tests). Not part of the store: nothing here is used by a server.
+//!
+//! [`EtcdServer`] is a real etcd for tests: one `etcd` process per test on free loopback ports
+//! with a temporary data directory, killed (by its PID) and removed on drop. The binary is
+//! `/usr/bin/etcd` (Debian's `etcd-server`, installed by scripts/install-deps.sh) or
+//! `$SKIFF_ETCD_BIN`; without it the tests fail, they do not skip.
 
 use std::fs::File;
 use std::io::{Read, Write as _};
@@ -10,7 +13,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub(crate) struct EtcdServer {
+/// One private etcd member for one test. Blocking: start it with `spawn_blocking` from async code
+/// that must not stall its runtime (it waits up to 30 s for etcd to become healthy).
+pub struct EtcdServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     client_port: u16,
@@ -21,7 +26,7 @@ fn binary() -> PathBuf {
     let path = std::env::var_os("SKIFF_ETCD_BIN").map_or_else(|| PathBuf::from("/usr/bin/etcd"), PathBuf::from);
     assert!(
         path.is_file(),
-        "etcd not found at {}: the etcd backend's tests need a real etcd. Install Debian's etcd-server \
+        "etcd not found at {}: tests on the etcd backend need a real etcd. Install Debian's etcd-server \
          (scripts/install-deps.sh does) or set SKIFF_ETCD_BIN to an etcd binary.",
         path.display()
     );
@@ -44,6 +49,7 @@ impl EtcdServer {
         server
     }
 
+    /// The client URL to give `EtcdStore::connect` (`http://127.0.0.1:PORT`).
     pub fn endpoints(&self) -> Vec<String> {
         vec![format!("http://127.0.0.1:{}", self.client_port)]
     }
