@@ -18,6 +18,31 @@ pub struct Podman {
     bridge: String,
     /// podman's cgroupfs cgroups (`/sys/fs/cgroup/*/libpod_parent/...`) that existed before.
     cgroups_before: HashSet<PathBuf>,
+    /// Whether the CNI firewall plugin's chains existed before (it creates them and never
+    /// removes them; we remove them if we caused them).
+    firewall_before: bool,
+}
+
+/// The CNI firewall plugin's `filter` chains.
+const FIREWALL_CHAINS: [&str; 2] = ["CNI-FORWARD", "CNI-ADMIN"];
+
+fn firewall_chains_present() -> bool {
+    let out = Command::new("iptables").args(["-w", "-S"]).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    text.lines().any(|l| FIREWALL_CHAINS.iter().any(|c| l == format!("-N {c}")))
+}
+
+fn remove_firewall_chains() {
+    let quiet = |args: &[&str]| {
+        let _ = Command::new("iptables").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    };
+    let comment = "CNI firewall plugin rules";
+    quiet(&["-w", "-D", "FORWARD", "-m", "comment", "--comment", comment, "-j", "CNI-FORWARD"]);
+    for op in ["-F", "-X"] {
+        for chain in FIREWALL_CHAINS {
+            quiet(&["-w", op, chain]);
+        }
+    }
 }
 
 /// Every directory under `/sys/fs/cgroup/*/libpod_parent`, the parents included.
@@ -92,7 +117,8 @@ impl Podman {
             network_conflist(bridge, subnet, gateway, &dir.join("ipam")),
         )?;
         let cgroups_before = libpod_cgroups();
-        let podman = Podman { dir: dir.to_path_buf(), bridge: bridge.to_string(), cgroups_before };
+        let firewall_before = firewall_chains_present();
+        let podman = Podman { dir: dir.to_path_buf(), bridge: bridge.to_string(), cgroups_before, firewall_before };
         let loaded = run(podman.cmd().args(["load", "-q", "-i"]).arg(archive))?;
         let id = loaded
             .lines()
@@ -151,6 +177,9 @@ impl Drop for Podman {
         quiet(self.cmd().args(["rmi", "-af"]));
         unmount_under(&self.dir);
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+        if !self.firewall_before {
+            remove_firewall_chains();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         // The cgroups podman made for our pods (it leaves them in some hierarchies): deepest first.
         let mut made: Vec<PathBuf> = libpod_cgroups().difference(&self.cgroups_before).cloned().collect();
