@@ -4,7 +4,8 @@
 //! One task owns all state (the [`Cache`], the queue) and makes decisions one pod at a time, so
 //! each decision sees every earlier one (assumed pods). Bindings, status patches and Events run as
 //! separate tasks, many in flight at once: decisions take microseconds, API writes milliseconds,
-//! so a pipeline is what makes thousands of pods per second possible.
+//! so a pipeline is what makes thousands of pods per second possible. Events are only queued: the
+//! [`Recorder`]'s own task writes them, so they hold up neither bindings nor status patches.
 //!
 //! Pods that fit nowhere get `PodScheduled=False reason=Unschedulable` and a `FailedScheduling`
 //! Event, and wait until a node is added or changes in a way that matters, or a placed pod goes
@@ -26,7 +27,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 use crate::cache::Cache;
-use crate::events::{pod_event, record};
+use crate::events::{Recorder, pod_event};
 use crate::info::{PodInfo, PodUsage};
 use crate::schedule::{Cursor, FitError, schedule};
 use crate::watched::WatchedPod;
@@ -38,7 +39,7 @@ pub struct Config {
     pub scheduler_name: String,
     /// Bindings in flight at once.
     pub max_in_flight: usize,
-    /// Status patches and Events in flight at once.
+    /// Status patches in flight at once, and Event writes in flight at once (apart).
     pub max_side_writes: usize,
     /// Record a `Scheduled` Event per bound pod (upstream does; benchmarks may turn it off).
     pub record_scheduled_events: bool,
@@ -75,12 +76,14 @@ pub async fn run_with(client: Client, config: Config, shutdown: impl Future<Outp
         spawn_watch(Api::<WatchedPod>::all(client.clone()), tx.clone(), |e| Msg::Pod(Box::new(typed(e)))),
     ];
     let side = Arc::new(Semaphore::new(config.max_side_writes.max(1)));
+    let recorder = Recorder::start(client.clone(), config.max_side_writes);
     let mut core = Core {
         cursor: Cursor::with_percentage(config.percentage_of_nodes_to_score),
         client,
         config,
         tx,
         side,
+        recorder,
         cache: Cache::new(),
         pending: HashMap::new(),
         active: VecDeque::new(),
@@ -170,6 +173,7 @@ struct Core {
     config: Config,
     tx: mpsc::Sender<Msg>,
     side: Arc<Semaphore>,
+    recorder: Recorder,
     cache: Cache,
     cursor: Cursor,
     pending: HashMap<String, Pending>,
@@ -419,25 +423,27 @@ impl Core {
     fn spawn_bind(&self, uid: String, pod: Arc<Pod>, node: String) {
         let client = self.client.clone();
         let tx = self.tx.clone();
-        let side = self.side.clone();
+        let recorder = self.config.record_scheduled_events.then(|| self.recorder.clone());
         let component = self.config.scheduler_name.clone();
-        let events = self.config.record_scheduled_events;
         tokio::spawn(async move {
             let result = bind(&client, &pod, &node).await;
             let ok = result.is_ok();
             let _ = tx.send(Msg::Bound { uid, result }).await;
-            if ok && events {
-                let Ok(_permit) = side.acquire().await else { return };
+            if let Some(recorder) = recorder.filter(|_| ok) {
                 let message = format!(
                     "Successfully assigned {}/{} to {node}",
                     pod.namespace().unwrap_or_default(),
                     pod.name_any()
                 );
-                record(
-                    client,
-                    pod_event(&pod, &component, "Normal", "Scheduled", "Binding", &message, Timestamp::now()),
-                )
-                .await;
+                recorder.record(pod_event(
+                    &pod,
+                    &component,
+                    "Normal",
+                    "Scheduled",
+                    "Binding",
+                    &message,
+                    Timestamp::now(),
+                ));
             }
         });
     }
@@ -445,24 +451,30 @@ impl Core {
     fn spawn_unschedulable(&self, pod: Arc<Pod>, fit: FitError) {
         let client = self.client.clone();
         let side = self.side.clone();
+        let recorder = self.recorder.clone();
         let component = self.config.scheduler_name.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = side.acquire().await else { return };
             let message = fit.to_string();
             tracing::debug!(pod = %pod.name_any(), %message, "pod is unschedulable");
+            // Upstream records the Event, then updates the condition.
+            recorder.record(pod_event(
+                &pod,
+                &component,
+                "Warning",
+                "FailedScheduling",
+                "Scheduling",
+                &message,
+                Timestamp::now(),
+            ));
+            let Ok(_permit) = side.acquire().await else { return };
             if let Some(patch) = unschedulable_patch(&pod, &message, Timestamp::now()) {
-                let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+                let api: Api<Pod> = Api::namespaced(client, &pod.namespace().unwrap_or_default());
                 if let Err(e) =
                     api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(patch)).await
                 {
                     tracing::debug!(error = %e, "cannot set PodScheduled=False");
                 }
             }
-            record(
-                client,
-                pod_event(&pod, &component, "Warning", "FailedScheduling", "Scheduling", &message, Timestamp::now()),
-            )
-            .await;
         });
     }
 }
