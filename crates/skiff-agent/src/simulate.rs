@@ -22,6 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -34,6 +35,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 /// The pod annotation that picks a simulated behaviour (see the module docs).
 pub const ANNOTATION: &str = "skiff.dev/simulate";
@@ -614,26 +616,161 @@ async fn heartbeat_loop(
 
 /// What the pod loop hears about.
 enum Msg {
-    Pod(watcher::Event<Pod>),
-    /// A step finished: the pod as written (`None`: deleted or failed), or an error to retry.
+    Pod(Box<watcher::Event<Pod>>),
+    /// Task `task` (see [`PodState`]) of the pod with UID `uid` ended.
     Done {
         uid: String,
-        result: Result<Option<Pod>, String>,
-    },
-    Retry {
-        uid: String,
+        task: u64,
+        outcome: Outcome,
     },
 }
 
-struct Tracked {
+/// How a pod's task ended.
+#[derive(Debug)]
+enum Outcome {
+    /// The step's status was written; `at` is when the request was sent (the time the status
+    /// itself carries), `pod` the pod as the API returned it.
+    Written { at: Instant, pod: Box<Pod> },
+    /// The pod is gone, or its deletion was confirmed: stop tracking it.
+    Gone,
+    /// The write failed (it may or may not have been applied): retry after a pause.
+    Failed(String),
+    /// The pause after a failure is over.
+    RetryDue,
+}
+
+/// Settles the race between a step's task beginning its write and the pod loop replacing that
+/// step: exactly one of [`Claim::begin_write`] and [`Claim::cancel`] succeeds. A write that has
+/// begun is never cancelled, so its outcome always reaches the loop, whichever of the API's
+/// response and the watch event for the write arrives first.
+#[derive(Debug, Default)]
+struct Claim(AtomicU8);
+
+impl Claim {
+    const PENDING: u8 = 0;
+    const WRITING: u8 = 1;
+    const CANCELLED: u8 = 2;
+
+    /// The task is about to write: `false` if the loop cancelled it first.
+    fn begin_write(&self) -> bool {
+        self.0.compare_exchange(Self::PENDING, Self::WRITING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// The loop replaces the task: `false` if its write has already begun.
+    fn cancel(&self) -> bool {
+        self.0.compare_exchange(Self::PENDING, Self::CANCELLED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+}
+
+/// The pod's current task: a step waiting for its delay or being written, or (`step: None`) a
+/// retry pause.
+#[derive(Debug)]
+struct Task {
+    /// Unique over the loop, so the outcome of a replaced task is recognised and ignored.
+    id: u64,
+    step: Option<Step>,
+    claim: Arc<Claim>,
+}
+
+/// What the pod loop must do for a pod after an event.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Nothing: no step, the same step is already scheduled, a write is in flight (its outcome
+    /// re-plans), or the event was about a task that has been replaced.
+    Keep,
+    /// Abort the previous task (cancelled before it wrote anything), and run `step` after `delay`
+    /// as task `id`.
+    Run { id: u64, delay: Duration, step: Step },
+    /// Abort the previous task, if any, and re-plan after a pause as task `id`.
+    Retry { id: u64 },
+    /// Stop tracking the pod.
+    Forget,
+}
+
+/// The pod loop's bookkeeping for one pod. Pure (time is passed in, tasks are run by the caller),
+/// so the rules that make the simulator indifferent to the order of API responses and watch
+/// events are unit-tested:
+/// * the time since the last write ([`plan`]'s input) is the time the write was *sent*, and is
+///   taken from the write's own outcome, never guessed from a watch event;
+/// * a write in flight is never replaced: events meanwhile only update the pod, and the write's
+///   outcome re-plans from the newest pod;
+/// * the outcome of a task that is no longer current is ignored.
+#[derive(Debug)]
+struct PodState {
+    /// The newest version seen, from the watch or a write's response.
     pod: Pod,
-    /// The step being waited for or written (`None`: a retry timer), and how to cancel it.
-    busy: Option<(Option<Step>, AbortHandle)>,
-    last_write: Option<tokio::time::Instant>,
+    task: Option<Task>,
+    last_write: Option<Instant>,
+}
+
+impl PodState {
+    fn new(pod: Pod) -> Self {
+        PodState { pod, task: None, last_write: None }
+    }
+
+    /// Keeps `pod` if it is at least as new as the one known.
+    fn observe(&mut self, pod: Pod) {
+        if resource_version(&pod) >= resource_version(&self.pod) {
+            self.pod = pod;
+        }
+    }
+
+    /// The claim the current task must win before writing.
+    fn claim(&self) -> Option<Arc<Claim>> {
+        self.task.as_ref().map(|t| t.claim.clone())
+    }
+
+    /// Task `id` ended with `outcome` at `now`. `ids` hands out task ids.
+    fn finished(&mut self, id: u64, outcome: Outcome, config: &SimulatorConfig, now: Instant, ids: &mut u64) -> Next {
+        if self.task.as_ref().is_none_or(|t| t.id != id) {
+            return Next::Keep;
+        }
+        self.task = None;
+        match outcome {
+            Outcome::Written { at, pod } => {
+                self.last_write = Some(at);
+                self.observe(*pod);
+                self.advance(config, now, ids)
+            }
+            Outcome::Gone => Next::Forget,
+            Outcome::Failed(_) => {
+                let id = next_id(ids);
+                self.task = Some(Task { id, step: None, claim: Arc::default() });
+                Next::Retry { id }
+            }
+            Outcome::RetryDue => self.advance(config, now, ids),
+        }
+    }
+
+    /// Plans the pod's next step at `now`, replacing the current task if it waits for another
+    /// step and has not begun writing.
+    fn advance(&mut self, config: &SimulatorConfig, now: Instant, ids: &mut u64) -> Next {
+        let since = self.last_write.map(|w| now.saturating_duration_since(w));
+        let Some((delay, step)) = plan(&self.pod, config, since) else { return Next::Keep };
+        if let Some(task) = &self.task
+            && (task.step.as_ref() == Some(&step) || !task.claim.cancel())
+        {
+            return Next::Keep;
+        }
+        let id = next_id(ids);
+        self.task = Some(Task { id, step: Some(step.clone()), claim: Arc::default() });
+        Next::Run { id, delay, step }
+    }
+}
+
+fn next_id(ids: &mut u64) -> u64 {
+    *ids += 1;
+    *ids
 }
 
 fn resource_version(pod: &Pod) -> Option<u64> {
     pod.metadata.resource_version.as_deref().and_then(|rv| rv.parse().ok())
+}
+
+/// A tracked pod: its state and how to abort its current task.
+struct Tracked {
+    state: PodState,
+    abort: Option<AbortHandle>,
 }
 
 /// Watches assigned pods, keeps the ones on this simulator's nodes, and drives each one step at a
@@ -647,7 +784,7 @@ async fn pod_loop(client: Client, config: Arc<SimulatorConfig>, writes: Arc<Sema
         while let Some(event) = stream.next().await {
             match event {
                 Ok(e) => {
-                    if watch_tx.send(Msg::Pod(e)).await.is_err() {
+                    if watch_tx.send(Msg::Pod(Box::new(e))).await.is_err() {
                         return;
                     }
                 }
@@ -659,115 +796,107 @@ async fn pod_loop(client: Client, config: Arc<SimulatorConfig>, writes: Arc<Sema
     let node_index: HashMap<String, usize> = (0..config.count).map(|i| (config.node_name(i), i)).collect();
     let mut tracked: HashMap<String, Tracked> = HashMap::new();
     let mut next_ip: u64 = 0;
+    let mut ids: u64 = 0;
     while let Some(msg) = rx.recv().await {
-        let uid = match msg {
-            Msg::Pod(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                let on_ours = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| nodes.contains(n));
-                let uid = pod.metadata.uid.clone().unwrap_or_default();
-                if !on_ours {
+        let (uid, next) = match msg {
+            Msg::Pod(event) => match *event {
+                watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                    let on_ours =
+                        pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| nodes.contains(n));
+                    if !on_ours {
+                        continue;
+                    }
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    let t = tracked
+                        .entry(uid.clone())
+                        .or_insert_with(|| Tracked { state: PodState::new(pod.clone()), abort: None });
+                    t.state.observe(pod);
+                    let next = t.state.advance(&config, Instant::now(), &mut ids);
+                    (uid, next)
+                }
+                watcher::Event::Delete(pod) => {
+                    if let Some(t) = tracked.remove(&pod.metadata.uid.clone().unwrap_or_default())
+                        && let Some(handle) = t.abort
+                    {
+                        handle.abort();
+                    }
                     continue;
                 }
-                let entry = tracked.entry(uid.clone()).or_insert_with(|| Tracked {
-                    pod: pod.clone(),
-                    busy: None,
-                    last_write: None,
-                });
-                if resource_version(&pod) >= resource_version(&entry.pod) {
-                    entry.pod = pod;
-                }
-                uid
-            }
-            Msg::Pod(watcher::Event::Delete(pod)) => {
-                if let Some(t) = tracked.remove(&pod.metadata.uid.clone().unwrap_or_default())
-                    && let Some((_, handle)) = t.busy
-                {
-                    handle.abort();
-                }
-                continue;
-            }
-            Msg::Pod(_) => continue,
-            Msg::Done { uid, result } => {
+                _ => continue,
+            },
+            Msg::Done { uid, task, outcome } => {
                 let Some(t) = tracked.get_mut(&uid) else { continue };
-                t.busy = None;
-                match result {
-                    Ok(Some(pod)) => {
-                        t.last_write = Some(tokio::time::Instant::now());
-                        if resource_version(&pod) >= resource_version(&t.pod) {
-                            t.pod = pod;
-                        }
-                    }
-                    Ok(None) => {
-                        tracked.remove(&uid);
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::debug!(pod = %uid, error = %e, "simulated pod step failed; retrying");
-                        let tx = tx.clone();
-                        let handle = tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            let _ = tx.send(Msg::Retry { uid }).await;
-                        });
-                        t.busy = Some((None, handle.abort_handle()));
-                        continue;
-                    }
+                if let Outcome::Failed(e) = &outcome {
+                    tracing::debug!(pod = %uid, error = %e, "simulated pod step failed; retrying");
                 }
-                uid
-            }
-            Msg::Retry { uid } => {
-                if let Some(t) = tracked.get_mut(&uid) {
-                    t.busy = None;
-                }
-                uid
+                let next = t.state.finished(task, outcome, &config, Instant::now(), &mut ids);
+                (uid, next)
             }
         };
-        let Some(t) = tracked.get_mut(&uid) else { continue };
-        let since = t.last_write.map(|w| w.elapsed());
-        let Some((delay, step)) = plan(&t.pod, &config, since) else { continue };
-        if let Some((busy_step, handle)) = &t.busy {
-            if busy_step.as_ref() == Some(&step) {
-                continue;
-            }
-            handle.abort();
+        if next == Next::Forget {
+            tracked.remove(&uid);
+            continue;
         }
-        let node = t.pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
-        let host_ip = node_ip(&config.prefix, node_index.get(&node).copied().unwrap_or(0)).to_string();
-        let pod_ip = match t.pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
-            Some(ip) => ip,
-            None => {
-                next_ip += 1;
-                pod_ip(&config.prefix, next_ip).to_string()
+        let Some(t) = tracked.get_mut(&uid) else { continue };
+        let handle = match next {
+            Next::Keep | Next::Forget => continue,
+            Next::Retry { id } => {
+                let tx = tx.clone();
+                let uid = uid.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = tx.send(Msg::Done { uid, task: id, outcome: Outcome::RetryDue }).await;
+                })
+            }
+            Next::Run { id, delay, step } => {
+                let Some(claim) = t.state.claim() else { continue };
+                let pod = t.state.pod.clone();
+                let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+                let host_ip = node_ip(&config.prefix, node_index.get(&node).copied().unwrap_or(0)).to_string();
+                let pod_ip = match pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
+                    Some(ip) => ip,
+                    None => {
+                        next_ip += 1;
+                        pod_ip(&config.prefix, next_ip).to_string()
+                    }
+                };
+                let job = Job { pod, step, delay, placement: Placement { host_ip, pod_ip }, id, claim };
+                tokio::spawn(perform(client.clone(), writes.clone(), tx.clone(), job))
             }
         };
-        let handle = tokio::spawn(perform(
-            client.clone(),
-            writes.clone(),
-            tx.clone(),
-            t.pod.clone(),
-            step.clone(),
-            delay,
-            Placement { host_ip, pod_ip },
-        ));
-        t.busy = Some((Some(step), handle.abort_handle()));
+        // The previous task was cancelled (or had ended): it will write nothing.
+        if let Some(old) = t.abort.replace(handle.abort_handle()) {
+            old.abort();
+        }
     }
     watch.abort();
 }
 
-/// Waits `delay`, then writes `step` for `pod` and reports back.
-async fn perform(
-    client: Client,
-    writes: Arc<Semaphore>,
-    tx: mpsc::Sender<Msg>,
+/// One step for a pod, as [`perform`] runs it.
+struct Job {
     pod: Pod,
     step: Step,
     delay: Duration,
     placement: Placement,
-) {
+    /// The task id its outcome reports.
+    id: u64,
+    /// Won before writing; lost if the step was replaced meanwhile.
+    claim: Arc<Claim>,
+}
+
+/// Waits `job.delay`, then (unless replaced meanwhile) writes `job.step` and reports back.
+async fn perform(client: Client, writes: Arc<Semaphore>, tx: mpsc::Sender<Msg>, job: Job) {
+    let Job { pod, step, delay, placement, id, claim } = job;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let result = {
+    let outcome = {
         let Ok(_permit) = writes.acquire().await else { return };
+        if !claim.begin_write() {
+            return;
+        }
+        let at = Instant::now();
         let api: Api<Pod> = Api::namespaced(client, &pod.namespace().unwrap_or_default());
         let name = pod.name_any();
         match &step {
@@ -778,22 +907,22 @@ async fn perform(
                     ..DeleteParams::default()
                 };
                 match api.delete(&name, &dp).await {
-                    Ok(_) => Ok(None),
-                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
-                    Err(e) => Err(e.to_string()),
+                    Ok(_) => Outcome::Gone,
+                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Outcome::Gone,
+                    Err(e) => Outcome::Failed(e.to_string()),
                 }
             }
             _ => {
                 let patch = status_after(&pod, &step, &placement, Timestamp::now());
                 match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
-                    Ok(p) => Ok(Some(p)),
-                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-                    Err(e) => Err(e.to_string()),
+                    Ok(pod) => Outcome::Written { at, pod: Box::new(pod) },
+                    Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Gone,
+                    Err(e) => Outcome::Failed(e.to_string()),
                 }
             }
         }
     };
-    let _ = tx.send(Msg::Done { uid, result }).await;
+    let _ = tx.send(Msg::Done { uid, task: id, outcome }).await;
 }
 
 #[cfg(test)]
@@ -1003,5 +1132,213 @@ mod tests {
         assert_ne!(pod_ip("a", 1), pod_ip("a", 2));
         let ips: HashSet<Ipv4Addr> = (0..1000).map(|i| node_ip("a", i)).collect();
         assert_eq!(ips.len(), 1000);
+    }
+
+    /// The pod loop's handling of one pod, without I/O.
+    mod ordering {
+        use super::*;
+
+        /// The `loop` pod of the integration test: containers exit 200 ms after starting.
+        fn cfg() -> SimulatorConfig {
+            SimulatorConfig { fail_after: Duration::from_millis(200), ..config(500) }
+        }
+
+        fn at_rv(mut p: Value, rv: u64) -> Pod {
+            p["metadata"]["resourceVersion"] = json!(rv.to_string());
+            pod(p)
+        }
+
+        fn ms(t0: Instant, n: u64) -> Instant {
+            t0 + Duration::from_millis(n)
+        }
+
+        /// Which of a write's API response and its watch event the loop hears first.
+        #[derive(Debug, Clone, Copy)]
+        enum Order {
+            ResponseFirst,
+            WatchFirst,
+        }
+
+        /// Task `id` (which must have won its claim) wrote `written`, sending the request at
+        /// `sent`; the loop hears the response and the watch event in `order`, both at `now`.
+        /// Returns the answers that are not [`Next::Keep`].
+        fn deliver(
+            s: &mut PodState,
+            order: Order,
+            id: u64,
+            sent: Instant,
+            written: &Pod,
+            now: Instant,
+            ids: &mut u64,
+        ) -> Vec<Next> {
+            let response = |s: &mut PodState, ids: &mut u64| {
+                s.finished(id, Outcome::Written { at: sent, pod: Box::new(written.clone()) }, &cfg(), now, ids)
+            };
+            let watch = |s: &mut PodState, ids: &mut u64| {
+                s.observe(written.clone());
+                s.advance(&cfg(), now, ids)
+            };
+            let answers = match order {
+                Order::ResponseFirst => {
+                    let r = response(s, ids);
+                    vec![r, watch(s, ids)]
+                }
+                Order::WatchFirst => {
+                    let w = watch(s, ids);
+                    vec![w, response(s, ids)]
+                }
+            };
+            answers.into_iter().filter(|n| *n != Next::Keep).collect()
+        }
+
+        #[test]
+        fn crash_loop_timing_does_not_depend_on_event_order() {
+            let now = Timestamp::from_second(1_750_000_000).expect("time");
+            let t0 = Instant::now();
+            for order in [Order::ResponseFirst, Order::WatchFirst] {
+                let mut ids = 0;
+                let pending = base(Some("fail"), "Always");
+                let mut s = PodState::new(at_rv(pending.clone(), 10));
+                let start = Step::Start { ready: false };
+                assert_eq!(
+                    s.advance(&cfg(), t0, &mut ids),
+                    Next::Run { id: 1, delay: Duration::ZERO, step: start.clone() },
+                    "{order:?}"
+                );
+                assert!(s.claim().expect("a task").begin_write(), "{order:?}");
+
+                // Sent at 5 ms, heard at 30 ms: the containers exit 200 ms after the write.
+                let started = apply(pending, &start, now);
+                let got = deliver(&mut s, order, 1, ms(t0, 5), &at_rv(started.clone(), 11), ms(t0, 30), &mut ids);
+                let exit = Step::Exit { exit_code: 1 };
+                assert_eq!(
+                    got,
+                    [Next::Run { id: 2, delay: Duration::from_millis(175), step: exit.clone() }],
+                    "{order:?}"
+                );
+                assert!(s.claim().expect("a task").begin_write(), "{order:?}");
+
+                // The crash starts a 10 s back-off, counted from the exit's write.
+                let crashed = apply(started, &exit, now);
+                let got = deliver(&mut s, order, 2, ms(t0, 205), &at_rv(crashed.clone(), 12), ms(t0, 230), &mut ids);
+                assert_eq!(
+                    got,
+                    [Next::Run { id: 3, delay: Duration::from_millis(9_975), step: Step::Restart }],
+                    "{order:?}"
+                );
+                assert!(s.claim().expect("a task").begin_write(), "{order:?}");
+
+                let restarted = apply(crashed, &Step::Restart, now);
+                let got = deliver(&mut s, order, 3, ms(t0, 10_205), &at_rv(restarted, 13), ms(t0, 10_230), &mut ids);
+                assert_eq!(got, [Next::Run { id: 4, delay: Duration::from_millis(175), step: exit }], "{order:?}");
+            }
+        }
+
+        /// A started `fail` pod, written at `t0`, with its exit scheduled as task 1.
+        fn exiting(t0: Instant, ids: &mut u64) -> (PodState, Value) {
+            let now = Timestamp::from_second(1_750_000_000).expect("time");
+            let started = apply(base(Some("fail"), "Always"), &Step::Start { ready: false }, now);
+            let mut s = PodState::new(at_rv(started.clone(), 11));
+            s.last_write = Some(t0);
+            let exit = Step::Exit { exit_code: 1 };
+            assert_eq!(s.advance(&cfg(), t0, ids), Next::Run { id: 1, delay: Duration::from_millis(200), step: exit });
+            (s, started)
+        }
+
+        #[test]
+        fn a_waiting_step_is_replaced_and_a_write_in_flight_is_not() {
+            let t0 = Instant::now();
+            let mut ids = 0;
+            let (mut s, started) = exiting(t0, &mut ids);
+            let mut deleting = started;
+            deleting["metadata"]["deletionTimestamp"] = json!("2025-06-15T15:07:10Z");
+
+            // Still waiting: the deletion replaces the exit, which then cannot write.
+            let exit_claim = s.claim().expect("a task");
+            s.observe(at_rv(deleting.clone(), 12));
+            assert_eq!(
+                s.advance(&cfg(), ms(t0, 50), &mut ids),
+                Next::Run { id: 2, delay: Duration::from_millis(50), step: Step::Delete }
+            );
+            assert!(!exit_claim.begin_write(), "a replaced step does not write");
+            assert_eq!(s.advance(&cfg(), ms(t0, 60), &mut ids), Next::Keep, "the same step stays scheduled");
+            let stale = s.finished(1, Outcome::Failed("boom".into()), &cfg(), ms(t0, 70), &mut ids);
+            assert_eq!(stale, Next::Keep, "a replaced task's outcome is ignored");
+            assert_eq!(s.task.as_ref().map(|t| (t.id, t.step.clone())), Some((2, Some(Step::Delete))));
+
+            // Already writing: the deletion waits for the write's outcome, then counts from it.
+            let mut ids = 0;
+            let (mut s, started) = exiting(t0, &mut ids);
+            assert!(s.claim().expect("a task").begin_write());
+            s.observe(at_rv(deleting, 12));
+            assert_eq!(s.advance(&cfg(), ms(t0, 210), &mut ids), Next::Keep);
+            assert!(!s.claim().expect("a task").cancel(), "a write in flight is not cancelled");
+            let now = Timestamp::from_second(1_750_000_000).expect("time");
+            let mut written = apply(started, &Step::Exit { exit_code: 1 }, now);
+            written["metadata"]["deletionTimestamp"] = json!("2025-06-15T15:07:10Z");
+            let next = s.finished(
+                1,
+                Outcome::Written { at: ms(t0, 200), pod: Box::new(at_rv(written, 13)) },
+                &cfg(),
+                ms(t0, 230),
+                &mut ids,
+            );
+            assert_eq!(next, Next::Run { id: 2, delay: Duration::from_millis(70), step: Step::Delete });
+        }
+
+        #[test]
+        fn failed_writes_are_retried_and_gone_pods_forgotten() {
+            let t0 = Instant::now();
+            let exit = Step::Exit { exit_code: 1 };
+            let mut ids = 0;
+            let (mut s, started) = exiting(t0, &mut ids);
+            assert!(s.claim().expect("a task").begin_write());
+            let next = s.finished(1, Outcome::Failed("conflict".into()), &cfg(), ms(t0, 210), &mut ids);
+            assert_eq!(next, Next::Retry { id: 2 });
+            assert_eq!(s.last_write, Some(t0), "a failed write is not counted as written");
+            // The pause ends: the exit, already overdue, runs at once.
+            let next = s.finished(2, Outcome::RetryDue, &cfg(), ms(t0, 1_210), &mut ids);
+            assert_eq!(next, Next::Run { id: 3, delay: Duration::ZERO, step: exit.clone() });
+
+            // A newer pod during the pause re-plans at once; the pause's end is then stale.
+            let mut ids = 0;
+            let (mut s, started_again) = exiting(t0, &mut ids);
+            assert_eq!(started_again, started);
+            assert!(s.claim().expect("a task").begin_write());
+            assert_eq!(
+                s.finished(1, Outcome::Failed("timeout".into()), &cfg(), ms(t0, 210), &mut ids),
+                Next::Retry { id: 2 }
+            );
+            let mut labelled = started;
+            labelled["metadata"]["labels"] = json!({"tier": "web"});
+            s.observe(at_rv(labelled, 12));
+            assert_eq!(
+                s.advance(&cfg(), ms(t0, 300), &mut ids),
+                Next::Run { id: 3, delay: Duration::ZERO, step: exit }
+            );
+            assert_eq!(s.finished(2, Outcome::RetryDue, &cfg(), ms(t0, 1_210), &mut ids), Next::Keep);
+
+            // Gone (deleted, or 404 on the status write): forget the pod.
+            assert!(s.claim().expect("a task").begin_write());
+            assert_eq!(s.finished(3, Outcome::Gone, &cfg(), ms(t0, 320), &mut ids), Next::Forget);
+        }
+
+        #[test]
+        fn older_pods_do_not_replace_newer_ones() {
+            let p = base(None, "Always");
+            let mut s = PodState::new(at_rv(p.clone(), 12));
+            for (rv, want) in [(11, 12), (12, 12), (13, 13)] {
+                s.observe(at_rv(p.clone(), rv));
+                assert_eq!(resource_version(&s.pod), Some(want), "after rv {rv}");
+            }
+        }
+
+        #[test]
+        fn exactly_one_of_write_and_cancel_wins() {
+            let c = Claim::default();
+            assert_eq!((c.begin_write(), c.cancel(), c.begin_write()), (true, false, false));
+            let c = Claim::default();
+            assert_eq!((c.cancel(), c.begin_write(), c.cancel()), (true, false, false));
+        }
     }
 }
