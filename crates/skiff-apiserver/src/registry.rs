@@ -906,9 +906,14 @@ impl Registry {
                 items.push(o.value.clone());
             }
         } else {
-            let mut iter = snapshot.range(&prefix, after.as_deref()).filter(matches);
+            // As kube-apiserver's storage: a page ends after `limit` matching objects; `continue` is
+            // given when any object follows in the range (matching or not: the next page may be
+            // empty), and `remainingItemCount` only when nothing is filtered (counting the matches
+            // would mean evaluating the selectors on the whole rest of the range for every page).
+            let unfiltered = labels.is_empty() && fields.as_ref().is_none_or(|f| f.is_empty());
+            let mut iter = snapshot.range(&prefix, after.as_deref());
             let mut last_key = None;
-            for o in iter.by_ref() {
+            for o in iter.by_ref().filter(matches) {
                 items.push(o.value.clone());
                 if items.len() == limit {
                     last_key = Some(o.key.clone());
@@ -916,10 +921,10 @@ impl Registry {
                 }
             }
             if let Some(last) = last_key {
-                let rest = iter.count();
+                let rest = if unfiltered { iter.count() } else { usize::from(iter.next().is_some()) };
                 if rest > 0 {
                     continue_token = Some(encode_continue(snapshot.rev, &last));
-                    remaining = Some(rest);
+                    remaining = unfiltered.then_some(rest);
                     self.store.retain_snapshot(&snapshot);
                 }
             }
