@@ -30,6 +30,42 @@ impl Default for Timings {
     }
 }
 
+/// Timings client-go's elector refuses (`leaderelection.NewLeaderElector`), with its messages.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimingsError {
+    #[error("leaseDuration must be greater than zero")]
+    LeaseDurationZero,
+    #[error("leaseDuration must be greater than renewDeadline")]
+    LeaseNotAboveRenew,
+    #[error("renewDeadline must be greater than retryPeriod*JitterFactor")]
+    RenewNotAboveRetry,
+    #[error("retryPeriod must be greater than zero")]
+    RetryPeriodZero,
+}
+
+/// client-go's `JitterFactor`: the retry period can stretch by up to 20%.
+const JITTER_FACTOR: f64 = 1.2;
+
+impl Timings {
+    /// Checks the timings as client-go does before electing; a lease is written in whole seconds,
+    /// so it must be at least 1 s.
+    pub fn validate(&self) -> Result<(), TimingsError> {
+        if self.lease_duration.as_secs() == 0 {
+            return Err(TimingsError::LeaseDurationZero);
+        }
+        if self.lease_duration <= self.renew_deadline {
+            return Err(TimingsError::LeaseNotAboveRenew);
+        }
+        if self.retry_period.is_zero() {
+            return Err(TimingsError::RetryPeriodZero);
+        }
+        if self.renew_deadline.as_secs_f64() <= JITTER_FACTOR * self.retry_period.as_secs_f64() {
+            return Err(TimingsError::RenewNotAboveRetry);
+        }
+        Ok(())
+    }
+}
+
 /// What to do with the Lease now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -223,5 +259,26 @@ mod tests {
             s.renew_time = None;
         }
         assert_eq!(decide(Some(&no_renew), "a", now), Decision::TakeOver);
+    }
+
+    #[test]
+    fn timings_are_validated_as_client_go_does() {
+        let t = |lease: u64, renew: u64, retry: u64| Timings {
+            lease_duration: Duration::from_millis(lease),
+            renew_deadline: Duration::from_millis(renew),
+            retry_period: Duration::from_millis(retry),
+        };
+        assert_eq!(Timings::default().validate(), Ok(()));
+        assert_eq!(t(3000, 2000, 500).validate(), Ok(()));
+        assert_eq!(t(500, 200, 100).validate(), Err(TimingsError::LeaseDurationZero));
+        assert_eq!(t(10_000, 10_000, 2000).validate(), Err(TimingsError::LeaseNotAboveRenew));
+        assert_eq!(t(15_000, 10_000, 0).validate(), Err(TimingsError::RetryPeriodZero));
+        // 2.4 s is 1.2 x 2 s: not strictly greater.
+        assert_eq!(t(15_000, 2400, 2000).validate(), Err(TimingsError::RenewNotAboveRetry));
+        assert_eq!(t(15_000, 2401, 2000).validate(), Ok(()));
+        assert_eq!(
+            TimingsError::RenewNotAboveRetry.to_string(),
+            "renewDeadline must be greater than retryPeriod*JitterFactor"
+        );
     }
 }

@@ -144,6 +144,16 @@ struct ServerArgs {
     /// The prefix length of the pod range given to each node from --cluster-cidr.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// How long a leader's Lease (controllers, scheduler) lasts unrenewed before another server
+    /// takes over (kube-controller-manager's flag).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    leader_elect_lease_duration: std::time::Duration,
+    /// How long the leader keeps trying to renew before it gives up leading.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    leader_elect_renew_deadline: std::time::Duration,
+    /// How often a server tries to acquire or renew leadership.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    leader_elect_retry_period: std::time::Duration,
     #[command(flatten)]
     registries: RegistryArgs,
 }
@@ -214,6 +224,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let timings = skiff_controllers::leader::Timings {
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+    };
+    timings.validate().context("invalid --leader-elect-lease-duration / -renew-deadline / -retry-period")?;
     let config = skiff_apiserver::Config {
         data_dir: args.data_dir,
         bind: args.bind,
@@ -247,7 +263,6 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         let identity = format!("{}_{}", hostname(), skiff_api::meta::new_uid());
         // The holderIdentity this process writes into the leader-election Leases.
         tracing::info!(identity, "competing for the controller and scheduler leases");
-        let timings = skiff_controllers::leader::Timings::default();
         let defaults = skiff_controllers::manager::Config::default();
         let config = skiff_controllers::manager::Config {
             identity: identity.clone(),

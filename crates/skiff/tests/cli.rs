@@ -750,7 +750,20 @@ fn bad_input_gets_clear_errors() {
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n data: [1\n").expect("write");
     let missing = dir.path().join("missing.yaml");
-    let cases: [(Vec<String>, &str); 3] = [
+    let data_dir = dir.path().join("server").display().to_string();
+    let server = |flags: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> =
+            ["server", "--no-agent", "--port", "0", "--data-dir", &data_dir].map(String::from).into();
+        args.extend(flags.iter().map(|f| f.to_string()));
+        args
+    };
+    let cases: [(Vec<String>, &str); 6] = [
+        (server(&["--leader-elect-lease-duration", "10s"]), "leaseDuration must be greater than renewDeadline"),
+        (
+            server(&["--leader-elect-renew-deadline", "2s", "--leader-elect-retry-period", "2s"]),
+            "renewDeadline must be greater than retryPeriod*JitterFactor",
+        ),
+        (server(&["--leader-elect-retry-period", "soon"]), "invalid value 'soon' for '--leader-elect-retry-period"),
         (vec!["frobnicate".into()], "unrecognized subcommand 'frobnicate'"),
         (
             vec!["apply".into(), "-f".into(), missing.display().to_string()],
