@@ -7,7 +7,8 @@
 //!   kubeconfig) the real agent on the harness's bridge, and a pod created as soon as the API
 //!   accepts it.
 //! - VmRSS and VmHWM of the idle server: `--no-agent`, and the default `skiff server` with its
-//!   embedded node agent (no pods, so it touches no bridge).
+//!   embedded node agent on the harness's bridge name (no pods, so it creates no bridge; its masquerade
+//!   rules are removed afterwards).
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -104,7 +105,16 @@ async fn embedded_agent_memory(
     let data = env.dir("cold-embedded-")?.join("data");
     let port = free_port()?;
     let blackhole_before = blackhole_present(&env.net.cluster_cidr);
-    let extra = ["--pod-cidr", &env.net.pod_cidr, "--cluster-cidr", &env.net.cluster_cidr, "--kubelet-port", "0"];
+    let extra = [
+        "--pod-cidr",
+        &env.net.pod_cidr,
+        "--cluster-cidr",
+        &env.net.cluster_cidr,
+        "--bridge",
+        &env.net.bridge,
+        "--kubelet-port",
+        "0",
+    ];
     let mut server = spawn_server(env, &data, port, &extra)?;
     let result = async {
         wait_ready(tls, &data, port, &mut server).await?;
@@ -114,6 +124,8 @@ async fn embedded_agent_memory(
     .await;
     server.stop(Duration::from_secs(10));
     crate::procs::unmount_under(&data);
+    // The agent installs its masquerade rules at start, pods or not.
+    skiff_runtime::masquerade::remove(&env.net.bridge);
     if !blackhole_before {
         let _ = Command::new("ip")
             .args(["route", "del", "blackhole", &env.net.cluster_cidr])
