@@ -141,6 +141,16 @@ pub struct Hosts {
     /// Root-namespace FORWARD rules to delete (the arguments after `-I FORWARD`/`-D FORWARD`).
     forward_rules: Vec<Vec<String>>,
     scratch: tempfile::TempDir,
+    timing: Timing,
+}
+
+/// How quickly the cluster notices a silent node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// `--node-monitor-grace-period 5s --node-monitor-period 1s`, agents renewing 4 s Leases.
+    Short,
+    /// Kubernetes' defaults: 50 s grace period, 5 s monitor period, 40 s node Leases.
+    Default,
 }
 
 /// The pieces of a host's names.
@@ -149,11 +159,20 @@ fn host_names(tag: &str, i: usize) -> (String, String) {
 }
 
 impl Hosts {
-    /// A server bound to the test bridge (`--node-monitor-grace-period 5s`, no agent of its own,
+    /// A server bound to the test bridge ([`Timing::Short`], no agent of its own,
     /// plus `server_args`) and `n` hosts running agents. `tag` (at most 5 characters) names the
     /// namespaces and links; `octet` picks the bridge subnet `192.168.<octet>.0/24` and the pod range
     /// `10.<octet>.0.0/16`: each test needs its own.
     pub fn start(tag: &str, octet: u8, n: usize, server_args: &[&str]) -> Hosts {
+        Hosts::start_timed(tag, octet, n, server_args, Timing::Short)
+    }
+
+    /// [`Hosts::start`] with the given node-failure timing.
+    pub fn start_timed(tag: &str, octet: u8, n: usize, server_args: &[&str], timing: Timing) -> Hosts {
+        let monitor: &[&str] = match timing {
+            Timing::Short => &["--node-monitor-grace-period", "5s", "--node-monitor-period", "1s"],
+            Timing::Default => &[],
+        };
         assert!(tag.len() <= 5 && n <= 9, "names must fit the 15-character interface limit");
         let scratch = tempfile::Builder::new().prefix(&format!("skiff-hosts-{tag}-")).tempdir().expect("tempdir");
         let bridge = format!("skh-{tag}");
@@ -165,12 +184,7 @@ impl Hosts {
         let mut hosts = Hosts {
             server: start_server(
                 bridge_ip,
-                &[
-                    &["--node-monitor-grace-period", "5s", "--node-monitor-period", "1s", "--cluster-cidr"][..],
-                    &[cluster_cidr.as_str()][..],
-                    server_args,
-                ]
-                .concat(),
+                &[monitor, &["--cluster-cidr"][..], &[cluster_cidr.as_str()][..], server_args].concat(),
                 &bridge,
             ),
             hosts: Vec::new(),
@@ -179,6 +193,7 @@ impl Hosts {
             bridge_ip,
             forward_rules: Vec::new(),
             scratch,
+            timing,
         };
         for rule in
             [["-i", &bridge, "!", "-o", &bridge, "-j", "DROP"], ["!", "-i", &bridge, "-o", &bridge, "-j", "DROP"]]
@@ -232,7 +247,8 @@ impl Hosts {
             .args(["--node-name", &h.name, "--data-dir"])
             .arg(&h.data_dir)
             .args(["--bridge", "skiff0", "--kubelet-port", "10250", "--node-ip", &h.ip.to_string()])
-            .args(["--cluster-cidr", &self.cluster_cidr, "--node-lease-duration-seconds", "4"])
+            .args(["--cluster-cidr", &self.cluster_cidr, "--node-lease-duration-seconds"])
+            .arg(if self.timing == Timing::Short { "4" } else { "40" })
             .env("SKIFF_LOG", std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
