@@ -4,11 +4,12 @@
 set -euo pipefail
 packages=(
   ca-certificates   # TLS roots for npm (kubectl download)
+  gcc               # the C parts of crates: ring, the bundled SQLite
   python3           # unpacks the kubectl layer zip
   iproute2          # network namespaces for the node agent and test hosts
   runc              # OCI runtime the node agent drives (skiff-runtime)
   containernetworking-plugins  # CNI bridge, host-local, loopback, portmap (pod networking)
-  iptables          # used by the CNI bridge (ipMasq) and portmap plugins
+  iptables          # the agent's masquerade rules and the CNI portmap plugin
   busybox-static    # the tiny test image skiff-runtime's tests build
   docker-registry   # a real OCI registry for skiff-runtime's pull tests
   skopeo            # pushes the test image to that registry
