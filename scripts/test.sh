@@ -16,3 +16,6 @@ else
   cargo test --workspace --locked --no-fail-fast
   SKIFF_TEST_STORE=etcd cargo test "${ON_ETCD[@]}" --locked --no-fail-fast
 fi
+# The README's first command, end to end: release build, demo image, server, 3-replica demo
+# Deployment serving its page, `skiff get all`; in check mode it then stops and removes what it made.
+SKIFF_UP_CHECK=1 ./scripts/up.sh

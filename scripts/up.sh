@@ -3,6 +3,10 @@
 # `skiff server` on this machine, runs the demo Deployment (3 replicas of a busybox httpd page),
 # fetches the page from a pod, and shows `skiff get all`. The server stays in the foreground;
 # Ctrl-C deletes the demo and stops it.
+#
+# SKIFF_UP_CHECK=1 (scripts/test.sh sets it): the same run, on its own bridge, pod range, ports and
+# data directory, ending after `skiff get all` and removing everything it made (the test that the
+# README's first command works).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -10,11 +14,19 @@ kubectl=$(./scripts/fetch-kubectl.sh)
 cargo build --release --locked
 skiff=./target/release/skiff
 data_dir="${SKIFF_DATA_DIR:-/var/lib/skiff}"
+server_args=()
+check="${SKIFF_UP_CHECK:-}"
+if [ -n "$check" ]; then
+  data_dir=$(mktemp -d /tmp/skiff-up-check.XXXXXX)
+  bridge=skupck0 cluster_cidr=10.237.0.0/16
+  server_args=(--port 0 --kubelet-port 0 --bridge "$bridge" --pod-cidr 10.237.0.0/24 --cluster-cidr "$cluster_cidr")
+  blackhole_before=$(ip route show type blackhole "$cluster_cidr")
+fi
 for tag in v1 v2; do   # v2 is for the README's rolling update
   "$skiff" image import "$(./scripts/build-demo-image.sh "" "$tag")" --name "skiff.local/demo-web:$tag" --data-dir "$data_dir"
 done
 # Its own session: Ctrl-C reaches this script, whose trap deletes the demo before stopping the server.
-setsid "$skiff" server --data-dir "$data_dir" &
+setsid "$skiff" server --data-dir "$data_dir" "${server_args[@]}" &
 server=$!
 export KUBECONFIG="$data_dir/kubeconfig.yaml"
 stop() {
@@ -26,6 +38,22 @@ stop() {
   for _ in $(seq 1 100); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
   kill -9 "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
+  [ -z "$check" ] || clean_check
+}
+# What a check run made on the machine: the bridge, the masquerade rules, the blackhole route (if it
+# added it), mounts and runc state under its data directory.
+clean_check() {
+  for id in $(runc --root "$data_dir/agent/runc" list -q 2>/dev/null); do
+    runc --root "$data_dir/agent/runc" delete --force "$id" || true
+  done
+  { grep -o " $data_dir/[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" || true; done
+  ip link del "$bridge" 2>/dev/null || true
+  { iptables -w -t nat -S POSTROUTING | grep -- "-j SKIFF-MASQ-$bridge\$" || true; } | sed 's/^-A/-D/' |
+    while read -r rule; do eval iptables -w -t nat "$rule" || true; done
+  iptables -w -t nat -F "SKIFF-MASQ-$bridge" 2>/dev/null || true
+  iptables -w -t nat -X "SKIFF-MASQ-$bridge" 2>/dev/null || true
+  [ -n "$blackhole_before" ] || ip route del blackhole "$cluster_cidr" 2>/dev/null || true
+  rm -rf "$data_dir"
 }
 trap stop EXIT INT TERM
 for _ in $(seq 1 100); do
@@ -39,6 +67,10 @@ echo "--- http://$ip:8080/ (a demo pod) ---"
 python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://$ip:8080/', timeout=5).read().decode())"
 echo "---"
 "$skiff" get all
+if [ -n "$check" ]; then
+  echo "up.sh check: the demo served its page; stopping and cleaning up"
+  exit 0
+fi
 echo
 echo "skiff server is running (pid $server). In another shell:"
 echo "  export KUBECONFIG=$KUBECONFIG"
