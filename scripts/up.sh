@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 kubectl=$(./scripts/fetch-kubectl.sh)
 cargo build --release --locked
-skiff=./target/release/skiff
+skiff="${CARGO_TARGET_DIR:-target}/release/skiff"
 data_dir="${SKIFF_DATA_DIR:-/var/lib/skiff}"
 server_args=()
 check="${SKIFF_UP_CHECK:-}"
