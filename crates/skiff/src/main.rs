@@ -242,6 +242,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         let options = skiff_store::EtcdOptions {
             prefix: args.etcd_prefix.clone(),
             compaction_interval: Some(args.etcd_compaction_interval).filter(|d| !d.is_zero()),
+            // `--history` bounds the watch cache's history on etcd as it bounds SQLite's.
+            history_len: args.history,
             ..skiff_store::EtcdOptions::default()
         };
         let store = skiff_store::EtcdStore::connect(&args.datastore_endpoint, options)

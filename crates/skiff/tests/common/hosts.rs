@@ -401,6 +401,7 @@ fn start_server(bind: Ipv4Addr, extra: &[&str], bridge: &str) -> Server {
         log: log_path,
         extra_args: extra.iter().map(|s| s.to_string()).collect(),
         child: Some(child),
+        _etcd: None,
         _root: root,
     }
 }

@@ -38,6 +38,9 @@ pub struct Server {
     /// Extra `skiff server` arguments, kept for restarts.
     extra_args: Vec<String>,
     child: Option<Child>,
+    /// The server's private etcd when the tests run on etcd (`SKIFF_TEST_STORE=etcd`, see
+    /// skiff-testkit): killed after the server.
+    _etcd: Option<skiff_store::testing::EtcdServer>,
     // Dropped last: removes the data directory, the home and the log.
     _root: tempfile::TempDir,
 }
@@ -62,6 +65,15 @@ impl Server {
         let home = root.path().join("home");
         std::fs::create_dir_all(&home).expect("create the kubectl home");
         let log = root.path().join("server.log");
+        let mut extra_args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let etcd = match skiff_testkit::Backend::from_env() {
+            skiff_testkit::Backend::Sqlite => None,
+            skiff_testkit::Backend::Etcd => {
+                let etcd = skiff_store::testing::EtcdServer::start();
+                extra_args.extend(["--datastore-endpoint".to_string(), etcd.endpoints().join(",")]);
+                Some(etcd)
+            }
+        };
         let mut server = Server {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             kubeconfig: data_dir.join("kubeconfig.yaml"),
@@ -69,8 +81,9 @@ impl Server {
             data_dir,
             home,
             log,
-            extra_args: extra.iter().map(|a| a.to_string()).collect(),
+            extra_args,
             child: None,
+            _etcd: etcd,
             _root: root,
         };
         server.spawn(0);
