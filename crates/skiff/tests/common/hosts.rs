@@ -98,35 +98,7 @@ impl Host {
     /// Removes every container of the runc root, the mounts under the data directory and the
     /// cgroups of its pods.
     fn clean(&self) {
-        let root = self.runc_root();
-        let root = root.to_str().unwrap_or_default();
-        for id in self.runc_containers() {
-            quiet("runc", &["--root", root, "delete", "--force", &id]);
-        }
-        let prefix = format!("{}/", self.data_dir.display());
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<&str> =
-            info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).collect();
-        mounts.reverse();
-        for m in mounts {
-            quiet("umount", &["-l", m]);
-        }
-        let uids: Vec<String> = std::fs::read_dir(self.data_dir.join("sandboxes"))
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-            .unwrap_or_default();
-        let hierarchies: Vec<PathBuf> =
-            std::fs::read_dir("/sys/fs/cgroup").map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-        for uid in uids.iter().filter(|u| !u.is_empty() && !u.contains('.')) {
-            for h in &hierarchies {
-                let pod = h.join("skiff").join(uid);
-                if let Ok(children) = std::fs::read_dir(&pod) {
-                    for c in children.flatten().filter(|c| c.path().is_dir()) {
-                        let _ = std::fs::remove_dir(c.path());
-                    }
-                }
-                let _ = std::fs::remove_dir(&pod);
-            }
-        }
+        super::node::remove_agent_state(&self.data_dir, &self.data_dir);
     }
 }
 

@@ -20,9 +20,21 @@ pub fn runc_containers(runc_root: &Path) -> Vec<String> {
 }
 
 /// Removes what an agent with data directory `agent_dir` and pod bridge `bridge` left: its runc
-/// containers, every mount under `mount_prefix`, the bridge, the CNI NAT rules of its network,
-/// the blackhole route `blackhole` (when the test added it) and its pods' cgroup directories.
+/// containers, mounts and pod cgroups ([`remove_agent_state`]), the bridge, the CNI and masquerade
+/// NAT rules of its network and the blackhole route `blackhole` (when the test added it).
 pub fn remove_agent_leftovers(agent_dir: &Path, mount_prefix: &Path, bridge: &str, blackhole: Option<&str>) {
+    remove_agent_state(agent_dir, mount_prefix);
+    let _ = Command::new("ip").args(["link", "del", bridge]).stderr(Stdio::null()).status();
+    remove_cni_nat_rules(bridge);
+    skiff_runtime::masquerade::remove(bridge);
+    if let Some(cidr) = blackhole {
+        let _ = Command::new("ip").args(["route", "del", "blackhole", cidr]).stderr(Stdio::null()).status();
+    }
+}
+
+/// Removes an agent's runc containers (root `agent_dir/runc`), every mount under `mount_prefix`
+/// and the cgroup directories of its pods (those whose sandbox was never destroyed; empty by now).
+pub fn remove_agent_state(agent_dir: &Path, mount_prefix: &Path) {
     let runc_root = agent_dir.join("runc");
     for id in runc_containers(&runc_root) {
         let _ = Command::new("runc").arg("--root").arg(&runc_root).args(["delete", "--force", &id]).status();
@@ -35,13 +47,6 @@ pub fn remove_agent_leftovers(agent_dir: &Path, mount_prefix: &Path, bridge: &st
     for m in mounts {
         let _ = Command::new("umount").arg("-l").arg(m).status();
     }
-    let _ = Command::new("ip").args(["link", "del", bridge]).stderr(Stdio::null()).status();
-    remove_cni_nat_rules(bridge);
-    skiff_runtime::masquerade::remove(bridge);
-    if let Some(cidr) = blackhole {
-        let _ = Command::new("ip").args(["route", "del", "blackhole", cidr]).stderr(Stdio::null()).status();
-    }
-    // Pods whose sandbox was never destroyed leave their cgroup directories (empty by now).
     let uids: Vec<String> = std::fs::read_dir(agent_dir.join("sandboxes"))
         .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
