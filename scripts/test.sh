@@ -6,15 +6,19 @@ cd "$(dirname "$0")/.."
 ./scripts/fetch-kubectl.sh >/dev/null
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The integration tests that run against an in-process API server (skiff-testkit's TestServer) run
-# on SQLite first and again on etcd (a private etcd per test): both backends of the Store trait.
+# The integration tests that run against an API server (skiff-testkit's in-process TestServer, and
+# the `skiff server` process of the API, kubectl, client, CLI, rollout and durability suites) run on
+# SQLite first and again on etcd (a private etcd per test): both backends of the Store trait.
 ON_ETCD=(-p skiff-controllers -p skiff-scheduler -p skiff-apiserver --test '*')
+ON_ETCD_E2E=(-p skiff --test kube_client --test bad_input --test kubectl --test cli --test rollout --test durability)
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
   SKIFF_TEST_STORE=etcd cargo nextest run "${ON_ETCD[@]}" --locked --no-fail-fast
+  SKIFF_TEST_STORE=etcd cargo nextest run "${ON_ETCD_E2E[@]}" --locked --no-fail-fast
 else
   cargo test --workspace --locked --no-fail-fast
   SKIFF_TEST_STORE=etcd cargo test "${ON_ETCD[@]}" --locked --no-fail-fast
+  SKIFF_TEST_STORE=etcd cargo test "${ON_ETCD_E2E[@]}" --locked --no-fail-fast
 fi
 # The README's first command, end to end: release build, demo image, server, 3-replica demo
 # Deployment serving its page, `skiff get all`; in check mode it then stops and removes what it made.

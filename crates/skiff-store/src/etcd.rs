@@ -8,7 +8,10 @@
 //!   kube-apiserver's watch cache does: `snapshot`/`get` are the cache's state, `watch(after)` is
 //!   its history (filled by the etcd watch, which starts at the list revision + 1 with `prev_kv`,
 //!   so deletes carry the last state) followed by its live broadcast, and `snapshot_at(rev)` is
-//!   a retained snapshot or the state rebuilt from the history.
+//!   a retained snapshot or the state rebuilt from the history. The first list is taken up to
+//!   `history_len` revisions in the past (not before etcd's compaction) and the watch replays
+//!   the changes since before `connect` returns, so a watch resumes across a server's restart or
+//!   from another server's revision (kube-apiserver's cache starts empty and answers 410 there).
 //! - A write returns once this store's cache has seen it, so a write is visible to the same
 //!   store's readers as soon as it is acknowledged. Writes through other stores on the same etcd
 //!   appear when their watch events arrive (milliseconds).
@@ -59,6 +62,10 @@ const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 /// `blockTimeout` of the watch cache).
 pub const CONSISTENT_READ_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long connecting waits for the replay of the history before going on (it continues in
+/// the background).
+const STARTUP_REPLAY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often each etcd endpoint is probed when there are several.
 const ENDPOINT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -79,7 +86,8 @@ pub struct EtcdOptions {
     /// How long establishing a connection to an endpoint may take.
     pub connect_timeout: Duration,
     /// How many recent changes are kept in memory for watches to resume from; older ones answer
-    /// `Compacted` even if etcd still holds them.
+    /// `Compacted` even if etcd still holds them. A store that connects fills this history from
+    /// etcd (up to this many revisions back), so watches resume across a restart.
     pub history_len: usize,
     /// How many snapshots [`Store::retain_snapshot`] keeps for list continuation.
     pub retained_snapshots: usize,
@@ -130,9 +138,11 @@ impl EtcdStore {
         let watch = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
         let keys = Keys::new(&options.prefix);
 
-        let (rev, objects) = reflector::list(&kv, &keys, options.request_timeout).await?;
+        let current = reflector::current_revision(&kv, &keys, options.request_timeout).await?;
+        let (rev, objects, replay) =
+            reflector::initial_list(&kv, &watch, &keys, options.request_timeout, current, options.history_len).await?;
         check_version(&client, options.request_timeout).await;
-        tracing::info!(endpoints = ?endpoints, prefix = keys.prefix(), revision = rev, objects = objects.len(), "etcd store connected");
+        tracing::info!(endpoints = ?endpoints, prefix = keys.prefix(), revision = current, replayed_from = rev, objects = objects.len(), "etcd store connected");
         let limits = Limits {
             history_len: options.history_len,
             retained_snapshots: options.retained_snapshots,
@@ -146,6 +156,7 @@ impl EtcdStore {
             keys: keys.clone(),
             cache: cache.clone(),
             timeout: options.request_timeout,
+            replay,
         };
         let mut tasks = vec![tokio::spawn(reflector.run())];
         if endpoints.len() > 1 {
@@ -154,6 +165,11 @@ impl EtcdStore {
         }
         if let Some(interval) = options.compaction_interval {
             tasks.push(tokio::spawn(compactor::run(kv.clone(), cache.clone(), interval, options.request_timeout)));
+        }
+        // The replay of the history (see `reflector::initial_list`) is done before the store is
+        // used, so that its first reads are as fresh as a store without history would give.
+        if let Err(e) = cache.wait_fresh(current, STARTUP_REPLAY_TIMEOUT).await {
+            tracing::warn!(error = %e, "the store's history replay is not done yet: going on while it finishes");
         }
         Ok(EtcdStore { keys, kv, cache, request_timeout: options.request_timeout, tasks: Mutex::new(tasks) })
     }

@@ -33,6 +33,9 @@ fn binary() -> PathBuf {
     path
 }
 
+/// etcd could not bind its ports: another process took one after [`free_ports`] released it.
+struct PortTaken;
+
 fn free_ports() -> (u16, u16) {
     let a = TcpListener::bind("127.0.0.1:0").expect("bind");
     let b = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -41,12 +44,20 @@ fn free_ports() -> (u16, u16) {
 
 impl EtcdServer {
     /// Starts a fresh etcd and waits until it is healthy.
+    /// Starts a fresh etcd and waits until it is healthy. Free ports are picked by binding port 0
+    /// and releasing it, so another test may take one before etcd binds it: etcd then fails with
+    /// "address already in use", and this tries again with other ports.
     pub fn start() -> EtcdServer {
-        let (client_port, peer_port) = free_ports();
         let dir = tempfile::tempdir().expect("tempdir");
+        let (client_port, peer_port) = free_ports();
         let mut server = EtcdServer { child: None, dir, client_port, peer_port };
-        server.spawn();
-        server
+        for _ in 0..5 {
+            match server.try_spawn() {
+                Ok(()) => return server,
+                Err(PortTaken) => (server.client_port, server.peer_port) = free_ports(),
+            }
+        }
+        panic!("etcd found its ports taken five times");
     }
 
     /// The client URL to give `EtcdStore::connect` (`http://127.0.0.1:PORT`).
@@ -70,10 +81,19 @@ impl EtcdServer {
     }
 
     fn spawn(&mut self) {
+        if self.try_spawn().is_err() {
+            panic!("etcd's port {} or {} was taken by another process", self.client_port, self.peer_port);
+        }
+    }
+
+    /// Starts etcd and waits until it serves: its own log says it listens on the client port (the
+    /// health check alone could be answered by another test's etcd on a port taken meanwhile).
+    fn try_spawn(&mut self) -> Result<(), PortTaken> {
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log_path = self.dir.path().join("etcd.log");
         let log = File::options().create(true).append(true).open(&log_path).expect("etcd log");
+        let logged_before = log.metadata().map_or(0, |m| m.len());
         let child = Command::new(binary())
             .arg("--name=default")
             .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
@@ -88,17 +108,30 @@ impl EtcdServer {
             .spawn()
             .expect("starting etcd");
         self.child = Some(child);
+        let serving = format!("serving insecure client requests on 127.0.0.1:{}", self.client_port);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if self.healthy() {
-                return;
+            let logged = Self::log_since(&log_path, logged_before);
+            if logged.contains(&serving) && self.healthy() {
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                if Self::log_since(&log_path, logged_before).contains("address already in use") {
+                    return Err(PortTaken);
+                }
                 panic!("etcd exited with {status}:\n{}", self.log_tail(&log_path));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("etcd did not become healthy within 30s:\n{}", self.log_tail(&log_path));
+    }
+
+    /// What etcd logged after the first `from` bytes of its log (the log of earlier runs).
+    fn log_since(path: &std::path::Path, from: u64) -> String {
+        let log = std::fs::read(path).unwrap_or_default();
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(log.len());
+        String::from_utf8_lossy(&log[start..]).into_owned()
     }
 
     /// etcd's `/health` answers `"health":"true"` on the client port.

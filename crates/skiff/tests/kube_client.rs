@@ -529,15 +529,18 @@ async fn watch_from_a_compacted_resource_version_is_expired() {
 }
 
 #[tokio::test]
+/// A continue token outlives its snapshot only as long as the store can rebuild it: SQLite keeps
+/// the snapshots of recent lists, etcd rebuilds one from its history (`--history` changes long).
 async fn expired_continue_token_is_gone() {
-    let s = Server::start();
+    let s = Server::start_with_args(&["--history", "40"]);
     let api: Api<ConfigMap> = Api::default_namespaced(s.client().await);
     for i in 0..3 {
         api.create(&PostParams::default(), &configmap(&format!("e{i}"), &[])).await.expect("create");
     }
     let first = api.list(&ListParams::default().limit(1)).await.expect("first page");
     let token = first.metadata.continue_.expect("a continue token");
-    // Many later paginated lists, each at a new revision, push the first snapshot out.
+    // Many later paginated lists, each at a new revision, push the first snapshot out; the writes
+    // push its revision out of the history.
     for i in 0..80 {
         api.create(&PostParams::default(), &configmap(&format!("later{i:02}"), &[])).await.expect("create");
         api.list(&ListParams::default().limit(1)).await.expect("page");

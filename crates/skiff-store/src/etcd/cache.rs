@@ -89,6 +89,12 @@ impl Cache {
         self.published.read().snapshot.objects.get(key).cloned()
     }
 
+    /// Whether every event up to `rev` has been applied and the state has `count` objects.
+    pub fn holds(&self, rev: Revision, count: usize) -> bool {
+        let published = self.published.read();
+        published.last_event.max(published.oldest) >= rev && published.snapshot.objects.len() == count
+    }
+
     pub fn revision(&self) -> Revision {
         self.published.read().snapshot.rev
     }

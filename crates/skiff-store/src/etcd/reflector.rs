@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{EventType, GetOptions, KvClient, WatchClient, WatchOptions};
+use etcd_client::{EventType, GetOptions, KvClient, SortOrder, SortTarget, WatchClient, WatchOptions};
 use tokio::sync::watch;
 use tokio::time::{Interval, MissedTickBehavior};
 
@@ -57,18 +57,19 @@ pub(crate) async fn timed<T>(
     }
 }
 
-/// Every object under the prefix, at one revision (the revision of the first page), read in pages.
-/// An entry that cannot be read is logged and left out.
+/// Every object under the prefix, at one revision (`at`, or else the revision of the first page),
+/// read in pages. An entry that cannot be read is logged and left out.
 pub(crate) async fn list(
     kv: &KvClient,
     keys: &Keys,
     timeout: Duration,
+    at: Option<Revision>,
 ) -> Result<(Revision, imbl::OrdMap<Arc<str>, Object>), StoreError> {
     let prefix = keys.prefix().as_bytes().to_vec();
     let end = range_end(&prefix);
     let mut objects = imbl::OrdMap::new();
     let mut start = prefix;
-    let mut at: Option<i64> = None;
+    let mut at: Option<i64> = at.map(codec::etcd_revision);
     loop {
         let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
         if let Some(rev) = at {
@@ -104,6 +105,102 @@ pub(crate) async fn list(
                 start.push(0);
             }
             _ => return Ok((codec::revision(rev)?, objects)),
+        }
+    }
+}
+
+/// The list a store starts from: the prefix as it was up to `history` revisions before `current`
+/// (or at etcd's oldest revision, if it compacted later), so that the watch that follows replays
+/// the changes since into the cache's history and a client can resume a watch from a revision it
+/// saw before this server started (another server's, or this one's before a restart), as it could
+/// from etcd itself. The [`Replay`] says when the replay has reached `current`.
+pub(crate) async fn initial_list(
+    kv: &KvClient,
+    watch: &WatchClient,
+    keys: &Keys,
+    timeout: Duration,
+    current: Revision,
+    history: usize,
+) -> Result<(Revision, imbl::OrdMap<Arc<str>, Object>, Option<Replay>), StoreError> {
+    let mut from = current.saturating_sub(u64::try_from(history).unwrap_or(u64::MAX)).max(1);
+    // Two tries: a compaction may land between learning etcd's oldest revision and listing at it.
+    for _ in 0..2 {
+        if from >= current {
+            break;
+        }
+        match list(kv, keys, timeout, Some(from)).await {
+            Err(StoreError::Backend(m)) if m.contains("required revision has been compacted") => {
+                match compacted_revision(watch, keys, from, timeout).await? {
+                    Some(compacted) => from = compacted,
+                    None => break,
+                }
+            }
+            Ok((rev, objects)) => {
+                let replay = replay_target(kv, keys, timeout, current).await?;
+                return Ok((rev, objects, Some(replay)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let (rev, objects) = list(kv, keys, timeout, Some(current)).await?;
+    Ok((rev, objects, None))
+}
+
+/// Where a replay ends, and how the reflector knows it got there. etcd before 3.4.31 answers a
+/// progress request with its current revision even while the watch is still replaying older
+/// events (etcd-io/etcd#15220), so the end is recognised from the state at `to` instead: every
+/// object there was last written at or before `last_put`, and there are `count` of them. Once
+/// the cache has applied the events up to `last_put` and holds `count` objects, it holds exactly
+/// the state at `to` (the deletes after `last_put` are applied too, or it would hold more).
+/// (An object created and deleted after `last_put` may be missing from the replayed history.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Replay {
+    pub to: Revision,
+    pub last_put: Revision,
+    pub count: usize,
+}
+
+async fn replay_target(kv: &KvClient, keys: &Keys, timeout: Duration, to: Revision) -> Result<Replay, StoreError> {
+    let prefix = keys.prefix().as_bytes().to_vec();
+    let options = GetOptions::new()
+        .with_range(range_end(&prefix))
+        .with_revision(codec::etcd_revision(to))
+        .with_keys_only()
+        .with_sort(SortTarget::Mod, SortOrder::Descend)
+        .with_limit(1);
+    let get = || {
+        let (mut kv, prefix, options) = (kv.clone(), prefix.clone(), options.clone());
+        async move { kv.get(prefix, Some(options)).await }
+    };
+    let response = super::endpoints::retried(timeout, "replay target", get).await?;
+    let last_put = match response.kvs().first() {
+        Some(kv) => codec::revision(kv.mod_revision())?,
+        None => 0,
+    };
+    let count = usize::try_from(response.count())
+        .map_err(|_| StoreError::Backend(format!("etcd counted {} keys", response.count())))?;
+    Ok(Replay { to, last_put, count })
+}
+
+/// The revision etcd has compacted to, if it is after `from`: a watch from `from` is canceled
+/// with it (a range read's error does not say).
+async fn compacted_revision(
+    watch: &WatchClient,
+    keys: &Keys,
+    from: Revision,
+    timeout: Duration,
+) -> Result<Option<Revision>, StoreError> {
+    let options = WatchOptions::new().with_prefix().with_start_revision(codec::etcd_revision(from));
+    let mut watch = watch.clone();
+    let (_requests, mut responses) = timed(timeout, "watch", watch.watch(keys.prefix(), Some(options))).await?.split();
+    loop {
+        let message = timed(timeout, "watch", responses.message()).await?;
+        let Some(response) = message else { return Ok(None) };
+        if response.compact_revision() > 0 {
+            return codec::revision(response.compact_revision()).map(Some);
+        }
+        if response.canceled() || !response.events().is_empty() {
+            return Ok(None);
         }
     }
 }
@@ -154,6 +251,9 @@ pub(crate) struct Reflector {
     pub keys: Keys,
     pub cache: Arc<Cache>,
     pub timeout: Duration,
+    /// The replay of the history still to finish (see [`initial_list`]); progress notifications
+    /// are not trusted until it has.
+    pub replay: Option<Replay>,
 }
 
 impl Reflector {
@@ -168,9 +268,10 @@ impl Reflector {
                         compacted,
                         "etcd compacted the revision the store's watch needs: listing again"
                     );
-                    match list(&self.kv, &self.keys, self.timeout).await {
+                    match list(&self.kv, &self.keys, self.timeout, None).await {
                         Ok((rev, objects)) => {
                             self.cache.reset(rev, objects);
+                            self.replay = None;
                             continue;
                         }
                         Err(e) => tracing::warn!(error = %e, "relisting etcd failed"),
@@ -217,6 +318,7 @@ impl Reflector {
             }
             if response.created() {
                 *backoff = MIN_BACKOFF;
+                self.check_replay();
                 continue;
             }
             let events: Vec<RawEvent> = response
@@ -236,12 +338,23 @@ impl Reflector {
                 .collect();
             // A response without events is a progress notification: every change up to its
             // header revision has been sent.
-            let progress = if response.events().is_empty() {
+            let progress = if response.events().is_empty() && self.replay.is_none() {
                 response.header().and_then(|h| Revision::try_from(h.revision()).ok())
             } else {
                 None
             };
             self.cache.apply(events, progress);
+            self.check_replay();
+        }
+    }
+
+    /// Ends the replay once the cache holds the state at its end, moving the cache there.
+    fn check_replay(&mut self) {
+        if let Some(replay) = self.replay
+            && self.cache.holds(replay.last_put, replay.count)
+        {
+            self.cache.apply(Vec::new(), Some(replay.to));
+            self.replay = None;
         }
     }
 }
