@@ -94,10 +94,10 @@ pub fn released_owner_references(d: &Deployment, rs: &ReplicaSet) -> Vec<OwnerRe
 
 /// The pods `Recreate` must wait for: selected by the Deployment and controlled by one of its
 /// ReplicaSets (`getPodMapForDeployment`).
-pub fn pods_of(d: &Deployment, owned: &[ReplicaSet], pods: &[Pod]) -> Vec<Pod> {
+pub fn pods_of<'a>(d: &Deployment, owned: &[ReplicaSet], pods: impl IntoIterator<Item = &'a Pod>) -> Vec<Pod> {
     let sel = selector(d);
     let uids: Vec<&str> = owned.iter().filter_map(|rs| rs.metadata.uid.as_deref()).collect();
-    pods.iter()
+    pods.into_iter()
         .filter(|p| p.metadata.namespace == d.metadata.namespace)
         .filter(|p| selector_matches(&sel, p.metadata.labels.as_ref()))
         .filter(|p| controller_of(&p.metadata).is_some_and(|o| uids.contains(&o.uid.as_str())))

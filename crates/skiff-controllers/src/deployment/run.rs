@@ -194,15 +194,18 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Requeue, Syn
         .map(|rs| (**rs).clone())
         .collect();
     let owned = claim(&ctx, &d, &in_namespace).await?;
-    let pods_in_namespace: Vec<Pod> = ctx
-        .pods
-        .state()
-        .iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .map(|p| (**p).clone())
-        .collect();
+    // Only `Recreate` looks at pods (it waits for the old ones to be gone): a rolling update does
+    // not copy them out of the cache.
+    let recreate =
+        d.spec.as_ref().and_then(|s| s.strategy.as_ref()).and_then(|s| s.type_.as_deref()) == Some("Recreate");
+    let pods = if recreate {
+        let cached = ctx.pods.state();
+        adoption::pods_of(&d, &owned, cached.iter().map(Arc::as_ref))
+    } else {
+        Vec::new()
+    };
     let observed = Observed {
-        pods: adoption::pods_of(&d, &owned, &pods_in_namespace),
+        pods,
         replica_sets: owned,
         taken_names: in_namespace.iter().filter_map(|rs| rs.metadata.name.clone()).collect::<BTreeSet<_>>(),
         deployment: (*d).clone(),

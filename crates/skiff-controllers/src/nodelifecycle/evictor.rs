@@ -40,8 +40,16 @@ pub async fn run(client: Client, nodes: Store<Node>, pods: Store<Pod>, wake: Arc
             .map(|n| (n.name_any(), eviction::no_execute(taints::of(n))))
             .filter(|(_, t)| !t.is_empty())
             .collect();
-        let all_pods = pods.state();
-        let views: Vec<PodView> = all_pods.iter().filter_map(|p| view(p)).collect();
+        // Only pods on tainted nodes and pods with a scheduled deletion matter to the pass (a
+        // scheduled pod gone from the views is cancelled as one that disappeared would be, and a
+        // fired one is forgotten either way); with no NoExecute taint and nothing scheduled, which
+        // is how a healthy cluster runs, the pods are not looked at at all.
+        let all_pods = if tainted.is_empty() && schedule.is_empty() { Vec::new() } else { pods.state() };
+        let views: Vec<PodView> = all_pods
+            .iter()
+            .filter(|p| on_tainted_node(p, &tainted) || (!schedule.is_empty() && schedule.contains_key(&key_of(p))))
+            .filter_map(|p| view(p))
+            .collect();
         for step in eviction::pass(&views, &tainted, &mut schedule, now) {
             match step {
                 Step::Cancelled { key } => {
@@ -69,6 +77,14 @@ pub async fn run(client: Client, nodes: Store<Node>, pods: Store<Pod>, wake: Arc
     }
 }
 
+fn on_tainted_node(pod: &Pod, tainted: &BTreeMap<String, Vec<Taint>>) -> bool {
+    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| tainted.contains_key(n))
+}
+
+fn key_of(pod: &Pod) -> String {
+    format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
+}
+
 /// A bound pod not being deleted, as the pass sees it.
 fn view(pod: &Pod) -> Option<PodView> {
     let spec = pod.spec.as_ref()?;
@@ -77,7 +93,7 @@ fn view(pod: &Pod) -> Option<PodView> {
         return None;
     }
     Some(PodView {
-        key: format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()),
+        key: key_of(pod),
         uid: pod.uid().unwrap_or_default(),
         node,
         tolerations: spec.tolerations.clone().unwrap_or_default(),

@@ -5,7 +5,7 @@
 //! the ReplicaSet controller needs it (label and controller-reference changes, a pod turning ready).
 //! This cache is fed `kube::runtime::watcher` events and is pure: no I/O, no clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use kube::Resource;
@@ -30,6 +30,10 @@ pub enum Change<K> {
 #[derive(Debug)]
 pub struct Cache<K> {
     objects: BTreeMap<ObjectKey, Arc<K>>,
+    /// The names of the objects of each namespace by the UID of their controller (the owner
+    /// reference with `controller: true`; `""` for none), as upstream's controller-UID and
+    /// orphan indexes: a ReplicaSet's sync looks at its own pods and the orphans only.
+    by_controller: HashMap<ObjectKey, BTreeSet<String>>,
     /// Objects received since the current relist began (`Init` .. `InitDone`).
     relist: Option<BTreeMap<ObjectKey, Arc<K>>>,
     synced: bool,
@@ -37,13 +41,26 @@ pub struct Cache<K> {
 
 impl<K> Default for Cache<K> {
     fn default() -> Self {
-        Cache { objects: BTreeMap::new(), relist: None, synced: false }
+        Cache { objects: BTreeMap::new(), by_controller: HashMap::new(), relist: None, synced: false }
     }
 }
 
 fn key_of<K: Resource>(obj: &K) -> ObjectKey {
     let meta = obj.meta();
     (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+}
+
+/// `(namespace, controller UID)`, the UID `""` for an object without a controller.
+fn controller_key<K: Resource>(obj: &K) -> ObjectKey {
+    let meta = obj.meta();
+    let uid = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.clone())
+        .unwrap_or_default();
+    (meta.namespace.clone().unwrap_or_default(), uid)
 }
 
 impl<K: Resource> Cache<K> {
@@ -66,6 +83,30 @@ impl<K: Resource> Cache<K> {
         self.objects.range(start..).take_while(|((ns, _), _)| ns == namespace).map(|(_, v)| v.clone()).collect()
     }
 
+    /// The objects of `namespace` whose controller has `uid`, or, for `""`, those without a
+    /// controller; in name order.
+    pub fn controlled_by(&self, namespace: &str, uid: &str) -> Vec<Arc<K>> {
+        let Some(names) = self.by_controller.get(&(namespace.to_string(), uid.to_string())) else {
+            return Vec::new();
+        };
+        names.iter().filter_map(|name| self.objects.get(&(namespace.to_string(), name.clone())).cloned()).collect()
+    }
+
+    fn index(&mut self, obj: &K) {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        self.by_controller.entry(controller_key(obj)).or_default().insert(name);
+    }
+
+    fn unindex(&mut self, obj: &K) {
+        let key = controller_key(obj);
+        if let Some(names) = self.by_controller.get_mut(&key) {
+            names.remove(obj.meta().name.as_deref().unwrap_or_default());
+            if names.is_empty() {
+                self.by_controller.remove(&key);
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.objects.len()
     }
@@ -76,10 +117,15 @@ impl<K: Resource> Cache<K> {
 
     fn upsert(&mut self, obj: K) -> Change<K> {
         let new = Arc::new(obj);
-        match self.objects.insert(key_of(new.as_ref()), new.clone()) {
-            Some(old) => Change::Updated { old, new },
-            None => Change::Added(new),
-        }
+        let change = match self.objects.insert(key_of(new.as_ref()), new.clone()) {
+            Some(old) => {
+                self.unindex(&old);
+                Change::Updated { old, new: new.clone() }
+            }
+            None => Change::Added(new.clone()),
+        };
+        self.index(&new);
+        change
     }
 
     /// Applies one watcher event and returns what changed. A completed relist replaces the contents:
@@ -89,7 +135,13 @@ impl<K: Resource> Cache<K> {
             Event::Apply(obj) => vec![self.upsert(obj)],
             Event::Delete(obj) => {
                 let key = key_of(&obj);
-                let last = self.objects.remove(&key).unwrap_or_else(|| Arc::new(obj));
+                let last = match self.objects.remove(&key) {
+                    Some(last) => {
+                        self.unindex(&last);
+                        last
+                    }
+                    None => Arc::new(obj),
+                };
                 vec![Change::Deleted(last)]
             }
             Event::Init => {
@@ -116,6 +168,11 @@ impl<K: Resource> Cache<K> {
                     }
                 }
                 self.objects = listed;
+                self.by_controller.clear();
+                let objects: Vec<Arc<K>> = self.objects.values().cloned().collect();
+                for obj in &objects {
+                    self.index(obj);
+                }
                 self.synced = true;
                 changes
             }
@@ -169,6 +226,51 @@ mod tests {
         c.apply(Event::InitApply(rv(pod("a"), "7")));
         assert_eq!(describe(&c.apply(Event::InitDone)), vec!["-c", "~a@3->7"]);
         assert_eq!(c.len(), 1);
+    }
+
+    fn owned(name: &str, ns: &str, controller: Option<(&str, bool)>) -> Pod {
+        let mut p = pod(name);
+        p.metadata.namespace = Some(ns.into());
+        p.metadata.owner_references = None;
+        if let Some((uid, is_controller)) = controller {
+            p.metadata.owner_references =
+                Some(vec![serde_json::from_value(serde_json::json!({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": uid, "controller": is_controller
+            }))
+            .expect("owner reference")]);
+        }
+        p
+    }
+
+    #[test]
+    fn index_by_controller_follows_changes_deletes_and_relists() {
+        let mut c: Cache<Pod> = Cache::new();
+        let names = |pods: Vec<Arc<Pod>>| -> Vec<String> {
+            pods.iter().map(|p| p.metadata.name.clone().unwrap_or_default()).collect()
+        };
+        c.apply(Event::Apply(owned("b", "ns", Some(("u1", true)))));
+        c.apply(Event::Apply(owned("a", "ns", Some(("u1", true)))));
+        c.apply(Event::Apply(owned("c", "ns", None)));
+        // An owner that is not the controller leaves the pod an orphan.
+        c.apply(Event::Apply(owned("d", "ns", Some(("u1", false)))));
+        c.apply(Event::Apply(owned("e", "other", Some(("u1", true)))));
+        assert_eq!(names(c.controlled_by("ns", "u1")), ["a", "b"]);
+        assert_eq!(names(c.controlled_by("ns", "")), ["c", "d"]);
+        assert_eq!(names(c.controlled_by("other", "u1")), ["e"]);
+        // Released, adopted by another, deleted.
+        c.apply(Event::Apply(owned("a", "ns", None)));
+        c.apply(Event::Apply(owned("c", "ns", Some(("u2", true)))));
+        c.apply(Event::Delete(owned("b", "ns", Some(("u1", true)))));
+        assert!(c.controlled_by("ns", "u1").is_empty());
+        assert_eq!(names(c.controlled_by("ns", "")), ["a", "d"]);
+        assert_eq!(names(c.controlled_by("ns", "u2")), ["c"]);
+        // A relist rebuilds the index from what it listed.
+        c.apply(Event::Init);
+        c.apply(Event::InitApply(owned("f", "ns", Some(("u2", true)))));
+        c.apply(Event::InitDone);
+        assert_eq!(names(c.controlled_by("ns", "u2")), ["f"]);
+        assert!(c.controlled_by("ns", "").is_empty());
+        assert!(c.by_controller.len() == 1, "{:?}", c.by_controller);
     }
 
     #[test]

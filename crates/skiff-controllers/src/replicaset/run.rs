@@ -261,16 +261,31 @@ impl ReplicaSetController {
                 return Ok(());
             }
         };
-        let all_pods = self.pods.read().in_namespace(ns);
-        let all_refs: Vec<&Pod> = all_pods.iter().map(Arc::as_ref).collect();
-        let active: Vec<&Pod> = all_refs.iter().copied().filter(|p| pods::is_active(p)).collect();
+        // The pods it may claim: its own and the orphans (upstream's controller-UID and orphan
+        // indexes), not every pod of the namespace.
+        let candidates = {
+            let cache = self.pods.read();
+            let uid = rs.metadata.uid.as_deref().unwrap_or_default();
+            let mut candidates = cache.controlled_by(ns, "");
+            if !uid.is_empty() {
+                candidates.extend(cache.controlled_by(ns, uid));
+                candidates.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            }
+            candidates
+        };
+        let candidate_refs: Vec<&Pod> = candidates.iter().map(Arc::as_ref).collect();
+        let active: Vec<&Pod> = candidate_refs.iter().copied().filter(|p| pods::is_active(p)).collect();
 
         let claims = claim::plan_claims(&rs, &selector, &active);
         let adopted = self.execute_claims(&rs, &claims).await?;
         let claimed: Vec<&Pod> = claims.owned.iter().copied().chain(adopted).collect();
-        let terminating = claim::claimed_terminating(&rs, &selector, &all_refs);
+        let terminating = claim::claimed_terminating(&rs, &selector, &candidate_refs);
 
-        let siblings = self.replica_sets.read().in_namespace(ns);
+        // The sibling ReplicaSets' pods rank the ones to delete: only needed to scale down.
+        let desired = usize::try_from(pods::desired_replicas(&rs).max(0)).unwrap_or(0);
+        let all_pods = if claimed.len() > desired { self.pods.read().in_namespace(ns) } else { Vec::new() };
+        let all_refs: Vec<&Pod> = all_pods.iter().map(Arc::as_ref).collect();
+        let siblings = if all_refs.is_empty() { Vec::new() } else { self.replica_sets.read().in_namespace(ns) };
         let sibling_refs: Vec<&ReplicaSet> = siblings.iter().map(Arc::as_ref).collect();
         let related = plan::related_pods(&rs, &sibling_refs, &all_refs);
         let now = Timestamp::now();
