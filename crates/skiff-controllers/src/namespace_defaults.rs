@@ -8,6 +8,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 
@@ -102,19 +103,22 @@ pub async fn run(client: Client, ca_pem: String) {
     let cm_config = watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIGMAP}"));
     let sa_config = watcher::Config::default().fields(&format!("metadata.name={DEFAULT_SERVICE_ACCOUNT}"));
     // Any change of interest names a namespace to reconcile.
-    let ns_events = watcher::watcher(namespaces.clone(), watcher::Config::default()).filter_map(|e| async move {
-        match e {
-            Ok(Event::Apply(ns) | Event::InitApply(ns)) => Some(ns.name_any()),
-            _ => None,
-        }
-    });
-    let sa_deletes = watcher::watcher(sas, sa_config).filter_map(|e| async move {
+    // With back-off: a watcher retries a failed request at once without it, and a stream that
+    // fails at once every time would keep `filter_map` polling it forever.
+    let ns_events =
+        watcher::watcher(namespaces.clone(), watcher::Config::default()).default_backoff().filter_map(|e| async move {
+            match e {
+                Ok(Event::Apply(ns) | Event::InitApply(ns)) => Some(ns.name_any()),
+                _ => None,
+            }
+        });
+    let sa_deletes = watcher::watcher(sas, sa_config).default_backoff().filter_map(|e| async move {
         match e {
             Ok(Event::Delete(sa)) => sa.namespace(),
             _ => None,
         }
     });
-    let cm_changes = watcher::watcher(cms, cm_config).filter_map(|e| async move {
+    let cm_changes = watcher::watcher(cms, cm_config).default_backoff().filter_map(|e| async move {
         match e {
             Ok(Event::Delete(cm) | Event::Apply(cm)) => cm.namespace(),
             _ => None,

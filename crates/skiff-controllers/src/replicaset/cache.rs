@@ -5,7 +5,7 @@
 //! the ReplicaSet controller needs it (label and controller-reference changes, a pod turning ready).
 //! This cache is fed `kube::runtime::watcher` events and is pure: no I/O, no clock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kube::Resource;
@@ -33,7 +33,7 @@ pub struct Cache<K> {
     /// The names of the objects of each namespace by the UID of their controller (the owner
     /// reference with `controller: true`; `""` for none), as upstream's controller-UID and
     /// orphan indexes: a ReplicaSet's sync looks at its own pods and the orphans only.
-    by_controller: HashMap<ObjectKey, BTreeSet<String>>,
+    by_controller: HashMap<ObjectKey, BTreeMap<String, Arc<K>>>,
     /// Objects received since the current relist began (`Init` .. `InitDone`).
     relist: Option<BTreeMap<ObjectKey, Arc<K>>>,
     synced: bool,
@@ -86,22 +86,22 @@ impl<K: Resource> Cache<K> {
     /// The objects of `namespace` whose controller has `uid`, or, for `""`, those without a
     /// controller; in name order.
     pub fn controlled_by(&self, namespace: &str, uid: &str) -> Vec<Arc<K>> {
-        let Some(names) = self.by_controller.get(&(namespace.to_string(), uid.to_string())) else {
+        let Some(objects) = self.by_controller.get(&(namespace.to_string(), uid.to_string())) else {
             return Vec::new();
         };
-        names.iter().filter_map(|name| self.objects.get(&(namespace.to_string(), name.clone())).cloned()).collect()
+        objects.values().cloned().collect()
     }
 
-    fn index(&mut self, obj: &K) {
+    fn index(&mut self, obj: &Arc<K>) {
         let name = obj.meta().name.clone().unwrap_or_default();
-        self.by_controller.entry(controller_key(obj)).or_default().insert(name);
+        self.by_controller.entry(controller_key(obj.as_ref())).or_default().insert(name, obj.clone());
     }
 
     fn unindex(&mut self, obj: &K) {
         let key = controller_key(obj);
-        if let Some(names) = self.by_controller.get_mut(&key) {
-            names.remove(obj.meta().name.as_deref().unwrap_or_default());
-            if names.is_empty() {
+        if let Some(objects) = self.by_controller.get_mut(&key) {
+            objects.remove(obj.meta().name.as_deref().unwrap_or_default());
+            if objects.is_empty() {
                 self.by_controller.remove(&key);
             }
         }

@@ -266,9 +266,10 @@ impl ReplicaSetController {
         let candidates = {
             let cache = self.pods.read();
             let uid = rs.metadata.uid.as_deref().unwrap_or_default();
-            let mut candidates = cache.controlled_by(ns, "");
-            if !uid.is_empty() {
-                candidates.extend(cache.controlled_by(ns, uid));
+            let orphans = cache.controlled_by(ns, "");
+            let mut candidates = if uid.is_empty() { Vec::new() } else { cache.controlled_by(ns, uid) };
+            if !orphans.is_empty() {
+                candidates.extend(orphans);
                 candidates.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
             }
             candidates
