@@ -56,8 +56,10 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+/// `n` distinct free ports: every listener is held until all are picked, so none repeats.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect()
 }
 
 fn log_file(path: &Path) -> std::fs::File {
@@ -72,6 +74,8 @@ struct Member {
     client_port: u16,
     peer_port: u16,
     proc: Proc,
+    /// The length of its log when it was last started: what it logged before is an earlier run's.
+    logged_before: u64,
 }
 
 /// Three etcd members forming one cluster on loopback ports, each with its own data directory.
@@ -94,12 +98,14 @@ fn etcd_binary() -> PathBuf {
 impl EtcdCluster {
     fn start(size: usize) -> EtcdCluster {
         let dir = tempfile::Builder::new().prefix("skiff-ha-etcd-").tempdir().expect("tempdir");
+        let ports = free_ports(2 * size);
         let members = (0..size)
             .map(|i| Member {
                 name: format!("m{i}"),
-                client_port: free_port(),
-                peer_port: free_port(),
+                client_port: ports[2 * i],
+                peer_port: ports[2 * i + 1],
                 proc: Proc(None),
+                logged_before: 0,
             })
             .collect();
         let mut cluster = EtcdCluster { members, dir };
@@ -129,6 +135,7 @@ impl EtcdCluster {
             .collect::<Vec<_>>()
             .join(",");
         let log = self.log(i);
+        self.members[i].logged_before = std::fs::metadata(&log).map_or(0, |m| m.len());
         let m = &self.members[i];
         let client = format!("http://127.0.0.1:{}", m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
@@ -150,8 +157,17 @@ impl EtcdCluster {
         self.members[i].proc = Proc(Some(child));
     }
 
-    /// etcd's `/health` answers `"health":"true"` (the member is in a cluster with a leader).
+    /// etcd's `/health` answers `"health":"true"` (the member is in a cluster with a leader), and
+    /// it is this member that answers: its own log since it started says it serves the port (a
+    /// port taken by another test's etcd meanwhile would answer the health check too).
     fn healthy(&self, i: usize) -> bool {
+        let m = &self.members[i];
+        let log = std::fs::read(self.log(i)).unwrap_or_default();
+        let since = &log[usize::try_from(m.logged_before).unwrap_or(usize::MAX).min(log.len())..];
+        let serving = format!("serving insecure client requests on 127.0.0.1:{}", m.client_port);
+        if !String::from_utf8_lossy(since).contains(&serving) {
+            return false;
+        }
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.members[i].client_port)) else { return false };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
         if stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
