@@ -443,9 +443,10 @@ impl Registry {
     }
 
     /// Before retrying a write that lost a race: waits until the store's reads include the
-    /// revision that won (`rev`; `Revision::MAX` when it is not known: the latest). A store that reads a cache kept by a watch (etcd) may not have
-    /// received it yet, and a retry would read the same stale object and lose again; SQLite is
-    /// always there. A failed wait only means the retry may lose once more.
+    /// revision that won (`rev`; `Revision::MAX` when it is not known: the latest). A store that
+    /// reads a cache kept by a watch (etcd) may not have received it yet, and a retry would read
+    /// the same stale object and lose again; SQLite is always there. A failed wait only means the
+    /// retry may lose once more.
     async fn catch_up(&self, rev: Revision) {
         if self.store.revision() < rev
             && let Err(e) = self.store.sync().await
