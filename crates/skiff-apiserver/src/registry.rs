@@ -435,24 +435,11 @@ impl Registry {
                 Ok(stored) => {
                     return Ok(Written { object: (*stored.value).clone(), created: false, warnings: Vec::new() });
                 }
-                Err(StoreError::Conflict { current, .. }) if req.expected.is_none() => self.catch_up(current).await,
+                Err(StoreError::Conflict { .. }) if req.expected.is_none() => continue,
                 Err(e) => return Err(store_error(r, req.name, e)),
             }
         }
         Err(ApiError::stale(r.group, r.plural, req.name))
-    }
-
-    /// Before retrying a write that lost a race: waits until the store's reads include the
-    /// revision that won (`rev`; `Revision::MAX` when it is not known: the latest). A store that
-    /// reads a cache kept by a watch (etcd) may not have received it yet, and a retry would read
-    /// the same stale object and lose again; SQLite is always there. A failed wait only means the
-    /// retry may lose once more.
-    async fn catch_up(&self, rev: Revision) {
-        if self.store.revision() < rev
-            && let Err(e) = self.store.sync().await
-        {
-            tracing::debug!(error = %e, "cannot catch up with the store before retrying a write");
-        }
     }
 
     /// The object an update would store, and whether the update finishes a pending deletion.
@@ -569,7 +556,7 @@ impl Registry {
             // A conflict here is a write that won the race since `current` was read (server-side
             // apply's field conflicts are found above, before the write): patch the newer object.
             match self.guaranteed_update(req, opts).await {
-                Err(e) if e.is_conflict() && !precondition => self.catch_up(Revision::MAX).await,
+                Err(e) if e.is_conflict() && !precondition => continue,
                 Err(e) => return Err(e),
                 Ok(mut w) => {
                     w.warnings.extend(warnings);
@@ -639,7 +626,7 @@ impl Registry {
                 fields_recorded: false,
             };
             match self.guaranteed_update(req, opts).await {
-                Err(e) if e.is_conflict() && expected.is_none() => self.catch_up(Revision::MAX).await,
+                Err(e) if e.is_conflict() && expected.is_none() => continue,
                 Err(e) => return Err(e),
                 Ok(w) => return Ok(scale_of(&w.object)),
             }
@@ -858,8 +845,7 @@ impl Registry {
             match self.store.write(write).await {
                 Ok(stored) if immediate => return Ok(Deleted::Gone((*stored.value).clone())),
                 Ok(stored) => return Ok(Deleted::Pending((*stored.value).clone())),
-                Err(StoreError::Conflict { current, .. }) => self.catch_up(current).await,
-                Err(StoreError::NotFound(_)) => self.catch_up(self.store.revision() + 1).await,
+                Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => continue,
                 Err(e) => return Err(store_error(r, name, e)),
             }
         }
@@ -1039,7 +1025,7 @@ impl Registry {
             let key = self.key(t, name);
             match self.store.write(Write::Update { key, value: next, expected: Some(current.rev) }).await {
                 Ok(_) => return Ok(()),
-                Err(StoreError::Conflict { current, .. }) => self.catch_up(current).await,
+                Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(store_error(r, name, e)),
             }
         }

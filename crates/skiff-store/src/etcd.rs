@@ -13,7 +13,9 @@
 //!   the changes since before `connect` returns, so a watch resumes across a server's restart or
 //!   from another server's revision (kube-apiserver's cache starts empty and answers 410 there).
 //! - A write returns once this store's cache has seen it, so a write is visible to the same
-//!   store's readers as soon as it is acknowledged. Writes through other stores on the same etcd
+//!   store's readers as soon as it is acknowledged; a write that fails (`Conflict`, `NotFound`,
+//!   `AlreadyExists`) returns once the cache has seen the state that failed it, so a caller that
+//!   reads again and retries does not lose the same race again. Writes through other stores on the same etcd
 //!   appear when their watch events arrive (milliseconds).
 //! - A read that must be consistent calls [`Store::sync`] first (kube-apiserver's consistent
 //!   reads from cache, KEP-2340): it reads etcd's current revision (a one-key quorum read) and
@@ -241,7 +243,27 @@ impl Store for EtcdStore {
             async move { kv.txn(txn).await }
         })
         .await?;
-        let object = txn::outcome(pending, txn::Answer::from_response(&response)?)?;
+        let answer = txn::Answer::from_response(&response)?;
+        let answered_at = codec::revision(answer.revision)?;
+        let object = match txn::outcome(pending, answer) {
+            Ok(object) => object,
+            Err(e) => {
+                // The write that made this one fail may not be in this store's reads yet (its
+                // watch event is on the way): wait for it, so that a caller that reads again and
+                // retries sees the newer state instead of losing the same race again.
+                let reached = match &e {
+                    StoreError::Conflict { current, .. } => self.cache.wait_for(*current, self.request_timeout).await,
+                    StoreError::NotFound(_) | StoreError::AlreadyExists(_) => {
+                        self.cache.wait_fresh(answered_at, CONSISTENT_READ_TIMEOUT).await.is_ok()
+                    }
+                    _ => true,
+                };
+                if !reached {
+                    tracing::debug!(error = %e, revision = answered_at, "etcd watch has not delivered what failed a write");
+                }
+                return Err(e);
+            }
+        };
         if !self.cache.wait_for(object.rev, self.request_timeout).await {
             // The write is durable in etcd; only this store's view lags (its watch is broken).
             tracing::warn!(key = %object.key, revision = object.rev, "etcd watch has not delivered an acknowledged write");

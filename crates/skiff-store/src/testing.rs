@@ -108,16 +108,14 @@ impl EtcdServer {
             .spawn()
             .expect("starting etcd");
         self.child = Some(child);
-        let serving = format!("serving insecure client requests on 127.0.0.1:{}", self.client_port);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            let logged = Self::log_since(&log_path, logged_before);
-            if logged.contains(&serving) && self.healthy() {
+            if serves(&log_path, logged_before, self.client_port) {
                 return Ok(());
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 self.child = None;
-                if Self::log_since(&log_path, logged_before).contains("address already in use") {
+                if log_since(&log_path, logged_before).contains("address already in use") {
                     return Err(PortTaken);
                 }
                 panic!("etcd exited with {status}:\n{}", self.log_tail(&log_path));
@@ -127,30 +125,37 @@ impl EtcdServer {
         panic!("etcd did not become healthy within 30s:\n{}", self.log_tail(&log_path));
     }
 
-    /// What etcd logged after the first `from` bytes of its log (the log of earlier runs).
-    fn log_since(path: &std::path::Path, from: u64) -> String {
-        let log = std::fs::read(path).unwrap_or_default();
-        let start = usize::try_from(from).unwrap_or(usize::MAX).min(log.len());
-        String::from_utf8_lossy(&log[start..]).into_owned()
-    }
-
-    /// etcd's `/health` answers `"health":"true"` on the client port.
-    fn healthy(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.client_port)) else { return false };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        if stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
-            return false;
-        }
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer.contains(r#""health":"true""#)
-    }
-
     fn log_tail(&self, path: &std::path::Path) -> String {
         let log = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
+}
+
+/// Whether the etcd writing the log at `log` serves its clients on `client_port`: its log after the
+/// first `logged_before` bytes (an earlier run's) says it listens there, and `/health` answers
+/// `"health":"true"` (a cluster member: once the cluster has a leader). The log check tells it
+/// from another test's etcd that took the port meanwhile, which would pass the health check too.
+pub fn serves(log: &std::path::Path, logged_before: u64, client_port: u16) -> bool {
+    let serving = format!("serving insecure client requests on 127.0.0.1:{client_port}");
+    if !log_since(log, logged_before).contains(&serving) {
+        return false;
+    }
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", client_port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.contains(r#""health":"true""#)
+}
+
+/// What etcd logged after the first `from` bytes of its log (the log of earlier runs).
+fn log_since(path: &std::path::Path, from: u64) -> String {
+    let log = std::fs::read(path).unwrap_or_default();
+    let start = usize::try_from(from).unwrap_or(usize::MAX).min(log.len());
+    String::from_utf8_lossy(&log[start..]).into_owned()
 }
 
 impl Drop for EtcdServer {

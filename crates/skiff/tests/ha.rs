@@ -157,25 +157,10 @@ impl EtcdCluster {
         self.members[i].proc = Proc(Some(child));
     }
 
-    /// etcd's `/health` answers `"health":"true"` (the member is in a cluster with a leader), and
-    /// it is this member that answers: its own log since it started says it serves the port (a
-    /// port taken by another test's etcd meanwhile would answer the health check too).
+    /// The member serves (see `skiff_store::testing::serves`: its own log, then `/health`).
     fn healthy(&self, i: usize) -> bool {
         let m = &self.members[i];
-        let log = std::fs::read(self.log(i)).unwrap_or_default();
-        let since = &log[usize::try_from(m.logged_before).unwrap_or(usize::MAX).min(log.len())..];
-        let serving = format!("serving insecure client requests on 127.0.0.1:{}", m.client_port);
-        if !String::from_utf8_lossy(since).contains(&serving) {
-            return false;
-        }
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.members[i].client_port)) else { return false };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        if stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
-            return false;
-        }
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer.contains(r#""health":"true""#)
+        skiff_store::testing::serves(&self.log(i), m.logged_before, m.client_port)
     }
 
     fn wait_healthy(&mut self, i: usize) {

@@ -133,6 +133,8 @@ async fn two_stores_see_each_others_writes_and_watch_events() {
         matches!(err, StoreError::Conflict { expected, current, .. } if expected == created.rev && current == updated.rev),
         "{err:?}"
     );
+    // The conflict returns once a's reads include the write that won, so a retry reads it.
+    assert_eq!(a.get("/v1/cm/ns/x").map(|o| o.rev), Some(updated.rev));
     let err = a.write(create("/v1/cm/ns/x", json!({}))).await.expect_err("exists");
     assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
     let deleted = a.write(delete("/v1/cm/ns/x", Some(updated.rev))).await.expect("a deletes b's update");
