@@ -40,6 +40,7 @@ pub enum Call {
     Remove { id: String },
     Exec { id: String, cmd: Vec<String> },
     ExecStream { id: String, command: Vec<String>, stdin: bool, tty: bool },
+    PortForward { pod_uid: String, port: u16 },
 }
 
 #[derive(Default)]
@@ -54,6 +55,8 @@ struct State {
     /// Container name → exec exit code (default 0).
     exec_codes: HashMap<String, i32>,
     calls: Vec<Call>,
+    /// Pod port → where a port-forward to it connects ([`FakeRuntime::serve_port`]).
+    ports: HashMap<u16, std::net::SocketAddr>,
     next_id: u64,
     next_ip: u32,
 }
@@ -165,6 +168,11 @@ impl FakeRuntime {
     /// Terminal sizes sent to streaming execs, by container ID.
     pub fn resizes(&self) -> Vec<(String, TerminalSize)> {
         self.resizes.lock().clone()
+    }
+
+    /// Port-forwards to the pod port `port` connect to `addr` (e.g. a test's loopback listener).
+    pub fn serve_port(&self, port: u16, addr: std::net::SocketAddr) {
+        self.state.lock().ports.insert(port, addr);
     }
 
     /// Everything called so far.
@@ -392,6 +400,27 @@ impl ContainerRuntime for FakeRuntime {
             stdout: Vec::new(),
             stderr: if code == 0 { Vec::new() } else { b"exec failed\n".to_vec() },
         })
+    }
+
+    /// Connects to the address [`FakeRuntime::serve_port`] gave the port (the fake has no network
+    /// namespaces); an unknown port is refused, worded as containerd words it.
+    async fn port_forward(&self, pod_uid: &str, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
+        let (id, addr) = {
+            let mut s = self.state.lock();
+            s.calls.push(Call::PortForward { pod_uid: pod_uid.into(), port });
+            let id = s
+                .sandboxes
+                .get(pod_uid)
+                .map(|sb| sb.id.clone())
+                .ok_or_else(|| RuntimeError::NotFound { kind: "sandbox", id: pod_uid.into() })?;
+            (id, s.ports.get(&port).copied())
+        };
+        let refused = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let result = match addr {
+            Some(addr) => tokio::net::TcpStream::connect(addr).await,
+            None => Err(refused()),
+        };
+        result.map_err(|e| RuntimeError::PortForward(crate::netns::dial_error(&id, port, &e)))
     }
 
     fn exits(&self) -> Option<broadcast::Receiver<String>> {

@@ -13,6 +13,7 @@ pub mod env;
 pub mod events;
 pub mod fake;
 pub mod lb;
+pub mod netns;
 pub mod node;
 pub mod observed;
 pub mod plan;

@@ -735,6 +735,18 @@ impl ContainerRuntime for RuncRuntime {
         })
     }
 
+    async fn port_forward(&self, pod_uid: &str, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
+        let (netns, id) = self
+            .pods
+            .lock()
+            .get(pod_uid)
+            .map(|p| (p.sandbox.namespaces.net.clone(), p.info.id.clone()))
+            .ok_or_else(|| RuntimeError::NotFound { kind: "sandbox", id: pod_uid.into() })?;
+        crate::netns::connect_loopback(&netns, port)
+            .await
+            .map_err(|e| RuntimeError::PortForward(crate::netns::dial_error(&id, port, &e)))
+    }
+
     fn exits(&self) -> Option<broadcast::Receiver<String>> {
         Some(self.exits.subscribe())
     }

@@ -270,6 +270,10 @@ pub enum RuntimeError {
     Timeout(Duration),
     #[error("{op}: {message}")]
     Failed { op: &'static str, message: String },
+    /// A port-forward connection to the pod could not be made; the message is the runtime's
+    /// whole text (containerd's `failed to connect to localhost:P inside namespace ...`).
+    #[error("{0}")]
+    PortForward(String),
 }
 
 /// The operations the agent needs from a container runtime.
@@ -304,6 +308,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn exec_stream(&self, id: &str, request: &ExecRequest) -> Result<ExecSession, RuntimeError> {
         let _ = request;
         Err(RuntimeError::Failed { op: "exec", message: format!("streaming exec is not supported for {id}") })
+    }
+    /// Opens a TCP connection to `127.0.0.1:port` inside the pod's network namespace
+    /// (`kubectl port-forward`), so a server bound to the pod's loopback only is reachable too.
+    async fn port_forward(&self, pod_uid: &str, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
+        let _ = port;
+        Err(RuntimeError::Failed { op: "port-forward", message: format!("not supported for pod {pod_uid}") })
     }
     /// The UIDs of pods one of whose containers just exited, so the agent syncs that pod at once
     /// instead of on its next relist (an event-driven PLEG; the relist stays as the fallback, so

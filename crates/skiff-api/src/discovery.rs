@@ -444,6 +444,7 @@ mod tests {
                     {"subresource": "eviction", "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"}, "verbs": ["create"]},
                     {"subresource": "exec", "responseKind": {"group": "", "version": "v1", "kind": "Pod"}, "verbs": ["create", "get"]},
                     {"subresource": "log", "responseKind": {"group": "", "version": "v1", "kind": "Pod"}, "verbs": ["get"]},
+                    {"subresource": "portforward", "responseKind": {"group": "", "version": "v1", "kind": "Pod"}, "verbs": ["create", "get"]},
                     {"subresource": "status", "responseKind": {"group": "", "version": "v1", "kind": "Pod"}, "verbs": ["get", "patch", "update"]},
                 ],
             })
@@ -628,7 +629,10 @@ mod tests {
             .filter_map(|r| r["name"].as_str())
             .filter(|n| n.starts_with("pods"))
             .collect();
-        assert_eq!(pod_names, ["pods", "pods/binding", "pods/eviction", "pods/exec", "pods/log", "pods/status"]);
+        assert_eq!(
+            pod_names,
+            ["pods", "pods/binding", "pods/eviction", "pods/exec", "pods/log", "pods/portforward", "pods/status"]
+        );
 
         // The Python client's V1APIResource requires these fields on every entry.
         for list in [&core, &apps] {

@@ -386,6 +386,10 @@ fn log_params() -> Vec<Param> {
     ]
 }
 
+fn portforward_params() -> Vec<Param> {
+    vec![query("ports", ParamType::Integer, "List of ports to forward Required when using WebSockets")]
+}
+
 fn exec_params() -> Vec<Param> {
     vec![
         query(
@@ -716,7 +720,7 @@ fn resource_paths(r: &ResourceInfo, catalog: &Catalog) -> Vec<PathItem> {
                 READ_RESPONSES,
                 Body::Text,
             )],
-            Subresource::Exec => ["get", "post"]
+            Subresource::Exec | Subresource::PortForward => ["get", "post"]
                 .into_iter()
                 .map(|method| {
                     let mut o = sub_op(
@@ -724,7 +728,7 @@ fn resource_paths(r: &ResourceInfo, catalog: &Catalog) -> Vec<PathItem> {
                         "connect",
                         format!("connect {} requests to {name} of {kind}", method.to_uppercase()),
                         "connect",
-                        exec_params(),
+                        if sub == Subresource::Exec { exec_params() } else { portforward_params() },
                         None,
                         READ_RESPONSES,
                         Body::Text,
@@ -737,7 +741,11 @@ fn resource_paths(r: &ResourceInfo, catalog: &Catalog) -> Vec<PathItem> {
         out.push(PathItem {
             path: format!("{item}/{name}"),
             // Upstream's connect operations take no `pretty`.
-            params: item_params.iter().filter(|p| sub != Subresource::Exec || p.name != "pretty").cloned().collect(),
+            params: item_params
+                .iter()
+                .filter(|p| !matches!(sub, Subresource::Exec | Subresource::PortForward) || p.name != "pretty")
+                .cloned()
+                .collect(),
             operations,
         });
     }

@@ -21,6 +21,8 @@ pub enum Subresource {
     Log,
     /// `exec` (pods): served by the node agent.
     Exec,
+    /// `portforward` (pods): served by the node agent.
+    PortForward,
     /// `eviction` (pods): `policy/v1 Eviction`.
     Eviction,
 }
@@ -33,6 +35,7 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Log => "log",
             Subresource::Exec => "exec",
+            Subresource::PortForward => "portforward",
             Subresource::Eviction => "eviction",
         }
     }
@@ -44,6 +47,7 @@ impl Subresource {
             "binding" => Subresource::Binding,
             "log" => Subresource::Log,
             "exec" => Subresource::Exec,
+            "portforward" => Subresource::PortForward,
             "eviction" => Subresource::Eviction,
             _ => return None,
         })
@@ -56,7 +60,7 @@ impl Subresource {
             Subresource::Status => (parent.group, parent.version, parent.kind),
             Subresource::Scale => ("autoscaling", "v1", "Scale"),
             Subresource::Binding => ("", "v1", "Binding"),
-            Subresource::Log | Subresource::Exec => ("", "v1", "Pod"),
+            Subresource::Log | Subresource::Exec | Subresource::PortForward => ("", "v1", "Pod"),
             Subresource::Eviction => ("policy", "v1", "Eviction"),
         }
     }
@@ -66,7 +70,7 @@ impl Subresource {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding | Subresource::Eviction => &["create"],
             Subresource::Log => &["get"],
-            Subresource::Exec => &["create", "get"],
+            Subresource::Exec | Subresource::PortForward => &["create", "get"],
         }
     }
 }
@@ -156,7 +160,7 @@ macro_rules! resource {
 }
 
 use Scope::{Cluster, Namespaced};
-use Subresource::{Binding, Eviction, Exec, Log, Scale, Status};
+use Subresource::{Binding, Eviction, Exec, Log, PortForward, Scale, Status};
 
 /// Every resource Skiff serves, in discovery order (core resources alphabetical, as upstream lists them,
 /// so `kubectl get all` prints pods before deployments before replicasets).
@@ -218,7 +222,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         Namespaced,
         short = ["po"],
         categories = ["all"],
-        sub = [Status, Binding, Log, Exec, Eviction],
+        sub = [Status, Binding, Log, Exec, PortForward, Eviction],
         storage = "core/pods"
     ),
     resource!(

@@ -427,6 +427,196 @@ fn kubectl_logs_exec_restarts_and_oom() {
     drop(agent);
 }
 
+/// A `kubectl port-forward` running in the background, its output in files; killed by its PID on
+/// drop.
+struct PortForward {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl PortForward {
+    /// Starts `kubectl port-forward pod/POD MAPPINGS...` with extra environment variables and
+    /// waits until it listens on every local port.
+    fn start(s: &Server, pod: &str, mappings: &[(u16, u16)], envs: &[(&str, &str)], extra: &[&str]) -> PortForward {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+        let target = format!("pod/{pod}");
+        let specs: Vec<String> = mappings.iter().map(|(l, r)| format!("{l}:{r}")).collect();
+        let mut args = vec!["port-forward", target.as_str()];
+        args.extend(specs.iter().map(String::as_str));
+        args.extend(extra);
+        let child = s
+            .kubectl_command(&args)
+            .envs(envs.iter().copied())
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&err).expect("stderr file"))
+            .spawn()
+            .expect("spawn kubectl port-forward");
+        let mut pf = PortForward { child, out, err, _dir: dir };
+        for (local, remote) in mappings {
+            let line = format!("Forwarding from 127.0.0.1:{local} -> {remote}");
+            poll(Duration::from_secs(30), "kubectl port-forward to listen", || {
+                assert!(!pf.exited(), "kubectl port-forward exited: {}", pf.stderr());
+                pf.stdout().contains(&line).then_some(())
+            });
+        }
+        pf
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A local port nothing listens on (bound and released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("addr").port()
+}
+
+/// Sends an HTTP/1.0 GET for `path` to 127.0.0.1:`port` and returns the whole response.
+fn pf_try_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+fn pf_get(port: u16, path: &str) -> String {
+    pf_try_get(port, path).unwrap_or_else(|e| panic!("GET {path} through 127.0.0.1:{port}: {e}"))
+}
+
+/// The body of an HTTP response, asserting a 200.
+fn body_of(response: &str) -> &str {
+    assert!(response.starts_with("HTTP/1.") && response.contains(" 200 "), "not a 200: {response:?}");
+    response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default()
+}
+
+/// `kubectl port-forward` through the API server to the agent: the default WebSocket tunnel and
+/// the native SPDY upgrade (`KUBECTL_PORT_FORWARD_WEBSOCKETS=false`) both carry HTTP to busybox
+/// httpd in a runc pod, repeatedly and with connections open at the same time; a server bound to
+/// the pod's 127.0.0.1 only is reached (the dial happens inside the pod's network namespace); a
+/// port nothing listens on gives kubelet's error through kubectl, which then drops the connection
+/// as upstream 1.35 does.
+#[test]
+fn kubectl_port_forward() {
+    let s = Server::start();
+    let agent = Agent::start(&s, "e2e-portforward", 214);
+    wait_node_ready(&s, "e2e-portforward");
+    let image = format!("--image={IMAGE}");
+    s.kubectl_ok(&[
+        "run",
+        "web",
+        &image,
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "httpd -f -p 80 -h /www & httpd -f -p 127.0.0.1:8081 -h /www & trap 'exit 0' TERM; wait",
+    ]);
+    wait_ready(&s, &agent, "web");
+    let want = "hello from skiff\n";
+
+    for envs in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")][..]] {
+        let (web, local_only) = (free_port(), free_port());
+        // Verbose enough to show which dialer connected.
+        let pf = PortForward::start(&s, "web", &[(web, 80), (local_only, 8081)], envs, &["-v=4"]);
+        // httpd needs a moment after the pod is Ready; retry the first fetch only.
+        poll(Duration::from_secs(20), "the first page through the port-forward", || {
+            let r = pf_try_get(web, "/index.html").ok()?;
+            r.ends_with(&format!("\r\n\r\n{want}")).then_some(())
+        });
+        for _ in 0..5 {
+            assert_eq!(body_of(&pf_get(web, "/index.html")), want, "{envs:?}");
+        }
+        assert_eq!(body_of(&pf_get(local_only, "/index.html")), want, "the pod's loopback-only server {envs:?}");
+
+        // Two connections open at once: the first request is sent in two parts around a whole
+        // second request.
+        {
+            use std::io::{Read, Write};
+            let mut first = std::net::TcpStream::connect(("127.0.0.1", web)).expect("connect");
+            first.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+            first.write_all(b"GET /index.html HTTP/1.0\r\n").expect("first half");
+            let threads: Vec<_> =
+                (0..2).map(|_| std::thread::spawn(move || body_of(&pf_get(web, "/index.html")).to_string())).collect();
+            for t in threads {
+                assert_eq!(t.join().expect("concurrent fetch"), want);
+            }
+            first.write_all(b"Host: localhost\r\n\r\n").expect("second half");
+            let mut response = String::new();
+            first.read_to_string(&mut response).expect("read");
+            assert_eq!(body_of(&response), want);
+        }
+        let out = pf.stdout();
+        assert!(out.matches(&format!("Handling connection for {web}")).count() >= 9, "{out}");
+        let log = pf.stderr();
+        assert!(!log.contains("an error occurred") && !log.contains("Unhandled Error"), "{envs:?}: {log}");
+        if envs.is_empty() {
+            // The WebSocket tunnel itself was negotiated, no fallback to SPDY.
+            assert!(log.contains("negotiated protocol: portforward.k8s.io") && !log.contains("fallback"), "{log}");
+        } else {
+            assert!(!log.contains("tunneling_dialer"), "{log}");
+        }
+        drop(pf);
+    }
+
+    // Nothing listens on port 81: the kubelet's error reaches kubectl on the error stream.
+    for envs in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")][..]] {
+        let closed = free_port();
+        let mut pf = PortForward::start(&s, "web", &[(closed, 81)], envs, &[]);
+        {
+            use std::io::{Read, Write};
+            let mut conn = std::net::TcpStream::connect(("127.0.0.1", closed)).expect("connect");
+            conn.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+            let _ = conn.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            let mut got = Vec::new();
+            let _ = conn.read_to_end(&mut got);
+            assert!(got.is_empty(), "no data from a closed port: {got:?}");
+        }
+        let stderr = poll(Duration::from_secs(20), "kubectl to report the error", || {
+            let e = pf.stderr();
+            e.contains("lost connection to pod").then_some(e)
+        });
+        let expected = format!("an error occurred forwarding {closed} -> 81: error forwarding port 81 to pod ");
+        assert!(stderr.contains(&expected), "{envs:?}: {stderr}");
+        assert!(
+            stderr.contains(", uid : failed to connect to localhost:81 inside namespace ")
+                && stderr.contains("dial tcp4 127.0.0.1:81: connect: connection refused"),
+            "{envs:?}: {stderr}"
+        );
+        poll(Duration::from_secs(10), "kubectl to exit", || pf.exited().then_some(()));
+    }
+
+    delete_and_wait(&s, "web");
+    poll(Duration::from_secs(30), "the runc containers to be removed", || {
+        agent.runc_containers().is_empty().then_some(())
+    });
+    drop(agent);
+}
+
 /// Runs `skiff ARGS` (the kubectl-like verbs) with `--kubeconfig` and optional stdin (helper H6's).
 fn h6_skiff(s: &Server, args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use std::io::Write;

@@ -1,16 +1,21 @@
 //! The agent's "kubelet server": the HTTPS endpoint the API server calls for container logs
-//! (`GET /containerLogs/{ns}/{pod}/{container}`) and `kubectl exec` sessions
-//! (`GET|POST /exec/{ns}/{pod}/{container}` upgraded to a WebSocket). Clients must present a
-//! certificate signed by the cluster CA; only pods bound to this node are served.
+//! (`GET /containerLogs/{ns}/{pod}/{container}`), `kubectl exec` sessions
+//! (`GET|POST /exec/{ns}/{pod}/{container}` upgraded to a WebSocket) and `kubectl port-forward`
+//! (`GET|POST /portForward/{ns}/{pod}` upgraded to SPDY/3.1, natively or tunnelled in a
+//! WebSocket). Clients must present a certificate signed by the cluster CA; only pods bound to
+//! this node are served.
 //!
 //! [`tls`] builds the TLS side, [`logs`] reads CRI log files, [`channel`] frames the WebSocket
 //! channel protocol, [`exec`] bridges a WebSocket to a runtime exec session, [`resolve`] maps a
-//! pod and container name to a runtime container.
+//! pod and container name to a runtime container, [`spdy`] frames SPDY/3.1 and [`portforward`]
+//! serves port-forward connections over it.
 
 pub mod channel;
 pub mod exec;
 pub mod logs;
+pub mod portforward;
 pub mod resolve;
+pub mod spdy;
 pub mod tls;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -154,6 +159,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
         .route("/exec/{namespace}/{pod}/{container}", any(exec))
+        .route("/portForward/{namespace}/{pod}", any(port_forward))
         .fallback(|| async { status_response(&ApiError::not_found_path()) })
         .with_state(state)
 }
@@ -251,4 +257,102 @@ async fn exec(
         let start = async { state.runtime.exec_stream(&id, &request).await };
         exec::serve(socket, protocol, params, start).await;
     })
+}
+
+/// `GET|POST /portForward/{namespace}/{pod}`: the kubelet's `getPortForward`. A WebSocket
+/// handshake offering [`portforward::TUNNEL_PROTOCOL`] tunnels SPDY in binary messages;
+/// `Upgrade: SPDY/3.1` with `X-Stream-Protocol-Version: portforward.k8s.io` speaks it natively.
+async fn port_forward(
+    State(state): State<Arc<ServerState>>,
+    Path((namespace, pod)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let Some(entry) = state.pods.get(&namespace, &pod) else {
+        return status_response(&ApiError::new(404, "NotFound", "pod does not exist"));
+    };
+    let sandbox = match state.runtime.sandbox(&entry.uid).await {
+        Ok(Some(sb)) => sb,
+        Ok(None) => {
+            return status_response(&ApiError::internal(format!(
+                "failed to find sandboxID for pod {pod}_{namespace}({})",
+                entry.uid
+            )));
+        }
+        Err(e) => return status_response(&ApiError::internal(e.to_string())),
+    };
+    // As the CRI streaming server: the sandbox names the pod, the UID stays empty.
+    let target = portforward::Target { pod: sandbox.id.clone(), uid: String::new() };
+    let (runtime, uid) = (state.runtime.clone(), entry.uid.clone());
+    let dial: portforward::Dialer = Arc::new(move |port| {
+        let (runtime, uid) = (runtime.clone(), uid.clone());
+        Box::pin(async move { runtime.port_forward(&uid, port).await.map_err(|e| e.to_string()) })
+    });
+
+    let upgrade = parts.headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_string();
+    if upgrade.eq_ignore_ascii_case("websocket") {
+        if parts.method == Method::POST {
+            parts.method = Method::GET;
+        }
+        let Ok(ws) = WebSocketUpgrade::from_request_parts(&mut parts, &()).await else {
+            return status_response(&ApiError::bad_request("Upgrade request required"));
+        };
+        let ws = ws.protocols([portforward::TUNNEL_PROTOCOL]);
+        if ws.selected_protocol().is_none() {
+            let offered: Vec<String> =
+                ws.requested_protocols().filter_map(|v| v.to_str().ok()).map(String::from).collect();
+            return status_response(&ApiError::bad_request(format!(
+                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [{:?}]",
+                portforward::TUNNEL_PROTOCOL
+            )));
+        }
+        return ws.on_upgrade(move |socket| portforward::serve_websocket(socket, target, dial));
+    }
+    if !upgrade.to_ascii_lowercase().starts_with("spdy/3.1") {
+        return status_response(&ApiError::bad_request(format!(
+            "unable to upgrade: missing upgrade headers in request: Upgrade {upgrade:?}"
+        )));
+    }
+    let offered: Vec<String> = parts
+        .headers
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if offered.is_empty() {
+        return status_response(&ApiError::bad_request("unable to upgrade: X-Stream-Protocol-Version is required"));
+    }
+    if !offered.iter().any(|p| p == portforward::PROTOCOL) {
+        let e = ApiError::new(
+            403,
+            "Forbidden",
+            format!(
+                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts [{:?}]",
+                portforward::PROTOCOL
+            ),
+        );
+        let mut resp = status_response(&e);
+        resp.headers_mut()
+            .insert("x-accepted-stream-protocol-versions", HeaderValue::from_static(portforward::PROTOCOL));
+        return resp;
+    }
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return status_response(&ApiError::bad_request("unable to upgrade: the connection cannot be upgraded"));
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => portforward::serve(TokioIo::new(upgraded), target, dial).await,
+            Err(e) => tracing::debug!(error = %e, "port-forward: the SPDY upgrade did not complete"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "SPDY/3.1")
+        .header("x-stream-protocol-version", portforward::PROTOCOL)
+        .body(Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

@@ -1,6 +1,8 @@
 //! The pod subresources a node agent serves, proxied: `GET pods/{name}/log` streams the agent's
 //! `/containerLogs/...`, `GET|POST pods/{name}/exec` splices a WebSocket session with the agent's
-//! `/exec/...` (the streaming contract, `notes/streaming-contract.md`).
+//! `/exec/...` (the streaming contract, `notes/streaming-contract.md`), and `GET|POST
+//! pods/{name}/portforward` splices the agent's `/portForward/...` (SPDY/3.1, natively upgraded or
+//! tunnelled in a WebSocket; the bytes pass through untouched).
 //!
 //! These requests are routed here before their body is read: exec needs the raw request's upgrade
 //! (`hyper::upgrade::on`). The handler answers as soon as the agent's response head arrives; the
@@ -41,13 +43,18 @@ const FORWARDED_REQUEST_HEADERS: [&str; 5] =
 const FORWARDED_UPGRADE_HEADERS: [&str; 4] =
     ["upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol"];
 
+/// The SPDY handshake's protocol negotiation header (port-forward), forwarded both ways.
+const STREAM_PROTOCOL_HEADER: &str = "x-stream-protocol-version";
+
 /// How much of an agent's error body is read, and for how long.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether this request is one [`serve`] handles (routed before the body is collected).
 pub fn handles(t: &Target) -> bool {
-    t.resource.kind == "Pod" && t.name.is_some() && matches!(t.subresource, Some(Subresource::Log | Subresource::Exec))
+    t.resource.kind == "Pod"
+        && t.name.is_some()
+        && matches!(t.subresource, Some(Subresource::Log | Subresource::Exec | Subresource::PortForward))
 }
 
 /// Serves `pods/{name}/log` or `pods/{name}/exec`.
@@ -55,6 +62,7 @@ pub async fn serve(app: Arc<App>, t: &Target, parts: Parts) -> Response {
     let result = match t.subresource {
         Some(Subresource::Log) => logs(&app, t, &parts).await,
         Some(Subresource::Exec) => exec(&app, t, parts).await,
+        Some(Subresource::PortForward) => port_forward(&app, t, parts).await,
         _ => Err(ApiError::not_found_path()),
     };
     result.unwrap_or_else(|e| response::error(&e))
@@ -176,14 +184,51 @@ async fn exec(app: &Arc<App>, t: &Target, mut parts: Parts) -> Result<Response, 
         return Err(refuse_upgrade(&kind));
     }
     let client_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or_else(|| refuse_upgrade(&UpgradeKind::None))?;
-
     let path = format!("/exec/{}/{name}/{container}?{}", skiff_api::meta::namespace(&pod), opts.agent_query());
+    splice_upgrade(app, &ep, &parts, client_upgrade, &path, &[], "pods/exec").await
+}
+
+/// `GET|POST pods/{name}/portforward`: find the pod's node and forward the upgrade (a WebSocket
+/// tunnelling SPDY, or `Upgrade: SPDY/3.1` with `X-Stream-Protocol-Version`) to the agent's
+/// `/portForward/{ns}/{pod}`, as kube-apiserver's `PortForwardLocation` and upgrade-aware proxy do.
+/// The pod's phase is not checked here (kubectl refuses a pod that is not Running itself).
+async fn port_forward(app: &Arc<App>, t: &Target, mut parts: Parts) -> Result<Response, ApiError> {
+    if parts.method != Method::GET && parts.method != Method::POST {
+        return Err(ApiError::method_not_allowed(format!("{} is not supported on this resource path", parts.method)));
+    }
+    let name = pod_name(t)?;
+    let pod = app.registry.get(t, name)?;
+    let node =
+        pod_node(&pod).ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?;
+    let ep = endpoint_of(app, node)?;
+    let kind = upgrade_kind(&parts.headers);
+    if !matches!(kind, UpgradeKind::WebSocket | UpgradeKind::Spdy) {
+        return Err(ApiError::bad_request("Upgrade request required"));
+    }
+    let client_upgrade =
+        parts.extensions.remove::<OnUpgrade>().ok_or_else(|| ApiError::bad_request("Upgrade request required"))?;
+    let path = format!("/portForward/{}/{name}", skiff_api::meta::namespace(&pod));
+    splice_upgrade(app, &ep, &parts, client_upgrade, &path, &[STREAM_PROTOCOL_HEADER], "pods/portforward").await
+}
+
+/// Forwards an upgrade request to the agent at `path` (the handshake headers plus `extra`); on
+/// the agent's 101 answers the client 101 with the agent's handshake headers (plus `extra`) and
+/// copies bytes both ways until either side closes. Any other answer is passed through.
+async fn splice_upgrade(
+    app: &Arc<App>,
+    ep: &NodeEndpoint,
+    parts: &Parts,
+    client_upgrade: OnUpgrade,
+    path: &str,
+    extra: &[&'static str],
+    what: &'static str,
+) -> Result<Response, ApiError> {
     let backend = |e: &dyn std::fmt::Display| ApiError::new(500, "", format!("error dialing backend: {e}"));
-    let (mut sender, conn) = open(&app.kubelet_tls, &ep).await.map_err(|e| backend(&e))?;
-    let mut req = http::Request::builder().method(parts.method.clone()).uri(&path).header(header::HOST, ep.authority());
-    for h in FORWARDED_REQUEST_HEADERS {
-        for v in parts.headers.get_all(h) {
-            req = req.header(h, v);
+    let (mut sender, conn) = open(&app.kubelet_tls, ep).await.map_err(|e| backend(&e))?;
+    let mut req = http::Request::builder().method(parts.method.clone()).uri(path).header(header::HOST, ep.authority());
+    for h in FORWARDED_REQUEST_HEADERS.iter().chain(extra) {
+        for v in parts.headers.get_all(*h) {
+            req = req.header(*h, v);
         }
     }
     let req = req.body(Empty::<Bytes>::new()).map_err(|e| backend(&e))?;
@@ -195,12 +240,12 @@ async fn exec(app: &Arc<App>, t: &Target, mut parts: Parts) -> Result<Response, 
     let agent_upgrade = hyper::upgrade::on(&mut resp);
     let mut out = Response::new(Body::empty());
     *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    for h in FORWARDED_UPGRADE_HEADERS {
-        for v in resp.headers().get_all(h) {
-            out.headers_mut().append(h, v.clone());
+    for h in FORWARDED_UPGRADE_HEADERS.iter().chain(extra) {
+        for v in resp.headers().get_all(*h) {
+            out.headers_mut().append(*h, v.clone());
         }
     }
-    let gauge = app.metrics.long_running("connect", "pods/exec");
+    let gauge = app.metrics.long_running("connect", what);
     tokio::spawn(async move {
         let _gauge = gauge;
         let _conn = conn;
@@ -208,13 +253,13 @@ async fn exec(app: &Arc<App>, t: &Target, mut parts: Parts) -> Result<Response, 
         let (client, agent) = match (client, agent) {
             (Ok(c), Ok(a)) => (c, a),
             (c, a) => {
-                tracing::debug!(client = c.is_ok(), agent = a.is_ok(), "exec upgrade did not complete");
+                tracing::debug!(client = c.is_ok(), agent = a.is_ok(), what, "upgrade did not complete");
                 return;
             }
         };
         let (mut client, mut agent) = (TokioIo::new(client), TokioIo::new(agent));
         if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut agent).await {
-            tracing::debug!(error = %e, "exec stream ended");
+            tracing::debug!(error = %e, what, "stream ended");
         }
     });
     Ok(out)
