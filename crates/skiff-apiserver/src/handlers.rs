@@ -157,19 +157,15 @@ async fn dispatch(
             if let Some(n) = listed.remaining {
                 md["remainingItemCount"] = json!(n);
             }
-            let body = match accept {
-                Accept::Json => {
-                    let items: Vec<&Value> = listed.items.iter().map(|v| &**v).collect();
-                    json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": md, "items": items})
-                }
+            match accept {
+                Accept::Json => Ok(response::list(&r.list_kind(), &r.api_version(), &md, &listed.items)),
                 Accept::Table => {
                     let include = IncludeObject::parse(q.include_object.as_deref())?;
                     let objs: Vec<&Value> = listed.items.iter().map(|v| &**v).collect();
                     let now = jiff::Timestamp::now();
-                    table::table(r, &objs, md, include, true, now)
+                    Ok(response::json(200, &table::table(r, &objs, md, include, true, now), &[]))
                 }
-            };
-            Ok(response::json(200, &body, &[]))
+            }
         }
         (&Method::GET, Some(name), None | Some(Subresource::Status)) => {
             reg.sync_for_read(r, &q).await?;

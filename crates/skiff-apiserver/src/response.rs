@@ -14,6 +14,22 @@ pub fn json(code: u16, body: &Value, warnings: &[String]) -> Response {
     raw(code, JSON, bytes, warnings)
 }
 
+/// A list (`{"kind", "apiVersion", "metadata", "items"}`, in the apiserver's order) serialized
+/// straight from the stored objects: building it as one `Value` first would deep-copy every item.
+pub fn list(kind: &str, api_version: &str, metadata: &Value, items: &[std::sync::Arc<Value>]) -> Response {
+    #[derive(serde::Serialize)]
+    struct List<'a> {
+        kind: &'a str,
+        #[serde(rename = "apiVersion")]
+        api_version: &'a str,
+        metadata: &'a Value,
+        items: Vec<&'a Value>,
+    }
+    let items = items.iter().map(|v| &**v).collect();
+    let bytes = serde_json::to_vec(&List { kind, api_version, metadata, items }).unwrap_or_default();
+    raw(200, JSON, bytes, &[])
+}
+
 pub fn raw(code: u16, content_type: &str, body: Vec<u8>, warnings: &[String]) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -215,3 +215,8 @@ async fn deployment_0_to_10000_replicas_on_1000_nodes() {
     );
     stop.cancel();
 }
+
+/// The `skiff` binary's allocator (crates/skiff/src/main.rs), so that these measurements are of
+/// the allocator the server runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

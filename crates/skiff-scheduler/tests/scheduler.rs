@@ -356,6 +356,7 @@ async fn measure(nodes: usize, count: usize) {
         .collect::<Vec<_>>()
         .await;
     let creation = created.elapsed();
+    eprintln!("scheduling {count} pods (pid {})", std::process::id());
     let start = Instant::now();
     let cpu = cpu_seconds("/proc/self/stat");
     let in_flight = std::env::var("SKIFF_BENCH_IN_FLIGHT").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
@@ -365,6 +366,11 @@ async fn measure(nodes: usize, count: usize) {
     count_bound(&c.client, count).await;
     let took = start.elapsed();
     let cpu = cpu_seconds("/proc/self/stat") - cpu;
+    if std::env::var_os("SKIFF_BENCH_METRICS").is_some() {
+        let req = http::Request::get("/metrics").body(Vec::new()).expect("a request");
+        let text = c.client.request_text(req).await.expect("metrics");
+        text.lines().filter(|l| l.starts_with("apiserver_request_total")).for_each(|l| eprintln!("{l}"));
+    }
     println!(
         "created {count} pods in {creation:.2?} ({:.0}/s); scheduled them on {nodes} simulated nodes in {took:.2?}: {:.0} pods/s (without Scheduled events); {cpu:.2} CPU-s, {:.0} µs CPU per pod",
         count as f64 / creation.as_secs_f64(),
@@ -523,3 +529,8 @@ fn decision_cost_on_1000_nodes() {
     println!("pods per node: min {min:?}, max {max:?}");
     assert!(min >= Some(5) && max <= Some(15), "spread evenly: {min:?}..{max:?}");
 }
+
+/// The `skiff` binary's allocator (crates/skiff/src/main.rs), so that these measurements are of
+/// the allocator the server runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
