@@ -356,6 +356,7 @@ async fn measure(nodes: usize, count: usize) {
         .collect::<Vec<_>>()
         .await;
     let creation = created.elapsed();
+    // The pid, so that `perf record -p` can attach to the scheduling window alone.
     eprintln!("scheduling {count} pods (pid {})", std::process::id());
     let start = Instant::now();
     let cpu = cpu_seconds("/proc/self/stat");

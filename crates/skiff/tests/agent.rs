@@ -493,13 +493,7 @@ fn free_port() -> u16 {
 
 /// Sends an HTTP/1.0 GET for `path` to 127.0.0.1:`port` and returns the whole response.
 fn pf_try_get(port: u16, path: &str) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut response = String::new();
-    conn.read_to_string(&mut response)?;
-    Ok(response)
+    http_request(std::net::SocketAddr::from(([127, 0, 0, 1], port)), path)
 }
 
 fn pf_get(port: u16, path: &str) -> String {
@@ -1093,13 +1087,18 @@ impl Drop for Registry {
 
 /// `GET /` at `addr`; the response, or `None` if nothing answers.
 fn http_get(addr: std::net::SocketAddr) -> Option<String> {
+    http_request(addr, "/").ok()
+}
+
+/// `GET path` over HTTP/1.0 at `addr`; the whole response.
+fn http_request(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut body = String::new();
-    conn.read_to_string(&mut body).ok()?;
-    Some(body)
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response)?;
+    Ok(response)
 }
 
 /// `--registry-mirror`: a Docker Hub short name (`skiff-test:v1`) is pulled from a mirror on
