@@ -3,9 +3,11 @@
 //! Only this crate knows HTTP routes. Requests go: [`server`] (TLS, HTTP/1.1 and HTTP/2) →
 //! [`router`] (authentication, non-resource endpoints, metrics) → [`handlers`] (decode, encode) →
 //! [`registry`] (API machinery semantics) → the store. Pod logs and exec go from the router to
-//! [`node_proxy`], which relays them to the pod's node agent.
+//! [`node_proxy`], which relays them to the pod's node agent. The server's own controllers and
+//! scheduler enter at the router, in memory, through the [`loopback`] client.
 
 pub mod handlers;
+pub mod loopback;
 pub mod metrics;
 pub mod namespaces;
 pub mod node_proxy;

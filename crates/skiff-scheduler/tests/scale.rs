@@ -1,16 +1,20 @@
 //! The issue's scale-up scenario: a Deployment scaled from 0 to 10,000 replicas on 1,000 simulated
 //! nodes, until every pod is Running and the Deployment is Available.
 //!
-//! The whole control plane runs in this one test process: the API server (in process, over TLS on
-//! a loopback port), the controller manager (`skiff_controllers::manager::run`), the scheduler
-//! (default configuration: `Scheduled` Events on), and the node simulator, each with its own
-//! client. The peak RSS printed is this process's `VmHWM`: all of them together, plus the
+//! The whole control plane runs in this one test process, wired as `skiff server` wires it: the
+//! API server (in process, over TLS on a loopback port), the controller manager
+//! (`skiff_controllers::manager::run`) and the scheduler (default configuration: `Scheduled` Events
+//! on) each with a loopback client (the router in memory), and the node simulator with a client
+//! over TLS, as a separate agent has. The peak RSS printed is this process's `VmHWM`: all of them together, plus the
 //! harness's own pod watch.
 //!
 //! ```sh
 //! cargo test -p skiff-scheduler --release --test scale -- --ignored --nocapture
 //! SKIFF_SCALE_NODES=100 SKIFF_SCALE_REPLICAS=1000 cargo test -p skiff-scheduler --release --test scale -- --ignored --nocapture
 //! ```
+//!
+//! During the scale-up one more client (over TLS) probes the API's latency: create, get, a watch's
+//! delivery and a first page of pods (see [`probe`]); its requests are in the CPU figure too.
 //!
 //! It prints figures and asserts only that the end state is reached (within 15 minutes).
 
@@ -19,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -80,6 +84,88 @@ impl Seen {
     }
 }
 
+/// API latencies measured while the control plane works (issue #6, scenario 4): what one more
+/// client, over TLS like kubectl, sees. Every `PROBE_PERIOD`: a ConfigMap created (a write), read
+/// back (a single read), the time from sending that create to its event arriving at a watch of
+/// ConfigMaps, and a first page of pods as `kubectl get pods` asks for it (`limit=500`).
+#[derive(Default)]
+struct Latencies {
+    create: Vec<Duration>,
+    get: Vec<Duration>,
+    watch_delivery: Vec<Duration>,
+    list_pods: Vec<Duration>,
+}
+
+const PROBE_PERIOD: Duration = Duration::from_millis(200);
+
+async fn probe(client: Client, stop: CancellationToken) -> Latencies {
+    let configmaps: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let pods: Api<WatchedPod> = Api::default_namespaced(client);
+    let mut watch = configmaps
+        .watch(&WatchParams::default().labels("probe=latency"), "0")
+        .await
+        .expect("the probe's watch")
+        .boxed();
+    // The watch is read by its own task, which stamps each event as it arrives.
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(event)) = watch.next().await {
+            if let WatchEvent::Added(cm) = event {
+                let _ = arrived_tx.send((cm.metadata.name.unwrap_or_default(), Instant::now()));
+            }
+        }
+    });
+    let mut out = Latencies::default();
+    for i in 0.. {
+        let tick = Instant::now();
+        let name = format!("probe-{i}");
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"probe": "latency"}}, "data": {"n": i.to_string()}
+        }))
+        .expect("a ConfigMap");
+        let sent = Instant::now();
+        configmaps.create(&PostParams::default(), &cm).await.expect("the probe's create");
+        out.create.push(sent.elapsed());
+        let t = Instant::now();
+        configmaps.get(&name).await.expect("the probe's get");
+        out.get.push(t.elapsed());
+        let delivered = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some((seen, at)) = arrived.recv().await {
+                if seen == name {
+                    return Some(at);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .expect("the probe's ConfigMap delivered to its watch");
+        out.watch_delivery.push(delivered - sent);
+        let t = Instant::now();
+        pods.list(&ListParams::default().limit(500)).await.expect("the probe's list");
+        out.list_pods.push(t.elapsed());
+        if tokio::time::timeout_at((tick + PROBE_PERIOD).into(), stop.cancelled()).await.is_ok() {
+            break;
+        }
+    }
+    out
+}
+
+/// "p50 X ms, p99 Y ms, max Z ms (n)" of `samples`.
+fn summary(samples: &mut [Duration]) -> String {
+    samples.sort();
+    let at = |q: f64| samples.get(((samples.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    format!(
+        "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
+        ms(at(0.5)),
+        ms(at(0.99)),
+        ms(at(1.0)),
+        samples.len()
+    )
+}
+
 fn available(d: &Deployment, replicas: i32) -> bool {
     let Some(s) = &d.status else { return false };
     let condition = s.conditions.iter().flatten().any(|c| c.type_ == "Available" && c.status == "True");
@@ -129,8 +215,9 @@ async fn deployment_0_to_10000_replicas_on_1000_nodes() {
         ca_pem,
         ..skiff_controllers::manager::Config::default()
     };
-    tokio::spawn(skiff_controllers::manager::run(client_for(&server.kubeconfig).await, cm, stop.clone()));
-    let scheduler_client = client_for(&server.kubeconfig).await;
+    let controllers_client = skiff_apiserver::loopback::client(&server.app, "default");
+    tokio::spawn(skiff_controllers::manager::run(controllers_client, cm, stop.clone()));
+    let scheduler_client = skiff_apiserver::loopback::client(&server.app, "default");
     let scheduler_stop = stop.clone();
     tokio::spawn(async move { skiff_scheduler::run(scheduler_client, scheduler_stop.cancelled_owned()).await });
 
@@ -159,6 +246,8 @@ async fn deployment_0_to_10000_replicas_on_1000_nodes() {
     let pods: Api<WatchedPod> = Api::default_namespaced(client.clone());
     let mut stream = watcher(pods, watcher::Config::default()).boxed();
 
+    let probe_stop = CancellationToken::new();
+    let probing = tokio::spawn(probe(client_for(&server.kubeconfig).await, probe_stop.clone()));
     let start = Instant::now();
     let cpu = cpu_seconds();
     deployments
@@ -198,6 +287,8 @@ async fn deployment_0_to_10000_replicas_on_1000_nodes() {
     }
     let all_available = start.elapsed();
     let cpu = cpu_seconds() - cpu;
+    probe_stop.cancel();
+    let mut latencies = probing.await.expect("the probe");
     let hwm = proc_status_kb("VmHWM:");
     let name = deployments.get("web").await.map(|d| d.name_any()).unwrap_or_default();
     println!(
@@ -213,6 +304,11 @@ async fn deployment_0_to_10000_replicas_on_1000_nodes() {
         mib(rss_before),
         mib(hwm_before)
     );
+    println!("API latency during the scale-up, one more client over TLS, one probe every {PROBE_PERIOD:?}:");
+    println!("  create ConfigMap: {}", summary(&mut latencies.create));
+    println!("  get ConfigMap: {}", summary(&mut latencies.get));
+    println!("  create sent -> event at a watch: {}", summary(&mut latencies.watch_delivery));
+    println!("  list pods, limit 500: {}", summary(&mut latencies.list_pods));
     stop.cancel();
 }
 

@@ -13,16 +13,17 @@ use skiff_testkit::TestServer;
 
 struct Cluster {
     client: Client,
-    _server: TestServer,
+    server: TestServer,
 }
 
 async fn cluster() -> Cluster {
     let server = TestServer::start().await;
-    Cluster { client: server.client("skiff-scheduler-test"), _server: server }
+    Cluster { client: server.client("skiff-scheduler-test"), server }
 }
 
-fn start_scheduler(client: &Client) {
-    tokio::spawn(skiff_scheduler::run(client.clone(), std::future::pending()));
+/// Runs the scheduler on a loopback client of the cluster's server, as `skiff server` does.
+fn start_scheduler(c: &Cluster) {
+    tokio::spawn(skiff_scheduler::run(c.server.loopback_client(), std::future::pending()));
 }
 
 async fn create_node(client: &Client, name: &str, labels: Value, spec: Value, ready: &str) {
@@ -53,6 +54,17 @@ fn pod(name: &str, owner: Option<&str>, spec_extra: Value) -> Pod {
 
 fn node_of(p: &Pod) -> Option<String> {
     p.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty())
+}
+
+/// The benchmarks' scheduler client: the loopback one, as in `skiff server`; with
+/// SKIFF_BENCH_SCHEDULER_TLS=1 a client over TLS instead (what an external kube-scheduler would
+/// use), to compare the two.
+fn bench_scheduler_client(c: &Cluster) -> Client {
+    if std::env::var_os("SKIFF_BENCH_SCHEDULER_TLS").is_some() {
+        c.server.client("skiff-scheduler-bench")
+    } else {
+        c.server.loopback_client()
+    }
 }
 
 /// CPU time (user + system) used so far by the process (`/proc/self/stat`) or the calling thread
@@ -111,7 +123,7 @@ async fn binds_and_spreads_replicas() {
     for i in 0..3 {
         create_node(&c.client, &format!("n{i}"), json!({}), json!({}), "True").await;
     }
-    start_scheduler(&c.client);
+    start_scheduler(&c);
     let pods: Api<Pod> = Api::default_namespaced(c.client.clone());
     for i in 0..6 {
         pods.create(&PostParams::default(), &pod(&format!("web-{i}"), Some("rs-1"), json!({})))
@@ -151,7 +163,7 @@ async fn unschedulable_until_a_matching_node_appears() {
     for i in 0..3 {
         create_node(&c.client, &format!("n{i}"), json!({"disk": "hdd"}), json!({}), "True").await;
     }
-    start_scheduler(&c.client);
+    start_scheduler(&c);
     let pods: Api<Pod> = Api::default_namespaced(c.client.clone());
     pods.create(&PostParams::default(), &pod("needs-ssd", None, json!({"nodeSelector": {"disk": "ssd"}})))
         .await
@@ -215,7 +227,7 @@ async fn taints_readiness_and_cordon_are_respected() {
     create_node(&c.client, "cordoned", json!({}), json!({"unschedulable": true}), "True").await;
     create_node(&c.client, "sick", json!({}), json!({}), "False").await;
     create_node(&c.client, "plain", json!({}), json!({}), "True").await;
-    start_scheduler(&c.client);
+    start_scheduler(&c);
     let pods: Api<Pod> = Api::default_namespaced(c.client.clone());
     for i in 0..4 {
         pods.create(&PostParams::default(), &pod(&format!("p{i}"), None, json!({}))).await.expect("create");
@@ -278,7 +290,7 @@ async fn resources_are_not_overcommitted() {
     for i in 0..5 {
         pods.create(&PostParams::default(), &pod(&format!("big-{i}"), None, big.clone())).await.expect("create");
     }
-    start_scheduler(&c.client);
+    start_scheduler(&c);
     let (bound, pending) = wait_for(Duration::from_secs(20), "4 bound and 1 unschedulable", || async {
         let list = pods.list(&ListParams::default()).await.ok()?;
         let bound: Vec<String> = list.items.iter().filter_map(node_of).collect();
@@ -363,7 +375,7 @@ async fn measure(nodes: usize, count: usize) {
     let in_flight = std::env::var("SKIFF_BENCH_IN_FLIGHT").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
     let config =
         skiff_scheduler::Config { record_scheduled_events: false, max_in_flight: in_flight, ..Default::default() };
-    tokio::spawn(skiff_scheduler::run_with(c.client.clone(), config, std::future::pending()));
+    tokio::spawn(skiff_scheduler::run_with(bench_scheduler_client(&c), config, std::future::pending()));
     count_bound(&c.client, count).await;
     let took = start.elapsed();
     let cpu = cpu_seconds("/proc/self/stat") - cpu;
@@ -449,7 +461,7 @@ async fn scheduler_only_rate() {
     let in_flight = std::env::var("SKIFF_BENCH_IN_FLIGHT").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
     let config =
         skiff_scheduler::Config { record_scheduled_events: false, max_in_flight: in_flight, ..Default::default() };
-    tokio::spawn(skiff_scheduler::run_with(c.client.clone(), config, std::future::pending()));
+    tokio::spawn(skiff_scheduler::run_with(bench_scheduler_client(&c), config, std::future::pending()));
     count_bound(&c.client, count).await;
     let took = t.elapsed();
     let cpu = cpu_seconds("/proc/self/stat") - cpu;

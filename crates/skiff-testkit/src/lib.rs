@@ -123,6 +123,12 @@ impl TestServer {
         kube::Client::try_from(config).expect("a client")
     }
 
+    /// A client that reaches the server's router in memory, as `skiff server`'s own controllers
+    /// and scheduler do (see `skiff_apiserver::loopback`). Must be called inside a Tokio runtime.
+    pub fn loopback_client(&self) -> kube::Client {
+        skiff_apiserver::loopback::client(&self.running().app, "default")
+    }
+
     /// The server's kubeconfig (`DATA_DIR/kubeconfig.yaml`), for kubectl or more clients.
     pub fn kubeconfig(&self) -> &Path {
         &self.running().kubeconfig

@@ -265,7 +265,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let stop = tokio_util::sync::CancellationToken::new();
     let mut background = Vec::new();
     if !args.no_controllers {
-        let client = kube_client(&running.kubeconfig).await?;
+        // Controllers and scheduler reach the API through the router in memory (see
+        // skiff_apiserver::loopback): the same requests as over the network, no TLS or sockets.
+        let client = skiff_apiserver::loopback::client(&running.app, "default");
         let ca_pem = std::fs::read_to_string(running.kubeconfig.with_file_name("pki").join("ca.crt"))
             .context("cannot read the cluster CA")?;
         let identity = format!("{}_{}", hostname(), skiff_api::meta::new_uid());
