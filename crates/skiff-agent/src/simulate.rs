@@ -780,7 +780,11 @@ async fn pod_loop(client: Client, config: Arc<SimulatorConfig>, writes: Arc<Sema
     let api: Api<Pod> = Api::all(client.clone());
     let watch_tx = tx.clone();
     let watch = tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default().fields("spec.nodeName!=")).default_backoff().boxed();
+        // Pods are kept until they are gone; their managedFields are not needed to drive them.
+        let mut stream = watcher(api, watcher::Config::default().fields("spec.nodeName!="))
+            .modify(|p: &mut Pod| p.metadata.managed_fields = None)
+            .default_backoff()
+            .boxed();
         while let Some(event) = stream.next().await {
             match event {
                 Ok(e) => {

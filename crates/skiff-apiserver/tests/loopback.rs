@@ -18,7 +18,7 @@ fn config_map(name: &str, value: &str) -> ConfigMap {
 async fn loopback_and_tls_clients_see_one_api() {
     let server = TestServer::start().await;
     let remote: Api<ConfigMap> = Api::default_namespaced(server.client("loopback-test"));
-    let local: Api<ConfigMap> = Api::default_namespaced(server.loopback_client());
+    let local: Api<ConfigMap> = Api::default_namespaced(server.loopback_client("loopback-test/v0.1.0"));
 
     // A watch over the loopback client sees what a TLS client writes, and the other way round.
     let mut local_watch =
@@ -29,6 +29,9 @@ async fn loopback_and_tls_clients_see_one_api() {
     let created = local.create(&PostParams::default(), &config_map("made-here", "1")).await.expect("create in memory");
     let read = remote.get("made-here").await.expect("read over TLS");
     assert_eq!(read.metadata.uid, created.metadata.uid);
+    // The field manager comes from the loopback client's User-Agent, as over the network.
+    let managers: Vec<_> = read.metadata.managed_fields.iter().flatten().filter_map(|m| m.manager.clone()).collect();
+    assert_eq!(managers, ["loopback-test"]);
     assert_eq!(read.data.as_ref().and_then(|d| d.get("k")).map(String::as_str), Some("1"));
     remote.create(&PostParams::default(), &config_map("made-there", "2")).await.expect("create over TLS");
     assert_eq!(local.get("made-there").await.expect("read in memory").metadata.name.as_deref(), Some("made-there"));

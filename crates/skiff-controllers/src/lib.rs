@@ -14,3 +14,20 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
+
+use futures::Stream;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+
+/// The list+watch stream a controller caches from: kube's watcher, with `metadata.managedFields`
+/// dropped from every object. No controller reads them, and they are the largest part of a cached
+/// Pod (kube-scheduler trims them from its informers likewise). Dropped means `None`, not an empty
+/// list: an update built from a cached object then keeps the stored entries, as the API server
+/// treats a write without managedFields.
+pub fn watch<K>(api: Api<K>, config: watcher::Config) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, config).modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
+}

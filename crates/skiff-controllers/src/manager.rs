@@ -7,6 +7,10 @@ use tokio_util::sync::CancellationToken;
 use crate::leader::{self, Timings};
 use crate::{deployment, gc, namespace_defaults, nodeipam, nodelifecycle, podgc, replicaset};
 
+/// A User-Agent like kube-controller-manager's, for the controllers' client: the API server
+/// derives the field manager of their writes (`kube-controller-manager`) from it.
+pub const USER_AGENT: &str = replicaset::USER_AGENT;
+
 /// How to run the controller manager. `Config { identity, ca_pem, ..Config::default() }` gives
 /// every controller kube-controller-manager's defaults.
 #[derive(Debug, Clone, Default)]

@@ -316,7 +316,7 @@ async fn allocate(client: Client, mut allocator: Allocator) {
     tracing::info!(cluster_cidr = %allocator.set.cluster(), "Starting range CIDR allocator");
     let recorder = Recorder::new(client.clone(), COMPONENT);
     let api: Api<Node> = Api::all(client.clone());
-    let mut stream = watcher(api.clone(), watcher::Config::default()).default_backoff().boxed();
+    let mut stream = crate::watch(api.clone(), watcher::Config::default()).default_backoff().boxed();
     let mut listing: Vec<Node> = Vec::new();
     while let Some(event) = stream.next().await {
         let nodes: Vec<Node> = match event {

@@ -32,11 +32,12 @@ pub fn orphaned<'a>(pods: impl IntoIterator<Item = &'a Pod>, nodes: &BTreeSet<St
 pub async fn run(client: Client, shutdown: impl Future<Output = ()>) {
     let (pod_reader, pod_writer) = reflector::store::<Pod>();
     let (node_reader, node_writer) = reflector::store::<Node>();
-    let pods = reflector::reflector(pod_writer, watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()))
-        .default_backoff()
-        .for_each(|_| async {});
+    let pods =
+        reflector::reflector(pod_writer, crate::watch(Api::<Pod>::all(client.clone()), watcher::Config::default()))
+            .default_backoff()
+            .for_each(|_| async {});
     let nodes =
-        reflector::reflector(node_writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()))
+        reflector::reflector(node_writer, crate::watch(Api::<Node>::all(client.clone()), watcher::Config::default()))
             .default_backoff()
             .for_each(|_| async {});
     let collect = collect_loop(client, pod_reader, node_reader);

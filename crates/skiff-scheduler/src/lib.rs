@@ -18,4 +18,8 @@ pub mod schedule;
 pub mod score;
 pub mod watched;
 
+/// A User-Agent like kube-scheduler's, for the scheduler's client: the API server derives the
+/// field manager of its writes (`kube-scheduler`) from it.
+pub const USER_AGENT: &str = "kube-scheduler/v1.35.0 (linux/amd64) kubernetes";
+
 pub use run::{Config, run, run_with};

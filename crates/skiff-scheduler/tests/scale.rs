@@ -187,7 +187,8 @@ async fn deployment_0_to_10000_replicas_on_1000_nodes() {
         data_dir: dir.path().to_path_buf(),
         bind: "127.0.0.1".parse().expect("an address"),
         port: 0,
-        history: None,
+        // SKIFF_SCALE_HISTORY: the store's watch history (`skiff server --history`), to see its cost.
+        history: std::env::var("SKIFF_SCALE_HISTORY").ok().and_then(|v| v.parse().ok()),
     })
     .await
     .expect("the API server starts");
@@ -215,9 +216,9 @@ async fn deployment_0_to_10000_replicas_on_1000_nodes() {
         ca_pem,
         ..skiff_controllers::manager::Config::default()
     };
-    let controllers_client = skiff_apiserver::loopback::client(&server.app, "default");
+    let controllers_client = skiff_apiserver::loopback::client(&server.app, skiff_controllers::manager::USER_AGENT);
     tokio::spawn(skiff_controllers::manager::run(controllers_client, cm, stop.clone()));
-    let scheduler_client = skiff_apiserver::loopback::client(&server.app, "default");
+    let scheduler_client = skiff_apiserver::loopback::client(&server.app, skiff_scheduler::USER_AGENT);
     let scheduler_stop = stop.clone();
     tokio::spawn(async move { skiff_scheduler::run(scheduler_client, scheduler_stop.cancelled_owned()).await });
 

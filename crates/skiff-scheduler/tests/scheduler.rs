@@ -23,7 +23,7 @@ async fn cluster() -> Cluster {
 
 /// Runs the scheduler on a loopback client of the cluster's server, as `skiff server` does.
 fn start_scheduler(c: &Cluster) {
-    tokio::spawn(skiff_scheduler::run(c.server.loopback_client(), std::future::pending()));
+    tokio::spawn(skiff_scheduler::run(c.server.loopback_client(skiff_scheduler::USER_AGENT), std::future::pending()));
 }
 
 async fn create_node(client: &Client, name: &str, labels: Value, spec: Value, ready: &str) {
@@ -60,10 +60,10 @@ fn node_of(p: &Pod) -> Option<String> {
 /// SKIFF_BENCH_SCHEDULER_TLS=1 a client over TLS instead (what an external kube-scheduler would
 /// use), to compare the two.
 fn bench_scheduler_client(c: &Cluster) -> Client {
-    if std::env::var_os("SKIFF_BENCH_SCHEDULER_TLS").is_some() {
+    if std::env::var_os("SKIFF_BENCH_SCHEDULER_TLS").is_some_and(|v| !v.is_empty()) {
         c.server.client("skiff-scheduler-bench")
     } else {
-        c.server.loopback_client()
+        c.server.loopback_client(skiff_scheduler::USER_AGENT)
     }
 }
 

@@ -124,9 +124,12 @@ impl TestServer {
     }
 
     /// A client that reaches the server's router in memory, as `skiff server`'s own controllers
-    /// and scheduler do (see `skiff_apiserver::loopback`). Must be called inside a Tokio runtime.
-    pub fn loopback_client(&self) -> kube::Client {
-        skiff_apiserver::loopback::client(&self.running().app, "default")
+    /// and scheduler do (see `skiff_apiserver::loopback`), sending `user_agent` as [`client`]'s
+    /// does. Must be called inside a Tokio runtime.
+    ///
+    /// [`client`]: TestServer::client
+    pub fn loopback_client(&self, user_agent: &str) -> kube::Client {
+        skiff_apiserver::loopback::client(&self.running().app, user_agent)
     }
 
     /// The server's kubeconfig (`DATA_DIR/kubeconfig.yaml`), for kubectl or more clients.

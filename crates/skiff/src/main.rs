@@ -267,7 +267,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     if !args.no_controllers {
         // Controllers and scheduler reach the API through the router in memory (see
         // skiff_apiserver::loopback): the same requests as over the network, no TLS or sockets.
-        let client = skiff_apiserver::loopback::client(&running.app, "default");
+        let client = skiff_apiserver::loopback::client(&running.app, skiff_controllers::manager::USER_AGENT);
+        let scheduler_client = skiff_apiserver::loopback::client(&running.app, skiff_scheduler::USER_AGENT);
         let ca_pem = std::fs::read_to_string(running.kubeconfig.with_file_name("pki").join("ca.crt"))
             .context("cannot read the cluster CA")?;
         let identity = format!("{}_{}", hostname(), skiff_api::meta::new_uid());
@@ -293,12 +294,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         let scheduler_stop = stop.clone();
         background.push(tokio::spawn(async move {
             skiff_controllers::leader::run_elected(
-                client.clone(),
+                scheduler_client.clone(),
                 "kube-scheduler",
                 &identity,
                 timings,
                 scheduler_stop,
-                |token| skiff_scheduler::run(client.clone(), token.cancelled_owned()),
+                |token| skiff_scheduler::run(scheduler_client.clone(), token.cancelled_owned()),
             )
             .await;
         }));

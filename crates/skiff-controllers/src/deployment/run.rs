@@ -65,10 +65,10 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()>) {
     let config = watcher::Config::default();
 
     let d_events =
-        reflector(d_writer, watcher::watcher(Api::<Deployment>::all(client.clone()), config.clone())).default_backoff();
-    let rs_events = reflector(rs_writer, watcher::watcher(Api::<ReplicaSet>::all(client.clone()), config.clone()))
-        .default_backoff();
-    let pod_events = reflector(pod_writer, watcher::watcher(Api::<Pod>::all(client.clone()), config)).default_backoff();
+        reflector(d_writer, crate::watch(Api::<Deployment>::all(client.clone()), config.clone())).default_backoff();
+    let rs_events =
+        reflector(rs_writer, crate::watch(Api::<ReplicaSet>::all(client.clone()), config.clone())).default_backoff();
+    let pod_events = reflector(pod_writer, crate::watch(Api::<Pod>::all(client.clone()), config)).default_backoff();
 
     let d_triggers = d_events.flat_map(|event| {
         let refs = match event {

@@ -43,7 +43,7 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
     let evict_wake = Arc::new(Notify::new());
     let node_watch = {
         let (a, b) = (node_changed.clone(), evict_wake.clone());
-        reflector::reflector(node_writer, watcher(Api::<Node>::all(client.clone()), watcher::Config::default()))
+        reflector::reflector(node_writer, crate::watch(Api::<Node>::all(client.clone()), watcher::Config::default()))
             .default_backoff()
             .for_each(move |_| {
                 a.notify_one();
@@ -53,13 +53,13 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
     };
     let lease_watch = reflector::reflector(
         lease_writer,
-        watcher(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE), watcher::Config::default()),
+        crate::watch(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE), watcher::Config::default()),
     )
     .default_backoff()
     .for_each(|_| async {});
     let pod_watch = {
         let wake = evict_wake.clone();
-        reflector::reflector(pod_writer, watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()))
+        reflector::reflector(pod_writer, crate::watch(Api::<Pod>::all(client.clone()), watcher::Config::default()))
             .default_backoff()
             .for_each(move |_| {
                 wake.notify_one();

@@ -180,7 +180,7 @@ impl ReplicaSetController {
 
     async fn watch_pods(self: Arc<Self>) {
         let api: Api<Pod> = Api::all(self.client.clone());
-        let mut stream = watcher(api, self.watcher_config()).default_backoff().boxed();
+        let mut stream = crate::watch(api, self.watcher_config()).default_backoff().boxed();
         while let Some(event) = stream.next().await {
             match event {
                 Ok(event) => {
@@ -201,7 +201,7 @@ impl ReplicaSetController {
 
     async fn watch_replica_sets(self: Arc<Self>) {
         let api: Api<ReplicaSet> = Api::all(self.client.clone());
-        let mut stream = watcher(api, self.watcher_config()).default_backoff().boxed();
+        let mut stream = crate::watch(api, self.watcher_config()).default_backoff().boxed();
         while let Some(event) = stream.next().await {
             match event {
                 Ok(event) => {
