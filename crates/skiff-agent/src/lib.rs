@@ -25,3 +25,7 @@ pub mod server;
 pub mod simulate;
 pub mod status;
 pub mod volumes;
+
+/// A User-Agent like the kubelet's, for the agent's client (real or simulated): the API server
+/// derives the field manager of its writes (`kubelet`, as on the status of upstream's pods) from it.
+pub const USER_AGENT: &str = "kubelet/v1.35.0 (linux/amd64) kubernetes";

@@ -340,12 +340,18 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client of this server, from the kubeconfig it wrote.
+/// An agent's client, from a kubeconfig (the one `skiff server` wrote, or `--kubeconfig`).
 async fn kube_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).context("cannot read the kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
         .context("cannot use the kubeconfig")?;
+    agent_client_from(config)
+}
+
+/// A client with the kubelet's User-Agent (the field manager of the agent's writes).
+fn agent_client_from(mut config: kube::Config) -> anyhow::Result<kube::Client> {
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(skiff_agent::USER_AGENT)));
     kube::Client::try_from(config).context("cannot build a client")
 }
 
@@ -627,7 +633,7 @@ async fn agent_client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
     let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
         .context("cannot use --server and --token")?;
-    kube::Client::try_from(config).context("cannot build a client")
+    agent_client_from(config)
 }
 
 #[cfg(test)]

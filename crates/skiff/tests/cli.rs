@@ -594,6 +594,21 @@ fn rollout_status_says_why_a_rollout_is_stuck() {
         same_as_kubectl(&s, &["rollout", "status", "deploy/web"]),
         "deployment \"web\" successfully rolled out\n"
     );
+    // Field managers named as upstream's: the ReplicaSet controller (kube-controller-manager)
+    // created each pod, the (simulated) kubelet wrote its status.
+    let pods = s.kubectl_json(&["get", "pods", "--show-managed-fields"]);
+    let items = pods["items"].as_array().expect("a pod list");
+    assert_eq!(items.len(), 3);
+    for pod in items {
+        let entries: Vec<(&str, &str)> = pod["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| (e["manager"].as_str().unwrap_or(""), e["subresource"].as_str().unwrap_or("")))
+            .collect();
+        assert!(entries.contains(&("kube-controller-manager", "")), "{entries:?}");
+        assert!(entries.contains(&("kubelet", "status")), "{entries:?}");
+    }
 
     // New pods that never become ready, with a short progress deadline.
     let patch = r#"{"spec":{"progressDeadlineSeconds":6,"template":{"metadata":{"annotations":{"skiff.dev/simulate":"never-ready"}},
