@@ -315,8 +315,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             registries: args.registries.clone(),
         };
         let agent_stop = stop.clone();
+        // The machine's own agent reaches the API in memory too (its kubelet server still listens
+        // on the network for logs, exec and port-forward); agents elsewhere use TLS.
+        let agent_client = skiff_apiserver::loopback::client(&running.app, skiff_agent::USER_AGENT);
         background.push(tokio::spawn(async move {
-            let run = embedded_agent(&kubeconfig, data_dir, node, agent_stop.cancelled_owned());
+            let run = embedded_agent(agent_client, &kubeconfig, data_dir, node, agent_stop.cancelled_owned());
             // A machine that cannot run containers still serves the API; say why no pods will run here.
             if let Err(e) = run.await {
                 tracing::error!(error = format!("{e:#}"), "the node agent of this machine is not running");
@@ -523,8 +526,10 @@ struct EmbeddedNode {
     registries: RegistryArgs,
 }
 
-/// The node agent of the server's own machine, with the server's kubeconfig.
+/// The node agent of the server's own machine: `client` is a loopback client of the server, the
+/// kubeconfig gives the cluster CA its kubelet server trusts.
 async fn embedded_agent(
+    client: kube::Client,
     kubeconfig: &std::path::Path,
     data_dir: PathBuf,
     node: EmbeddedNode,
@@ -532,7 +537,6 @@ async fn embedded_agent(
 ) -> anyhow::Result<()> {
     use skiff_agent::runc_runtime::{RuncConfig, RuncRuntime};
     let EmbeddedNode { pod_cidr, cluster_cidr, bridge, kubelet_port, registries } = node;
-    let client = kube_client(kubeconfig).await?;
     let mut runtime_config = RuncConfig {
         bridge,
         pod_cidr: pod_cidr.clone(),
