@@ -612,7 +612,8 @@ impl Registry {
                 Err(v) => return Err(ApiError::bad_request(format!("spec.replicas must be an integer, got {v}"))),
             };
             let rv = meta::resource_version(&next).to_string();
-            let expected = if rv.is_empty() { None } else { parse_rv(r, name, &rv)? };
+            let precondition = scale_precondition(&change, &scale, &next);
+            let expected = if precondition { parse_rv(r, name, &rv)? } else { None };
             let mut parent = (*current.value).clone();
             if let Some(spec) = parent.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.insert("replicas".into(), json!(replicas));
@@ -626,12 +627,26 @@ impl Registry {
                 fields_recorded: false,
             };
             match self.guaranteed_update(req, opts).await {
-                Err(e) if e.is_conflict() && expected.is_none() => continue,
+                Err(e) if e.is_conflict() && !precondition => continue,
                 Err(e) => return Err(e),
                 Ok(w) => return Ok(scale_of(&w.object)),
             }
         }
         Err(ApiError::stale(r.group, r.plural, name))
+    }
+}
+
+/// Whether a write to `/scale` is conditional on the resourceVersion it carries: a PUT whose body
+/// has one, a patch that sets or changes it. A patch otherwise inherits the current Scale's
+/// resourceVersion, and a concurrent write (a controller's status update) must make the server
+/// patch the newer object, not answer 409 (upstream re-applies the patch in GuaranteedUpdate).
+fn scale_precondition(change: &ScaleChange<'_>, scale: &Value, next: &Value) -> bool {
+    let rv = meta::resource_version(next);
+    match change {
+        ScaleChange::Replace(_) => !rv.is_empty(),
+        ScaleChange::Patch(kind, body) => {
+            rv != meta::resource_version(scale) || patch_sets_resource_version(*kind, body)
+        }
     }
 }
 
@@ -1035,7 +1050,7 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use skiff_store::{SqliteOptions, SqliteStore, Watch};
 
@@ -1090,11 +1105,14 @@ mod tests {
         assert_eq!(mapped, e);
     }
 
-    /// A SQLite store whose `sync` is counted, and fails when told to.
+    /// A SQLite store whose `sync` is counted, and fails when told to; with `interfere` set, the
+    /// next update is preceded by another writer's update of the same key (its current value
+    /// written again, at a new revision).
     struct Counted {
         inner: SqliteStore,
         syncs: AtomicUsize,
         stalled: bool,
+        interfere: AtomicBool,
     }
 
     /// What `#[async_trait]` makes of an `async fn` of the trait (this crate does not use the macro).
@@ -1105,7 +1123,16 @@ mod tests {
         where
             'a: 'b,
         {
-            Box::pin(self.inner.write(write))
+            Box::pin(async move {
+                if let Write::Update { key, .. } = &write
+                    && self.interfere.swap(false, Ordering::SeqCst)
+                    && let Some(current) = self.inner.get(key)
+                {
+                    let other = Write::Update { key: key.clone(), value: (*current.value).clone(), expected: None };
+                    self.inner.write(other).await?;
+                }
+                self.inner.write(write).await
+            })
         }
 
         fn sync<'a, 'b>(&'a self) -> Boxed<'b, Revision>
@@ -1147,7 +1174,7 @@ mod tests {
         let open = |stalled| {
             let inner =
                 SqliteStore::open(&dir.path().join(format!("{stalled}.db")), SqliteOptions::default()).expect("open");
-            Arc::new(Counted { inner, syncs: AtomicUsize::new(0), stalled })
+            Arc::new(Counted { inner, syncs: AtomicUsize::new(0), stalled, interfere: AtomicBool::new(false) })
         };
         let r = resource::lookup("", "v1", "configmaps").expect("configmaps");
         let store = open(false);
@@ -1164,5 +1191,53 @@ mod tests {
         assert_eq!(err, too_large_resource_version(9, 0));
         reg.sync_for_read(r, &Query::parse(Some("resourceVersion=0")).expect("query")).await.expect("not synced");
         assert_eq!(stalled.syncs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_scale_patch_is_applied_to_the_newer_object_after_a_concurrent_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner = SqliteStore::open(&dir.path().join("s.db"), SqliteOptions::default()).expect("open");
+        let store =
+            Arc::new(Counted { inner, syncs: AtomicUsize::new(0), stalled: false, interfere: AtomicBool::new(false) });
+        let reg = Registry::new(store.clone());
+        let r = resource::lookup("apps", "v1", "deployments").expect("deployments");
+        let t = Target {
+            resource: r,
+            namespace: Some("default".into()),
+            name: Some("web".into()),
+            subresource: Some(Subresource::Scale),
+        };
+        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default", "uid": "u1", "generation": 1},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}});
+        store.inner.write(Write::Create { key: reg.key(&t, "web"), value: deployment }).await.expect("create");
+        let opts = WriteOptions { manager: "test".into(), dry_run: false, validation: FieldValidation::Strict };
+
+        // Another writer updates the Deployment between the patch's read and its write: the patch
+        // carries no resourceVersion, so it is applied again to the newer object (no 409).
+        store.interfere.store(true, Ordering::SeqCst);
+        let body = json!({"spec": {"replicas": 5}});
+        let scale =
+            reg.update_scale(&t, "web", ScaleChange::Patch(PatchType::Merge, &body), &opts).await.expect("scaled");
+        assert!(!store.interfere.load(Ordering::SeqCst), "the other write happened");
+        assert_eq!(scale["spec"]["replicas"], 5);
+
+        // A patch that names the resourceVersion it read is a precondition: the same race is a 409.
+        let read = reg.get_scale(&t, "web").expect("scale");
+        store.interfere.store(true, Ordering::SeqCst);
+        let body =
+            json!({"metadata": {"resourceVersion": read["metadata"]["resourceVersion"]}, "spec": {"replicas": 1}});
+        let err =
+            reg.update_scale(&t, "web", ScaleChange::Patch(PatchType::Merge, &body), &opts).await.expect_err("stale");
+        assert!(err.is_conflict(), "{err:?}");
+        // So is a PUT of a Scale with its resourceVersion.
+        let mut replaced = reg.get_scale(&t, "web").expect("scale");
+        replaced["spec"]["replicas"] = json!(3);
+        store.interfere.store(true, Ordering::SeqCst);
+        let err = reg.update_scale(&t, "web", ScaleChange::Replace(&replaced), &opts).await.expect_err("stale");
+        assert!(err.is_conflict(), "{err:?}");
+        assert_eq!(reg.get_scale(&t, "web").expect("scale")["spec"]["replicas"], 5);
     }
 }
