@@ -22,9 +22,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 /// The list+watch stream a controller caches from: kube's watcher, with `metadata.managedFields`
 /// dropped from every object. No controller reads them, and they are the largest part of a cached
-/// Pod (kube-scheduler trims them from its informers likewise). Dropped means `None`, not an empty
-/// list: an update built from a cached object then keeps the stored entries, as the API server
-/// treats a write without managedFields.
+/// Pod (controller-runtime's `TransformStripManagedFields` is the same trim for Go controllers).
+/// An update built from a cached object keeps the stored entries: the API server keeps them for a
+/// write without managedFields (only `[{}]` clears them).
 pub fn watch<K>(api: Api<K>, config: watcher::Config) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,

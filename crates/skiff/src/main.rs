@@ -5,13 +5,13 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 
 /// mimalloc instead of glibc's malloc: 10-24 % less CPU per pod in the control plane's hot paths
 /// (BENCHMARKS.md, "The allocator"). Its arenas are committed on demand, not up front
 /// (`MI_DEFAULT_ARENA_EAGER_COMMIT=0` in .cargo/config.toml), so memory at rest stays as small.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "skiff", version, about = "A Kubernetes-compatible container orchestrator in one binary")]
