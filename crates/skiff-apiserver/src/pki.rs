@@ -145,7 +145,9 @@ pub fn load_or_create(data_dir: &Path, extra_names: &[String]) -> Result<Credent
         use rand::RngCore;
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        // Hex: nothing a shell or a command line reads specially (a base64url token could
+        // start with '-' and be taken for an option of `skiff agent --token`).
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         write_private(&token_path, token.as_bytes())?;
     }
     Ok(Credentials {
@@ -219,6 +221,7 @@ mod tests {
         let mode = fs::metadata(dir.path().join(KUBELET_CLIENT_KEY)).expect("client key").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(a.token.len() >= 40);
+        assert!(a.token.bytes().all(|c| c.is_ascii_hexdigit()), "{}", a.token);
         let mode = fs::metadata(dir.path().join(TOKEN)).expect("token").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let _ = rustls::crypto::ring::default_provider().install_default();

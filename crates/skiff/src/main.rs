@@ -373,7 +373,7 @@ struct AgentArgs {
     #[arg(long, requires = "token", value_delimiter = ',')]
     server: Vec<String>,
     /// The bearer token for --server.
-    #[arg(long, requires = "server")]
+    #[arg(long, requires = "server", allow_hyphen_values = true)]
     token: Option<String>,
     /// The CA certificate (PEM) that signed the server's certificate, for --server.
     #[arg(long)]
@@ -798,6 +798,13 @@ mod tests {
         assert_eq!(a.server, ["https://a:6443", "https://b:6443"]);
         assert_eq!((a.token.as_deref(), a.insecure_skip_tls_verify, a.kubeconfig), (Some("t"), true, None));
         assert_eq!(a.node_name.as_deref(), Some("n"));
+        // A token may start with '-' (tokens of data directories made before tokens were hex).
+        let Ok(Cli { command: Command::Agent(a), .. }) =
+            parse(&["agent", "--server", "https://a:6443", "--token", "-Lq2x", "--node-name", "n"])
+        else {
+            panic!("agent --token -Lq2x")
+        };
+        assert_eq!((a.token.as_deref(), a.node_name.as_deref()), (Some("-Lq2x"), Some("n")));
 
         let Ok(Cli { command: Command::Agent(a), globals }) = parse(&["agent", "--kubeconfig", "k", "--simulate", "3"])
         else {
