@@ -25,11 +25,11 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use skiff_runtime::cni::{self, Network, NetworkConfig};
-use skiff_runtime::masquerade;
 use skiff_runtime::{
     BindMount, Container, ContainerStatus, ExitInfo, Image, ImageError, ImageStore, PullOptions, Runtime,
     RuntimeConfig, Sandbox, StoreConfig,
 };
+use skiff_runtime::{masquerade, spread};
 use tokio::sync::broadcast;
 
 use crate::runtime::{
@@ -154,6 +154,13 @@ impl RuncRuntime {
     pub async fn new(config: RuncConfig) -> Result<RuncRuntime, RuntimeError> {
         let images = ImageStore::open(config.image_dir(), config.store_config())
             .map_err(|e| failed("open image store")(e.to_string()))?;
+        // One subdirectory per pod in each: spread over the file system (the runtime does the
+        // same for its containers' directories).
+        for dir in ["sandboxes", "pods"].map(|d| config.data_dir.join(d)) {
+            let marked =
+                spread::create(&dir).map_err(|e| failed("create directory")(format!("{}: {e}", dir.display())))?;
+            tracing::debug!(dir = %dir.display(), marked, "per-pod directory");
+        }
         let runtime = Runtime::new(
             RuntimeConfig {
                 state_dir: config.data_dir.join("containers"),
@@ -582,7 +589,7 @@ impl ContainerRuntime for RuncRuntime {
         };
         let container = self
             .runtime
-            .create_with(
+            .run_with(
                 &sb,
                 &runtime_config(config),
                 &image,
@@ -590,11 +597,7 @@ impl ContainerRuntime for RuncRuntime {
                 serde_json::to_value(&meta).unwrap_or_default(),
             )
             .await
-            .map_err(|e| failed("create container")(e.to_string()))?;
-        if let Err(e) = container.start().await {
-            let _ = container.remove().await;
-            return Err(failed("start container")(e.to_string()));
-        }
+            .map_err(|e| failed("start container")(e.to_string()))?;
         let started_at = match container.status() {
             ContainerStatus::Running { started_at } => Some(started_at),
             _ => None,
@@ -678,9 +681,10 @@ impl ContainerRuntime for RuncRuntime {
         if self.find(id).is_none() {
             return Err(RuntimeError::NotFound { kind: "container", id: id.into() });
         }
-        let child = tokio::process::Command::new(&self.config.runc_binary)
+        let runc = self.runtime.runc();
+        let child = tokio::process::Command::new(runc.program())
             .arg("--root")
-            .arg(self.config.data_dir.join("runc"))
+            .arg(runc.root())
             .arg("exec")
             .arg(id)
             .args(cmd)

@@ -4,7 +4,10 @@
 //! `prevResult` and `runtimeConfig`) on stdin, the result or error JSON on stdout.
 //!
 //! The network is a chain: `bridge` (with `host-local` IPAM over the node's pod subnet) then
-//! `portmap` for hostPorts; `loopback` brings up `lo` first. ADD results are cached in
+//! `portmap` for hostPorts; `loopback` brings up `lo` first. A plugin that only serves a capability
+//! (`portmap`: `portMappings`) runs only for pods that use it: a pod without hostPorts is spared
+//! a process per ADD and DEL, and the choice is stable because the sandbox record keeps the port
+//! mappings DEL is given. ADD results are cached in
 //! `cache_dir` so DEL gets them as `prevResult`. [`ensure_blackhole_route`] keeps packets for
 //! absent pods of the cluster range on this machine.
 
@@ -189,6 +192,15 @@ pub fn result_ip(result: &Value) -> Option<IpAddr> {
     ips.iter().find(|ip| ip.is_ipv4()).or(ips.first()).copied()
 }
 
+/// Whether `plugin` has work for `attach`: `portmap` acts only on the `portMappings` it is given
+/// (without any it passes `prevResult` on and adds no rule), so it runs only for hostPorts.
+pub fn uses_plugin(plugin: &Value, attach: &Attachment) -> bool {
+    match plugin["type"].as_str() {
+        Some("portmap") => !attach.port_mappings.is_empty(),
+        _ => true,
+    }
+}
+
 /// `CNI_ARGS` text: `IgnoreUnknown=1;K=V;...`.
 fn cni_args(args: &[(String, String)]) -> String {
     let mut parts = vec!["IgnoreUnknown=1".to_string()];
@@ -219,8 +231,11 @@ impl Network {
         self.config.cache_dir.join(format!("{}-{}-{}.json", self.config.name, attach.container_id, attach.ifname))
     }
 
-    fn plugins(&self) -> Vec<Value> {
-        self.list["plugins"].as_array().cloned().unwrap_or_default()
+    /// The chain for `attach`: every plugin of the list but those whose capabilities `attach`
+    /// does not use (see [`uses_plugin`]).
+    fn plugins(&self, attach: &Attachment) -> Vec<Value> {
+        let all = self.list["plugins"].as_array().map(Vec::as_slice).unwrap_or_default();
+        all.iter().filter(|p| uses_plugin(p, attach)).cloned().collect()
     }
 
     /// ADD: `lo` up, then the chain; returns the final result (cached for DEL) and the pod IP.
@@ -229,7 +244,7 @@ impl Network {
         let lo = self.loopback(attach);
         self.exec("ADD", &lo.0, &lo.1, &lo.2).await?;
         let mut prev: Option<Value> = None;
-        for plugin in self.plugins() {
+        for plugin in self.plugins(attach) {
             let conf = plugin_config(&self.list, &plugin, prev.as_ref(), attach);
             match self.exec("ADD", &conf, attach, &attach.ifname).await {
                 Ok(result) => prev = Some(result),
@@ -255,7 +270,7 @@ impl Network {
     /// CHECK: each plugin in order with the cached ADD result.
     pub async fn check(&self, attach: &Attachment) -> Result<(), CniError> {
         let prev = self.cached(attach);
-        for plugin in self.plugins() {
+        for plugin in self.plugins(attach) {
             let conf = plugin_config(&self.list, &plugin, prev.as_ref(), attach);
             self.exec("CHECK", &conf, attach, &attach.ifname).await?;
         }
@@ -267,7 +282,7 @@ impl Network {
     pub async fn del(&self, attach: &Attachment) -> Result<(), CniError> {
         let prev = self.cached(attach);
         let mut first_err = None;
-        for plugin in self.plugins().iter().rev() {
+        for plugin in self.plugins(attach).iter().rev() {
             let conf = plugin_config(&self.list, plugin, prev.as_ref(), attach);
             if let Err(e) = self.exec("DEL", &conf, attach, &attach.ifname).await {
                 first_err.get_or_insert(e);
@@ -420,6 +435,17 @@ mod tests {
         assert_eq!(list["plugins"][0]["bridge"], "br-t");
         assert_eq!(list["plugins"][0]["ipam"]["ranges"], json!([[{"subnet": "10.244.3.0/24"}]]));
         assert_eq!(list["plugins"][1]["type"], "portmap");
+    }
+
+    #[test]
+    fn portmap_runs_only_for_host_ports() {
+        let network = Network::new(NetworkConfig::default());
+        let types = |a: &Attachment| -> Vec<String> {
+            network.plugins(a).iter().map(|p| p["type"].as_str().unwrap_or_default().to_string()).collect()
+        };
+        assert_eq!(types(&attach(vec![])), ["bridge"]);
+        let port = PortMapping { host_port: 8080, container_port: 80, protocol: "tcp".into(), host_ip: String::new() };
+        assert_eq!(types(&attach(vec![port])), ["bridge", "portmap"]);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::image::{Image, ImageStore};
 use crate::logs::{self, SharedLog, Stream};
 use crate::pidfd::{self, Pidfd};
 use crate::rootfs::{self, RootfsError};
-use crate::runc::{Runc, RuncError};
+use crate::runc::{Launch, Runc, RuncError};
 use crate::sandbox::Sandbox;
 use crate::spec::{self, ContainerConfig, SpecContext, SpecError};
 use crate::state;
@@ -200,19 +200,19 @@ impl Runtime {
     /// A runtime using `images` for root file systems. Makes this process a child subreaper so
     /// container init processes are re-parented to it (see the module docs).
     pub fn new(config: RuntimeConfig, images: ImageStore) -> Result<Self, ContainerError> {
+        // One subdirectory per container in each: spread over the file system.
         for d in [&config.state_dir, &config.runc_root] {
-            std::fs::create_dir_all(d).map_err(io("creating", d))?;
+            crate::spread::create(d).map_err(io("creating", d))?;
         }
         let reaper = nix::sys::prctl::set_child_subreaper(true).is_ok();
         if !reaper {
             tracing::warn!("not a child subreaper: container exit codes will be unknown");
         }
-        Ok(Self {
-            runc: Runc::new(&config.runc_binary, &config.runc_root),
-            state_dir: config.state_dir,
-            images,
-            reaper,
-        })
+        let runc = Runc::sealed(&config.runc_binary, &config.runc_root).unwrap_or_else(|e| {
+            tracing::warn!(binary = %config.runc_binary.display(), error = %e, "cannot make a sealed copy of runc");
+            Runc::new(&config.runc_binary, &config.runc_root)
+        });
+        Ok(Self { runc, state_dir: config.state_dir, images, reaper })
     }
 
     /// The runc driver (for listing or cleaning up by id).
@@ -242,6 +242,31 @@ impl Runtime {
         log_path: &Path,
         metadata: serde_json::Value,
     ) -> Result<Container, ContainerError> {
+        self.launch(Launch::Create, sandbox, config, image, log_path, metadata).await
+    }
+
+    /// [`Runtime::create_with`] and [`Container::start`] in one `runc run --detach`: the
+    /// container is running when this returns. On failure nothing is left behind.
+    pub async fn run_with(
+        &self,
+        sandbox: &Sandbox,
+        config: &ContainerConfig,
+        image: &Image,
+        log_path: &Path,
+        metadata: serde_json::Value,
+    ) -> Result<Container, ContainerError> {
+        self.launch(Launch::Run, sandbox, config, image, log_path, metadata).await
+    }
+
+    async fn launch(
+        &self,
+        how: Launch,
+        sandbox: &Sandbox,
+        config: &ContainerConfig,
+        image: &Image,
+        log_path: &Path,
+        metadata: serde_json::Value,
+    ) -> Result<Container, ContainerError> {
         let name = &config.name;
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
             return Err(ContainerError::InvalidName(name.clone()));
@@ -262,7 +287,7 @@ impl Runtime {
             started_at: Arc::new(parking_lot::Mutex::new(None)),
             exit: None,
         };
-        match self.prepare_and_create(sandbox, config, image, container).await {
+        match self.prepare_and_create(how, sandbox, config, image, container).await {
             Ok(c) => Ok(c),
             Err((e, c)) => {
                 let _ = self.runc.delete_force(&c.id).await;
@@ -275,6 +300,7 @@ impl Runtime {
 
     async fn prepare_and_create(
         &self,
+        how: Launch,
         sandbox: &Sandbox,
         config: &ContainerConfig,
         image: &Image,
@@ -308,11 +334,14 @@ impl Runtime {
         let (out_w, out_r) = try_!(open_fifo(&c.bundle.join(STDOUT_FIFO)));
         let (err_w, err_r) = try_!(open_fifo(&c.bundle.join(STDERR_FIFO)));
         let pid_file = c.bundle.join("init.pid");
-        let created = self.runc.create(&c.id, &c.bundle, &pid_file, Stdio::from(out_w), Stdio::from(err_w)).await;
+        let created = self.runc.launch(how, &c.id, &c.bundle, &pid_file, Stdio::from(out_w), Stdio::from(err_w)).await;
         // Our copies of the write ends are gone (moved into the runc child and dropped with it);
         // only the container holds them now, so the copiers see EOF when it exits.
         let copiers = vec![spawn_copier(out_r, Stream::Stdout, log.clone()), spawn_copier(err_r, Stream::Stderr, log)];
         try_!(created);
+        if how == Launch::Run {
+            *c.started_at.lock() = Some(jiff::Timestamp::now());
+        }
         let pid_text = try_!(std::fs::read_to_string(&pid_file).map_err(io("reading", &pid_file)));
         let pid: i32 = try_!(
             pid_text

@@ -30,6 +30,7 @@ pub mod rootfs;
 pub mod runc;
 pub mod sandbox;
 pub mod spec;
+pub mod spread;
 pub mod state;
 
 pub use container::{

@@ -1,10 +1,20 @@
 //! The `runc` command line, with its own `--root` so callers (and tests) never share state with
 //! the machine's default runc root. Each call is one `runc` process; errors carry runc's own
 //! message (from its JSON `--log` when its stderr belongs to the container).
+//!
+//! [`Runc::sealed`] runs runc from a sealed in-memory copy of its binary. Every container's init
+//! process is runc itself, re-executed inside the container; so that the container cannot
+//! overwrite the host's runc through `/proc/self/exe` (CVE-2019-5736), runc first makes a
+//! read-only copy of itself for each container (Debian's 1.1: a bind mount of the binary,
+//! remounted read-only, one more mount on the host while the container starts). A binary that is
+//! already a memfd sealed against writes is accepted as that copy (runc's `is_self_cloned`, which
+//! names this use), so one copy made when the runtime starts serves every container.
 
 use serde::Deserialize;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use tokio::process::Command;
 
 /// A runc invocation that failed.
@@ -54,17 +64,51 @@ pub struct State {
     pub bundle: String,
 }
 
+/// How [`Runc::launch`] leaves a container: created (waiting for `start`), or running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// `runc create`.
+    Create,
+    /// `runc run --detach`.
+    Run,
+}
+
 /// A `runc` binary with a state root.
 #[derive(Debug, Clone)]
 pub struct Runc {
     binary: PathBuf,
+    /// What is executed: `binary`, or `/proc/self/fd/N` for the sealed copy.
+    program: PathBuf,
     root: PathBuf,
+    /// The sealed copy, kept open while any clone of this `Runc` lives.
+    sealed_fd: Option<Arc<OwnedFd>>,
 }
 
 impl Runc {
     /// runc at `binary` (e.g. `runc`, found on `PATH`) keeping its state under `root`.
     pub fn new(binary: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
-        Self { binary: binary.into(), root: root.into() }
+        let binary = binary.into();
+        Self { program: binary.clone(), binary, root: root.into(), sealed_fd: None }
+    }
+
+    /// [`Runc::new`], executing a sealed in-memory copy of `binary` (see the module docs). The
+    /// descriptor is close-on-exec: a child resolves `/proc/self/fd/N` (its inherited copy) when
+    /// it executes it, and no program started from it keeps it.
+    pub fn sealed(binary: impl Into<PathBuf>, root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let binary = binary.into();
+        let fd = sealed_copy(&find_binary(&binary)?)?;
+        let program = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        Ok(Self { binary, program, root: root.into(), sealed_fd: Some(Arc::new(fd)) })
+    }
+
+    /// What is executed for a runc command (for callers that build their own).
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// Whether runc runs from a sealed copy.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed_fd.is_some()
     }
 
     /// The state root.
@@ -73,7 +117,7 @@ impl Runc {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = Command::new(&self.program);
         cmd.arg("--root").arg(&self.root).stdin(Stdio::null());
         cmd
     }
@@ -100,17 +144,24 @@ impl Runc {
         }
     }
 
-    /// `runc create`: sets the container up (namespaces, cgroup, mounts) with its init process
-    /// waiting for `start`. The init process inherits `stdout`/`stderr` (runc's pass-through
-    /// mode). Waits for runc itself to exit, not for the container.
-    pub async fn create(
+    /// Sets container `id` of `bundle` up and, for [`Launch::Run`], starts it:
+    /// `runc create` leaves the init process waiting for [`Runc::start`]; `runc run --detach`
+    /// does both in one runc process (one Go program start less per container). The init process
+    /// inherits `stdout`/`stderr` (runc's pass-through mode). Waits for runc itself to exit, not
+    /// for the container.
+    pub async fn launch(
         &self,
+        how: Launch,
         id: &str,
         bundle: &Path,
         pid_file: &Path,
         stdout: Stdio,
         stderr: Stdio,
     ) -> Result<(), RuncError> {
+        let (command, flags): (&'static str, &[&str]) = match how {
+            Launch::Create => ("create", &[]),
+            Launch::Run => ("run", &["--detach"]),
+        };
         let log = bundle.join("runc.log");
         let status = self
             .command()
@@ -118,7 +169,8 @@ impl Runc {
             .arg(&log)
             .arg("--log-format")
             .arg("json")
-            .arg("create")
+            .arg(command)
+            .args(flags)
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
@@ -133,7 +185,7 @@ impl Runc {
             return Ok(());
         }
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        Err(RuncError::Failed { command: "create", id: id.to_string(), message: last_error(&text) })
+        Err(RuncError::Failed { command, id: id.to_string(), message: last_error(&text) })
     }
 
     /// `runc start`: runs the user process of a created container.
@@ -237,6 +289,32 @@ impl Runc {
     }
 }
 
+/// `binary` itself when it names a path, else the first executable of that name on `PATH`.
+fn find_binary(binary: &Path) -> std::io::Result<PathBuf> {
+    if binary.components().count() > 1 {
+        return Ok(binary.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(binary))
+        .find(|p| p.is_file())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} not on PATH", binary.display())))
+}
+
+/// A memfd holding `binary`'s bytes, sealed as runc requires (`F_SEAL_SEAL | F_SEAL_SHRINK |
+/// F_SEAL_GROW | F_SEAL_WRITE`): nobody can change it any more.
+fn sealed_copy(binary: &Path) -> std::io::Result<OwnedFd> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let bytes = std::fs::read(binary)?;
+    let fd = memfd_create("runc", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+    let mut file = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut file, &bytes)?;
+    let seals = SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
+    fcntl(&file, FcntlArg::F_ADD_SEALS(seals))?;
+    Ok(OwnedFd::from(file))
+}
+
 /// runc's "does not exist" wording across versions.
 fn is_not_found(message: &str) -> bool {
     message.contains("does not exist") || message.contains("not found")
@@ -261,6 +339,26 @@ fn last_error(log: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sealed_copy_is_the_binary_and_cannot_change() {
+        use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+        let runc = Runc::sealed("sh", "/nonexistent").expect("sh is on PATH");
+        assert!(runc.is_sealed());
+        let fd = runc.sealed_fd.as_ref().expect("fd");
+        let seals = SealFlag::from_bits_truncate(fcntl(fd.as_ref(), FcntlArg::F_GET_SEALS).expect("seals"));
+        let want = SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
+        assert_eq!(seals, want);
+        let copy = std::fs::read(runc.program()).expect("read the copy");
+        assert_eq!(copy, std::fs::read(find_binary(Path::new("sh")).expect("sh")).expect("read sh"));
+        let write = std::fs::OpenOptions::new().write(true).open(runc.program());
+        assert!(write.and_then(|mut f| std::io::Write::write_all(&mut f, b"x")).is_err(), "writes are refused");
+        // The copy runs.
+        let out = std::process::Command::new(runc.program()).args(["-c", "echo sealed"]).output().expect("run");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "sealed\n");
+        assert!(Runc::sealed("/nonexistent/runc", "/x").is_err());
+        assert!(Runc::sealed("no-such-runc-binary", "/x").is_err());
+    }
 
     #[test]
     fn reads_runc_errors() {

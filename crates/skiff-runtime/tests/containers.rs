@@ -17,6 +17,7 @@ async fn runs_a_container_that_echoes_and_exits() {
     let log = env.log_path("echo");
     let mut cfg = sh("echo", "echo hello world; echo oops >&2; hostname; exit 3");
     cfg.env = vec![("GREETING".into(), "hi".into())];
+    assert!(env.runtime.runc().is_sealed(), "runc runs from its sealed copy");
     let c = env.runtime.create(&sb, &cfg, &env.image, &log).await.expect("create");
     assert_eq!(c.status(), ContainerStatus::Created);
     c.start().await.expect("start");
@@ -30,6 +31,34 @@ async fn runs_a_container_that_echoes_and_exits() {
     assert!(lines.contains(&s("stderr", "F", "oops")), "{lines:?}");
     assert!(lines.contains(&s("stdout", "F", "pod-echo-pod")), "hostname from the pod's UTS ns: {lines:?}");
     c.remove().await.expect("remove");
+    sb.destroy(&env.network).await.expect("destroy");
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn run_with_creates_and_starts_in_one_step() {
+    let env = Env::new(36).await;
+    let sb = env.sandbox("run-pod").await;
+    let log = env.log_path("runner");
+    let cfg = sh("runner", "echo started; sleep 0.3; exit 5");
+    let meta = serde_json::json!({"attempt": 2});
+    let c = env.runtime.run_with(&sb, &cfg, &env.image, &log, meta.clone()).await.expect("run");
+    assert!(matches!(c.status(), ContainerStatus::Running { .. }), "{:?}", c.status());
+    assert_eq!(c.metadata, meta);
+    let exit = tokio::time::timeout(Duration::from_secs(20), c.wait()).await.expect("exits");
+    assert_eq!(exit.exit_code, Some(5));
+    assert!(read_log(&log).iter().any(|l| l.2 == "started"), "{:?}", read_log(&log));
+    c.remove().await.expect("remove");
+
+    // A command that does not exist fails the run and leaves no bundle or runc state behind.
+    let bad = ContainerConfig { name: "bad".into(), command: vec!["/no/such/binary".into()], ..Default::default() };
+    let err = env.runtime.run_with(&sb, &bad, &env.image, &env.log_path("bad"), serde_json::Value::Null).await;
+    let err = err.expect_err("no binary");
+    assert!(err.to_string().contains("/no/such/binary"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(env.tmp.path().join("containers")).expect("dir").collect();
+    assert!(left.is_empty(), "bundles left: {left:?}");
+    let runc_left: Vec<_> = std::fs::read_dir(env.runtime.runc().root()).expect("runc root").collect();
+    assert!(runc_left.is_empty(), "runc state left: {runc_left:?}");
     sb.destroy(&env.network).await.expect("destroy");
     env.teardown().await;
 }

@@ -53,8 +53,9 @@ fn first_agent(env: &Env) -> Started {
             let talker =
                 sh("talker", "trap 'exit 42' TERM; i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.1; done");
             let meta = serde_json::json!({"attempt": 3});
-            let t = runtime.create_with(&sb, &talker, &image, &talker_log, meta).await.expect("create talker");
-            t.start().await.expect("start talker");
+            // The talker is started as the agent starts containers (`runc run --detach`), the
+            // quitter in two steps (create, start).
+            let t = runtime.run_with(&sb, &talker, &image, &talker_log, meta).await.expect("run talker");
             let q = runtime.create(&sb, &sh("quitter", "echo bye; sleep 0.5; exit 7"), &image, &quitter_log).await;
             let q = q.expect("create quitter");
             q.start().await.expect("start quitter");

@@ -202,6 +202,15 @@ fn agent_runs_pods_with_runc() {
         log_lines(&log).contains(&"hello".to_string()).then_some(())
     });
     assert_eq!(agent.runc_containers().len(), 1, "one runc container");
+    // The per-pod and per-container directories' parents spread their children, where the file
+    // system has the attribute (ext4 here): a probe directory beside them says whether it does.
+    let probe = agent.data_dir.with_extension("mark-probe");
+    let supported = skiff_runtime::spread::create(&probe).expect("probe dir");
+    let _ = std::fs::remove_dir(&probe);
+    for dir in ["pods", "containers", "runc", "sandboxes"] {
+        let marked = skiff_runtime::spread::is_marked(&agent.data_dir.join(dir));
+        assert_eq!(marked, supported, "{dir} carries the T attribute where the file system has it");
+    }
     // Pods leave the cluster masqueraded by the agent's one rule set, not a chain per pod.
     let postrouting =
         Command::new("iptables").args(["-w", "-t", "nat", "-S", "POSTROUTING"]).output().expect("iptables");
