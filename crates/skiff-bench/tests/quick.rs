@@ -57,6 +57,9 @@ fn quick_run_measures_every_scenario() {
         let svg = out.path().join(format!("docs/bench/{scenario}.svg"));
         assert!(std::fs::read_to_string(&svg).is_ok_and(|s| s.starts_with("<svg")), "{} drawn", svg.display());
     }
+    // Issue #4's agent idle RSS has its measurement.
+    let cold = results["scenarios"]["cold-start"]["metrics"].as_array().cloned().unwrap_or_default();
+    assert!(cold.iter().any(|m| m["name"] == "agent_idle_rss_mib"), "{cold:?}");
     // The watch fan-out counted every event.
     let api = results["scenarios"]["api-store"]["metrics"].as_array().cloned().unwrap_or_default();
     let delivered = api.iter().find(|m| m["name"] == "fanout_delivered").expect("fanout_delivered");

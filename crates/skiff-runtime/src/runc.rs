@@ -306,10 +306,12 @@ fn find_binary(binary: &Path) -> std::io::Result<PathBuf> {
 fn sealed_copy(binary: &Path) -> std::io::Result<OwnedFd> {
     use nix::fcntl::{FcntlArg, SealFlag, fcntl};
     use nix::sys::memfd::{MFdFlags, memfd_create};
-    let bytes = std::fs::read(binary)?;
+    let mut source = std::fs::File::open(binary)?;
     let fd = memfd_create("runc", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
     let mut file = std::fs::File::from(fd);
-    std::io::Write::write_all(&mut file, &bytes)?;
+    // In the kernel (sendfile), or through a small buffer: not the whole binary on the heap,
+    // where the allocator would keep its pages after the copy.
+    std::io::copy(&mut source, &mut file)?;
     let seals = SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
     fcntl(&file, FcntlArg::F_ADD_SEALS(seals))?;
     Ok(OwnedFd::from(file))

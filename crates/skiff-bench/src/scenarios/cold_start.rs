@@ -9,6 +9,8 @@
 //! - VmRSS and VmHWM of the idle server: `--no-agent`, and the default `skiff server` with its
 //!   embedded node agent on the harness's bridge name (no pods, so it creates no bridge; its masquerade
 //!   rules are removed afterwards).
+//! - VmRSS of a standalone `skiff agent` at rest (issue #4's "agent idle RSS"): registered with a
+//!   `skiff server --no-agent`, its node Ready, no pods.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -135,6 +137,26 @@ async fn embedded_agent_memory(
     result
 }
 
+/// A standalone `skiff agent` at rest (registered, its node Ready, no pods): (VmRSS, VmHWM) in KiB.
+async fn standalone_agent_memory(env: &Env, settle: Duration) -> anyhow::Result<(u64, u64)> {
+    let root = env.dir("cold-agent-")?;
+    let server = cluster::Server::start(&env.skiff, &root.join("data"), &[])?;
+    let agent = Agent::start(env, &server.kubeconfig, &root.join("agent"))?;
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(cluster::client(&server.kubeconfig).await?);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let node = nodes.get_opt(cluster::NODE).await.ok().flatten();
+        let conditions = node.and_then(|n| n.status).and_then(|s| s.conditions).unwrap_or_default();
+        if conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the agent's node was not Ready within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(settle).await;
+    memory_kib(agent.guard.pid()).ok_or_else(|| anyhow::anyhow!("no /proc status for the agent"))
+}
+
 fn blackhole_present(cidr: &str) -> bool {
     Command::new("ip")
         .args(["route", "show", "type", "blackhole", cidr])
@@ -208,6 +230,10 @@ pub async fn run(env: &Env, out: &Output) -> anyhow::Result<Section> {
         first_pod.push(first_pod_run(env, &tls, r).await?);
     }
     let (erss, ehwm) = embedded_agent_memory(env, &tls, settle).await?;
+    let mut agent_rss = Vec::new();
+    for _ in 0..pod_runs {
+        agent_rss.push(standalone_agent_memory(env, settle).await?.0 as f64 / 1024.0);
+    }
 
     let mut section = Section::new("cold-start");
     section.line("## Cold start and memory at rest (scenario 6; scenario 4's RSS at rest)");
@@ -217,7 +243,8 @@ pub async fn run(env: &Env, out: &Output) -> anyhow::Result<Section> {
          directory (it generates its CA, certificates and store) and again on the existing one. \"First pod \
          Running\": the server spawned, the real agent started as soon as the kubeconfig exists, a pod created \
          as soon as the API admits it, polled every 5 ms until Running. Memory: VmRSS (now) and VmHWM (peak) \
-         from /proc of the server after start-up and a few seconds at rest, without pods.\n",
+         from /proc of the server after start-up and a few seconds at rest, without pods; the standalone \
+         `skiff agent` the same way once its node is Ready (registered with a `skiff server --no-agent`).\n",
     );
     let rows = vec![
         ("spawn → /readyz 200, fresh data directory".to_string(), section.metric("readyz_fresh_ms", "ms", &fresh)),
@@ -242,13 +269,16 @@ pub async fn run(env: &Env, out: &Output) -> anyhow::Result<Section> {
             "`skiff server` with its node agent, VmHWM".to_string(),
             section.metric("idle_hwm_with_agent_mib", "MiB", &[ehwm as f64 / 1024.0]),
         ),
+        ("standalone `skiff agent` VmRSS at rest".to_string(), section.metric("agent_idle_rss_mib", "MiB", &agent_rss)),
     ];
     section.line(table("MiB", &mem_rows));
     section.line(format!(
         "Goals (issue #6): /readyz ≤ 100 ms (the Rust peer: 150–230 ms); the whole `skiff server` idle ≤ 16 MiB \
-         (k3s documents about 1.4 GB for server + agent). Measured: {} ms fresh, {} MiB with the agent.\n",
+         (k3s documents about 1.4 GB for server + agent); issue #4: the agent idle ≤ 15 MiB. Measured: {} ms \
+         fresh, {} MiB with the agent, the agent alone {} MiB.\n",
         crate::stats::Summary::of(&fresh).map_or("–".into(), |s| fmt_num(s.median)),
         fmt_num(erss as f64 / 1024.0),
+        crate::stats::Summary::of(&agent_rss).map_or("–".into(), |s| fmt_num(s.median)),
     ));
     let series = [
         Series::new("→ /readyz, fresh", &fresh),
