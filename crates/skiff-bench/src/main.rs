@@ -120,6 +120,16 @@ fn build_skiff() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo_root()).args(["build", "--locked", "-p", "skiff", "--bin", "skiff"]);
+    // Not the variables `cargo run` set for this binary: build scripts that declare them
+    // (ring's: CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...) would see them change, and everything
+    // above them would be rebuilt here and again by the next plain `cargo build`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_run = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_"];
+        if set_by_run.iter().any(|prefix| name.starts_with(prefix)) {
+            cmd.env_remove(name.as_ref());
+        }
+    }
     if !cfg!(debug_assertions) {
         cmd.arg("--release");
     }
