@@ -11,6 +11,7 @@
 # node is Ready, then both stopped with SIGTERM. Every function either executed is listed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/agent-leftovers.sh
 command -v valgrind >/dev/null || { echo "code-order.sh needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 seconds="${CODE_ORDER_SECONDS:-45}"
 target="${CARGO_TARGET_DIR:-target}"
@@ -28,13 +29,7 @@ cleanup() {
     for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done
-  { grep -o " $work/[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" || true; done
-  ip link del "$bridge" 2>/dev/null || true
-  { iptables -w -t nat -S POSTROUTING | grep -- "-j SKIFF-MASQ-$bridge\$" || true; } | sed 's/^-A/-D/' |
-    while read -r rule; do eval iptables -w -t nat "$rule" || true; done
-  iptables -w -t nat -F "SKIFF-MASQ-$bridge" 2>/dev/null || true
-  iptables -w -t nat -X "SKIFF-MASQ-$bridge" 2>/dev/null || true
-  [ -n "$blackhole_before" ] || ip route del blackhole "$cluster_cidr" 2>/dev/null || true
+  remove_agent_leftovers "$work" "$work/agent/runc" "$bridge" "$cluster_cidr" "$blackhole_before"
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM

@@ -9,6 +9,7 @@
 # README's first command works).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/agent-leftovers.sh
 ./scripts/install-deps.sh
 kubectl=$(./scripts/fetch-kubectl.sh)
 cargo build --release --locked
@@ -43,16 +44,7 @@ stop() {
 # What a check run made on the machine: the bridge, the masquerade rules, the blackhole route (if it
 # added it), mounts and runc state under its data directory.
 clean_check() {
-  for id in $(runc --root "$data_dir/agent/runc" list -q 2>/dev/null); do
-    runc --root "$data_dir/agent/runc" delete --force "$id" || true
-  done
-  { grep -o " $data_dir/[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" || true; done
-  ip link del "$bridge" 2>/dev/null || true
-  { iptables -w -t nat -S POSTROUTING | grep -- "-j SKIFF-MASQ-$bridge\$" || true; } | sed 's/^-A/-D/' |
-    while read -r rule; do eval iptables -w -t nat "$rule" || true; done
-  iptables -w -t nat -F "SKIFF-MASQ-$bridge" 2>/dev/null || true
-  iptables -w -t nat -X "SKIFF-MASQ-$bridge" 2>/dev/null || true
-  [ -n "$blackhole_before" ] || ip route del blackhole "$cluster_cidr" 2>/dev/null || true
+  remove_agent_leftovers "$data_dir" "$data_dir/agent/runc" "$bridge" "$cluster_cidr" "$blackhole_before"
   rm -rf "$data_dir"
 }
 trap stop EXIT INT TERM

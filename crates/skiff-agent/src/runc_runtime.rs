@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use skiff_runtime::cni::{self, Network, NetworkConfig};
+use skiff_runtime::runc::Launch;
 use skiff_runtime::{
     BindMount, Container, ContainerStatus, ExitInfo, Image, ImageError, ImageStore, PullOptions, Runtime,
     RuntimeConfig, Sandbox, StoreConfig,
@@ -589,7 +590,8 @@ impl ContainerRuntime for RuncRuntime {
         };
         let container = self
             .runtime
-            .run_with(
+            .launch(
+                Launch::Run,
                 &sb,
                 &runtime_config(config),
                 &image,

@@ -229,36 +229,14 @@ impl Runtime {
         image: &Image,
         log_path: &Path,
     ) -> Result<Container, ContainerError> {
-        self.create_with(sandbox, config, image, log_path, serde_json::Value::Null).await
+        self.launch(Launch::Create, sandbox, config, image, log_path, serde_json::Value::Null).await
     }
 
-    /// [`Runtime::create`], recording `metadata` with the container (returned as
-    /// [`Container::metadata`] after an agent restart too).
-    pub async fn create_with(
-        &self,
-        sandbox: &Sandbox,
-        config: &ContainerConfig,
-        image: &Image,
-        log_path: &Path,
-        metadata: serde_json::Value,
-    ) -> Result<Container, ContainerError> {
-        self.launch(Launch::Create, sandbox, config, image, log_path, metadata).await
-    }
-
-    /// [`Runtime::create_with`] and [`Container::start`] in one `runc run --detach`: the
-    /// container is running when this returns. On failure nothing is left behind.
-    pub async fn run_with(
-        &self,
-        sandbox: &Sandbox,
-        config: &ContainerConfig,
-        image: &Image,
-        log_path: &Path,
-        metadata: serde_json::Value,
-    ) -> Result<Container, ContainerError> {
-        self.launch(Launch::Run, sandbox, config, image, log_path, metadata).await
-    }
-
-    async fn launch(
+    /// Sets container `config.name` of `sandbox` up and, for [`Launch::Run`], starts it (one
+    /// `runc run --detach`: running when this returns); [`Launch::Create`] leaves it for
+    /// [`Container::start`]. `metadata` is recorded with the container (returned as
+    /// [`Container::metadata`] after an agent restart too). On failure nothing is left behind.
+    pub async fn launch(
         &self,
         how: Launch,
         sandbox: &Sandbox,
@@ -612,7 +590,7 @@ pub struct Container {
     pub cgroups_path: String,
     /// When it was created.
     pub created_at: jiff::Timestamp,
-    /// The caller's data given to [`Runtime::create_with`].
+    /// The caller's data given to [`Runtime::launch`].
     pub metadata: serde_json::Value,
     runc: Runc,
     started_at: Arc<parking_lot::Mutex<Option<jiff::Timestamp>>>,

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{Env, read_log};
+use skiff_runtime::runc::Launch;
 use skiff_runtime::{BindMount, ContainerConfig, ContainerStatus};
 use std::time::Duration;
 
@@ -36,13 +37,13 @@ async fn runs_a_container_that_echoes_and_exits() {
 }
 
 #[tokio::test]
-async fn run_with_creates_and_starts_in_one_step() {
+async fn launch_run_creates_and_starts_in_one_step() {
     let env = Env::new(36).await;
     let sb = env.sandbox("run-pod").await;
     let log = env.log_path("runner");
     let cfg = sh("runner", "echo started; sleep 0.3; exit 5");
     let meta = serde_json::json!({"attempt": 2});
-    let c = env.runtime.run_with(&sb, &cfg, &env.image, &log, meta.clone()).await.expect("run");
+    let c = env.runtime.launch(Launch::Run, &sb, &cfg, &env.image, &log, meta.clone()).await.expect("run");
     assert!(matches!(c.status(), ContainerStatus::Running { .. }), "{:?}", c.status());
     assert_eq!(c.metadata, meta);
     let exit = tokio::time::timeout(Duration::from_secs(20), c.wait()).await.expect("exits");
@@ -52,7 +53,8 @@ async fn run_with_creates_and_starts_in_one_step() {
 
     // A command that does not exist fails the run and leaves no bundle or runc state behind.
     let bad = ContainerConfig { name: "bad".into(), command: vec!["/no/such/binary".into()], ..Default::default() };
-    let err = env.runtime.run_with(&sb, &bad, &env.image, &env.log_path("bad"), serde_json::Value::Null).await;
+    let err =
+        env.runtime.launch(Launch::Run, &sb, &bad, &env.image, &env.log_path("bad"), serde_json::Value::Null).await;
     let err = err.expect_err("no binary");
     assert!(err.to_string().contains("/no/such/binary"), "{err}");
     let left: Vec<_> = std::fs::read_dir(env.tmp.path().join("containers")).expect("dir").collect();

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{Env, read_log};
+use skiff_runtime::runc::Launch;
 use skiff_runtime::{ContainerConfig, ContainerStatus, Runtime, RuntimeConfig, Sandbox};
 use std::path::Path;
 use std::time::Duration;
@@ -55,7 +56,7 @@ fn first_agent(env: &Env) -> Started {
             let meta = serde_json::json!({"attempt": 3});
             // The talker is started as the agent starts containers (`runc run --detach`), the
             // quitter in two steps (create, start).
-            let t = runtime.run_with(&sb, &talker, &image, &talker_log, meta).await.expect("run talker");
+            let t = runtime.launch(Launch::Run, &sb, &talker, &image, &talker_log, meta).await.expect("run talker");
             let q = runtime.create(&sb, &sh("quitter", "echo bye; sleep 0.5; exit 7"), &image, &quitter_log).await;
             let q = q.expect("create quitter");
             q.start().await.expect("start quitter");

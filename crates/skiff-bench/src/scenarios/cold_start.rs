@@ -137,8 +137,8 @@ async fn embedded_agent_memory(
     result
 }
 
-/// A standalone `skiff agent` at rest (registered, its node Ready, no pods): (VmRSS, VmHWM) in KiB.
-async fn standalone_agent_memory(env: &Env, settle: Duration) -> anyhow::Result<(u64, u64)> {
+/// A standalone `skiff agent` at rest (registered, its node Ready, no pods): VmRSS in KiB.
+async fn standalone_agent_rss(env: &Env, settle: Duration) -> anyhow::Result<u64> {
     let root = env.dir("cold-agent-")?;
     let server = cluster::Server::start(&env.skiff, &root.join("data"), &[])?;
     let agent = Agent::start(env, &server.kubeconfig, &root.join("agent"))?;
@@ -154,7 +154,7 @@ async fn standalone_agent_memory(env: &Env, settle: Duration) -> anyhow::Result<
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(settle).await;
-    memory_kib(agent.guard.pid()).ok_or_else(|| anyhow::anyhow!("no /proc status for the agent"))
+    memory_kib(agent.guard.pid()).map(|(rss, _)| rss).ok_or_else(|| anyhow::anyhow!("no /proc status for the agent"))
 }
 
 fn blackhole_present(cidr: &str) -> bool {
@@ -234,7 +234,7 @@ pub async fn run(env: &Env, out: &Output) -> anyhow::Result<Section> {
     let agent_settle = if env.quick { settle } else { Duration::from_secs(15) };
     let mut agent_rss = Vec::new();
     for _ in 0..pod_runs {
-        agent_rss.push(standalone_agent_memory(env, agent_settle).await?.0 as f64 / 1024.0);
+        agent_rss.push(standalone_agent_rss(env, agent_settle).await? as f64 / 1024.0);
     }
 
     let mut section = Section::new("cold-start");
