@@ -27,7 +27,8 @@ pub struct WriteOptions {
 /// A successful write: the object as stored (or as it would be, for a dry run).
 #[derive(Debug)]
 pub struct Written {
-    pub object: Value,
+    /// The object as stored (shared with the store's copy).
+    pub object: Arc<Value>,
     /// Whether the write created the object (201 rather than 200).
     pub created: bool,
     /// `Warning` headers for the client (unknown fields under `fieldValidation=Warn`).
@@ -305,11 +306,13 @@ impl Registry {
                 if self.store.get(&self.key(t, &name)).is_some() {
                     return Err(ApiError::already_exists(r.group, r.plural, &name));
                 }
-                return Ok(Written { object: obj, created: true, warnings });
+                return Ok(Written { object: Arc::new(obj), created: true, warnings });
             }
             let key = self.key(t, &name);
-            match self.store.write(Write::Create { key, value: obj.clone() }).await {
-                Ok(stored) => return Ok(Written { object: (*stored.value).clone(), created: true, warnings }),
+            // Only a generated name may need the object again (for another try).
+            let value = if generate.is_some() { obj.clone() } else { std::mem::take(&mut obj) };
+            match self.store.write(Write::Create { key, value }).await {
+                Ok(stored) => return Ok(Written { object: stored.value, created: true, warnings }),
                 Err(StoreError::AlreadyExists(_)) if generate.is_some() => {
                     // RetryGenerateName: try another random suffix.
                     let prefix = generate.as_deref().unwrap_or_default();
@@ -419,11 +422,11 @@ impl Registry {
             }
             let (next, delete) = self.prepare(&req, &current.value, opts)?;
             if opts.dry_run {
-                return Ok(Written { object: next, created: false, warnings: Vec::new() });
+                return Ok(Written { object: Arc::new(next), created: false, warnings: Vec::new() });
             }
             if next == *current.value {
                 // Nothing changed: no write, no new resourceVersion (as the apiserver skips no-op updates).
-                return Ok(Written { object: next, created: false, warnings: Vec::new() });
+                return Ok(Written { object: Arc::new(next), created: false, warnings: Vec::new() });
             }
             let key = self.key(req.target, req.name);
             let write = if delete {
@@ -433,7 +436,7 @@ impl Registry {
             };
             match self.store.write(write).await {
                 Ok(stored) => {
-                    return Ok(Written { object: (*stored.value).clone(), created: false, warnings: Vec::new() });
+                    return Ok(Written { object: stored.value, created: false, warnings: Vec::new() });
                 }
                 Err(StoreError::Conflict { .. }) if req.expected.is_none() => continue,
                 Err(e) => return Err(store_error(r, req.name, e)),

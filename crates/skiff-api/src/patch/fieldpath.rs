@@ -40,6 +40,45 @@ impl Set {
         }
     }
 
+    /// Removes the path itself, not what lies below it (`difference` with that one path), and the
+    /// nodes this leaves empty.
+    pub fn remove(&mut self, path: &[&str]) {
+        match path {
+            [] => {}
+            [last] => {
+                self.members.remove(*last);
+            }
+            [first, rest @ ..] => {
+                if let Some(child) = self.children.get_mut(*first) {
+                    child.remove(rest);
+                    if child.is_empty() {
+                        self.children.remove(*first);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes the path and everything below it (`recursive_difference` with that one path), and
+    /// the nodes this leaves empty.
+    pub fn remove_tree(&mut self, path: &[&str]) {
+        match path {
+            [] => {}
+            [last] => {
+                self.members.remove(*last);
+                self.children.remove(*last);
+            }
+            [first, rest @ ..] => {
+                if let Some(child) = self.children.get_mut(*first) {
+                    child.remove_tree(rest);
+                    if child.is_empty() {
+                        self.children.remove(*first);
+                    }
+                }
+            }
+        }
+    }
+
     /// Whether the path itself is in the set.
     pub fn has(&self, path: &[String]) -> bool {
         match path {
@@ -283,6 +322,14 @@ mod tests {
         assert_eq!(a.difference(&b), set_of(&[&["f:spec", "f:paused"], &["f:metadata", "f:labels", "f:a"]]));
         assert_eq!(a.recursive_difference(&b), set_of(&[&["f:spec", "f:paused"]]));
         assert_eq!(a.union(&b).paths().len(), 4);
+        for p in [&["f:spec", "f:replicas"][..], &["f:metadata", "f:labels"], &["f:spec"], &["f:status"]] {
+            let mut removed = a.clone();
+            removed.remove(p);
+            assert_eq!(removed, a.difference(&set_of(&[p])), "remove {p:?}");
+            let mut removed = a.clone();
+            removed.remove_tree(p);
+            assert_eq!(removed, a.recursive_difference(&set_of(&[p])), "remove_tree {p:?}");
+        }
         assert!(a.has_under(&path(&["f:metadata"])));
         assert!(!a.has_under(&path(&["f:status"])));
         assert_eq!(

@@ -13,7 +13,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::fieldpath::{Set, path};
+use super::fieldpath::Set;
 use super::schema;
 use super::structured;
 use crate::meta;
@@ -106,41 +106,45 @@ pub fn encode_into(obj: &mut Value, mut entries: Vec<Entry>) {
 }
 
 /// The paths no manager owns (`stripMetaManager`).
-pub(crate) fn stripped() -> Set {
-    let mut s = Set::new();
-    for p in [
-        &["f:apiVersion"][..],
-        &["f:kind"],
-        &["f:metadata"],
-        &["f:metadata", "f:name"],
-        &["f:metadata", "f:namespace"],
-        &["f:metadata", "f:creationTimestamp"],
-        &["f:metadata", "f:selfLink"],
-        &["f:metadata", "f:uid"],
-        &["f:metadata", "f:clusterName"],
-        &["f:metadata", "f:generation"],
-        &["f:metadata", "f:managedFields"],
-        &["f:metadata", "f:resourceVersion"],
-    ] {
-        s.insert(&path(p));
+const STRIPPED: [&[&str]; 12] = [
+    &["f:apiVersion"],
+    &["f:kind"],
+    &["f:metadata"],
+    &["f:metadata", "f:name"],
+    &["f:metadata", "f:namespace"],
+    &["f:metadata", "f:creationTimestamp"],
+    &["f:metadata", "f:selfLink"],
+    &["f:metadata", "f:uid"],
+    &["f:metadata", "f:clusterName"],
+    &["f:metadata", "f:generation"],
+    &["f:metadata", "f:managedFields"],
+    &["f:metadata", "f:resourceVersion"],
+];
+
+/// The subtree a write on `subresource` does not own because the strategy resets it.
+fn reset_tree(resource: &ResourceInfo, subresource: Option<&str>) -> Option<&'static [&'static str]> {
+    match subresource {
+        None if resource.has_status() => Some(&["f:status"]),
+        Some("status") => Some(&["f:spec"]),
+        _ => None,
     }
-    s
 }
 
-/// The subtrees a write on `subresource` does not own because the strategy resets them.
-pub(crate) fn reset_fields(resource: &ResourceInfo, subresource: Option<&str>) -> Set {
-    let mut s = Set::new();
-    match subresource {
-        None if resource.has_status() => s.insert(&path(&["f:status"])),
-        Some("status") => s.insert(&path(&["f:spec"])),
-        _ => {}
+/// Removes from `set` what nobody owns and what this write's strategy resets.
+pub(crate) fn strip_unowned(set: &mut Set, resource: &ResourceInfo, subresource: Option<&str>) {
+    for p in STRIPPED {
+        set.remove(p);
     }
-    s
+    if let Some(tree) = reset_tree(resource, subresource) {
+        set.remove_tree(tree);
+    }
 }
 
 /// A set without what nobody owns and what this write's strategy resets.
 pub(crate) fn owned_part(set: &Set, resource: &ResourceInfo, subresource: Option<&str>) -> Set {
-    set.difference(&stripped()).recursive_difference(&reset_fields(resource, subresource))
+    let mut owned = set.clone();
+    strip_unowned(&mut owned, resource, subresource);
+    owned
 }
 
 /// `managedFields: [{}]` in a request asks to clear all entries.
@@ -184,19 +188,16 @@ pub fn record_update(
     let mut entries = base_entries(old, new, subresource);
     let root = schema::root(resource.kind);
     let empty = Value::Object(Map::new());
-    let mut before = old.cloned().unwrap_or(empty);
-    let mut after = new.clone();
-    for v in [&mut before, &mut after] {
-        if v.get("metadata").is_some() {
-            meta::remove_meta(v, "managedFields");
+    // The comparison passes over `metadata.managedFields` on both sides.
+    let diff = structured::compare(root, old.unwrap_or(&empty), new);
+    let (mut changed, mut removed) = (diff.changed, diff.removed);
+    strip_unowned(&mut changed, resource, subresource);
+    strip_unowned(&mut removed, resource, subresource);
+    if !entries.is_empty() {
+        let taken = changed.union(&removed);
+        for e in entries.iter_mut() {
+            e.set = e.set.difference(&taken);
         }
-    }
-    let diff = structured::compare(root, &before, &after);
-    let changed = owned_part(&diff.changed, resource, subresource);
-    let removed = owned_part(&diff.removed, resource, subresource);
-    let taken = changed.union(&removed);
-    for e in entries.iter_mut() {
-        e.set = e.set.difference(&taken);
     }
     let sub = subresource.unwrap_or("");
     if !changed.is_empty() {
@@ -222,6 +223,7 @@ pub fn record_update(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::patch::fieldpath::path;
     use crate::resource::lookup;
 
     fn deployments() -> &'static ResourceInfo {

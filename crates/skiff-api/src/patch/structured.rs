@@ -105,7 +105,8 @@ pub struct Comparison {
 
 /// Compares `old` and `new` of a kind's root type. A struct held by value (`Shape::Struct`) is
 /// taken as `{}` where it is missing under a present parent: in the typed form it is always there,
-/// so filling it does not add the struct itself.
+/// so filling it does not add the struct itself. `metadata.managedFields` is not compared: it is the
+/// record of who owns what, never a field anyone owns (structured-merge-diff strips it first).
 pub fn compare(root: TypeName, old: &Value, new: &Value) -> Comparison {
     let mut c = Comparison::default();
     let schema = FieldSchema { shape: Shape::Struct, ty: root };
@@ -150,6 +151,9 @@ fn compare_walk(
             keys.dedup();
             let (blank_object, blank_list) = (Value::Object(Map::new()), Value::Array(Vec::new()));
             for k in keys {
+                if k == "managedFields" && path.len() == 1 && path[0] == "f:metadata" {
+                    continue;
+                }
                 let child = schema::field(ty, k);
                 let blank = match child.map(|s| s.shape) {
                     _ if !schema::always_present(ty, k) => None,

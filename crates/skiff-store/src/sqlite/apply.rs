@@ -35,12 +35,12 @@ pub(super) fn apply(objects: &mut Objects, write: Write, rev: Revision) -> Resul
                 return Err(StoreError::AlreadyExists(key));
             }
             set_resource_version(&mut value, rev);
-            Ok(store(objects, Arc::from(key), value, rev, None))
+            store(objects, Arc::from(key), value, rev, None)
         }
         Write::Update { key, mut value, expected } => {
             let current = current(objects, &key, expected)?;
             set_resource_version(&mut value, rev);
-            Ok(store(objects, current.key.clone(), value, rev, Some(current)))
+            store(objects, current.key.clone(), value, rev, Some(current))
         }
         Write::Delete { key, expected } => {
             let current = current(objects, &key, expected)?;
@@ -78,10 +78,15 @@ fn current(objects: &Objects, key: &str, expected: Option<Revision>) -> Result<O
 }
 
 /// Stores `value` (whose resourceVersion is already set) at `key` and builds the Added or Modified
-/// change. Serialization of a `Value` cannot fail (its map keys are strings), so it is done here
-/// before the map is touched.
-fn store(objects: &mut Objects, key: Arc<str>, value: Value, rev: Revision, prev: Option<Object>) -> Change {
-    let json = value.to_string();
+/// change. The value is serialized before the map is touched.
+fn store(
+    objects: &mut Objects,
+    key: Arc<str>,
+    value: Value,
+    rev: Revision,
+    prev: Option<Object>,
+) -> Result<Change, StoreError> {
+    let json = to_json(&value)?;
     let value = Arc::new(value);
     let object = Object { key: key.clone(), rev, value: value.clone() };
     objects.insert(key.clone(), object.clone());
@@ -89,7 +94,7 @@ fn store(objects: &mut Objects, key: Arc<str>, value: Value, rev: Revision, prev
         Some(prev) => (EventKind::Modified, Some(prev.rev), Some(prev.value)),
         None => (EventKind::Added, None, None),
     };
-    Change { object, event: Arc::new(Event { kind, rev, key, object: value, prev }), json, prev_rev }
+    Ok(Change { object, event: Arc::new(Event { kind, rev, key, object: value, prev }), json, prev_rev })
 }
 
 fn to_json(value: &Value) -> Result<String, StoreError> {

@@ -612,12 +612,23 @@ async fn throughput() {
     });
 
     const SINGLE: u64 = 3000;
+    let mut latencies = Vec::with_capacity(SINGLE as usize);
     let start = Instant::now();
     for i in 0..SINGLE {
+        let t = Instant::now();
         store.write(create(&format!("/bench/single/{i}"), value.clone())).await.expect("create");
+        latencies.push(t.elapsed());
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("1 client: {SINGLE} durable creates in {secs:.2}s = {:.0}/s", SINGLE as f64 / secs);
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64() * 1e3;
+    println!(
+        "1 client: {SINGLE} durable creates in {secs:.2}s = {:.0}/s; p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        SINGLE as f64 / secs,
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
 
     for clients in [16u64, 256] {
         let per_client = 20_000 / clients;
