@@ -2,13 +2,12 @@
 //! pod as `involvedObject` with `fieldPath` `spec.containers{name}` for container events; a repeat
 //! bumps `count` and `lastTimestamp` (the pattern of `skiff-controllers`' recorder, with a host).
 
-use std::collections::HashMap;
-
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use skiff_api::event_counts::EventCounts;
 use tokio::sync::mpsc;
 
 /// The component name in `source` and `reportingComponent`.
@@ -80,7 +79,8 @@ pub struct Recorder {
 struct Writer {
     client: Client,
     host: String,
-    seen: HashMap<(String, String), i32>,
+    /// How many times each recent Event was written, to aggregate repeats.
+    seen: EventCounts,
 }
 
 impl Recorder {
@@ -88,7 +88,7 @@ impl Recorder {
     /// recorder is dropped, after writing what was queued.
     pub fn new(client: Client, host: &str) -> Recorder {
         let (queue, mut jobs) = mpsc::channel::<Job>(QUEUE);
-        let mut writer = Writer { client, host: host.to_string(), seen: HashMap::new() };
+        let mut writer = Writer { client, host: host.to_string(), seen: EventCounts::default() };
         tokio::spawn(async move {
             while let Some(job) = jobs.recv().await {
                 if let Err(e) = writer.write(&job.regarding, job.kind, &job.reason, &job.message).await {
@@ -122,11 +122,7 @@ impl Writer {
         let name = format!("{object}.{:016x}", fnv(&[regarding.uid.as_deref().unwrap_or(""), field, reason, message]));
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let now = Time(Timestamp::now());
-        let count = {
-            let c = self.seen.entry((namespace.clone(), name.clone())).or_insert(0);
-            *c += 1;
-            *c
-        };
+        let count = self.seen.bump(&namespace, &name);
         let pp = PatchParams { field_manager: Some(COMPONENT.into()), ..PatchParams::default() };
         if count > 1 {
             let patch = serde_json::json!({"count": count, "lastTimestamp": now});

@@ -8,6 +8,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod duration;
 pub mod error;
+pub mod event_counts;
 pub mod meta;
 pub mod openapi;
 pub mod patch;

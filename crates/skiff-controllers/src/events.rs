@@ -7,7 +7,6 @@
 //! repeat's patch always follows its create). A full queue ([`QUEUE`] Events) drops new ones with
 //! a log line, as client-go's broadcaster does: Events are best-effort, a controller's work is not.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
@@ -16,6 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use parking_lot::Mutex;
+use skiff_api::event_counts::EventCounts;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -67,8 +67,8 @@ pub struct Recorder {
 struct Writer {
     client: Client,
     component: String,
-    /// (namespace, name of the Event) → count so far, to aggregate repeats.
-    seen: HashMap<(String, String), i32>,
+    /// How many times each recent Event was written, to aggregate repeats.
+    seen: EventCounts,
 }
 
 /// A reference to the object an Event is about.
@@ -97,7 +97,7 @@ impl Recorder {
     /// [`Recorder::new`], also returning the writer task when it could be spawned.
     fn start(client: Client, component: &str) -> (Recorder, Option<JoinHandle<()>>) {
         let (queue, jobs) = mpsc::channel::<Job>(QUEUE);
-        let writer = Writer { client, component: component.to_string(), seen: HashMap::new() };
+        let writer = Writer { client, component: component.to_string(), seen: EventCounts::default() };
         let recorder = Recorder { queue, idle: Arc::new(Mutex::new(Some((writer, jobs)))) };
         let task = recorder.spawn_writer();
         (recorder, task)
@@ -157,11 +157,7 @@ impl Writer {
         let name = event_name(regarding, reason, message);
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let now = Time(*at);
-        let count = {
-            let c = self.seen.entry((namespace.clone(), name.clone())).or_insert(0);
-            *c += 1;
-            *c
-        };
+        let count = self.seen.bump(&namespace, &name);
         if count > 1 {
             let patch = serde_json::json!({"count": count, "lastTimestamp": now});
             match api.patch(&name, &Self::patch_params(), &Patch::Merge(&patch)).await {
@@ -219,6 +215,7 @@ fn fnv(parts: &[&str]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::future::Future;
     use std::net::SocketAddr;
     use std::time::Duration;
