@@ -8,6 +8,8 @@ if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 ./scripts/fetch-kubectl.sh >/dev/null
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The API documentation builds without broken or ambiguous links.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 # The integration tests that run against an API server (skiff-testkit's in-process TestServer, and
 # the `skiff server` process of the API, kubectl, client, CLI, rollout and durability suites) run on
 # SQLite first and again on etcd (a private etcd per test): both backends of the Store trait.

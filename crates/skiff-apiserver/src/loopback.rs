@@ -1,7 +1,7 @@
 //! The loopback client: how the server's own components (controllers, scheduler) reach its API.
 //!
 //! kube-apiserver gives its in-process users a "loopback" client configuration that still goes
-//! through TLS and a socket. Here the requests go to the [`router`](crate::router) in memory: the
+//! through TLS and a socket. Here the requests go to the [`router`] in memory: the
 //! same authentication, handlers, admission, metrics and watch streams as any client's request,
 //! without a TLS session, HTTP framing or a connection per request in flight. Each request runs
 //! in its own task, as hyper's server runs each connection's, so a caller that stops waiting does

@@ -22,7 +22,7 @@ pub fn format(text: &str, layout: Layout) -> String {
     format_remembering(text, layout, &mut None)
 }
 
-/// [`format`] with the `RememberWidths` flag of the tab writer kubectl uses (`liggitt/tabwriter`):
+/// [`format()`] with the `RememberWidths` flag of the tab writer kubectl uses (`liggitt/tabwriter`):
 /// each column is at least as wide as it was in earlier flushes (`remembered`, by column index,
 /// updated here), so the rows `get -w` prints one flush at a time stay aligned with the header.
 pub fn format_remembering(text: &str, layout: Layout, remembered: &mut Option<Vec<usize>>) -> String {

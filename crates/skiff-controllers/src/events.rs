@@ -3,8 +3,8 @@
 //! `lastTimestamp` instead of creating another.
 //!
 //! As client-go's recorder, recording never makes the caller wait for the API: [`Recorder::record`]
-//! queues the Event and one background [`Writer`] per recorder writes the queue in order (so a
-//! repeat's patch always follows its create). A full queue ([`QUEUE`] Events) drops new ones with
+//! queues the Event and one background `Writer` per recorder writes the queue in order (so a
+//! repeat's patch always follows its create). A full queue (`QUEUE` Events) drops new ones with
 //! a log line, as client-go's broadcaster does: Events are best-effort, a controller's work is not.
 
 use std::sync::Arc;

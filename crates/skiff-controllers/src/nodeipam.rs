@@ -4,7 +4,7 @@
 //! The used set is rebuilt from the Nodes on every (re)list, so a restarted controller never hands
 //! out a range a Node already holds; a Node that has a podCIDR keeps it; a deleted Node's range is
 //! released. Allocation walks the ranges in order from after the last one handed out, wrapping, as
-//! upstream does. When none is left, the Node gets an Event `CIDRNotAvailable` ("Node <name> status
+//! upstream does. When none is left, the Node gets an Event `CIDRNotAvailable` ("Node \<name\> status
 //! is now: CIDRNotAvailable") and is retried on its next update. IPv4 single-stack only.
 
 use std::collections::HashMap;

@@ -6,7 +6,7 @@
 //! - [`spec`]: the OCI runtime `config.json` of a container, Kubernetes semantics for
 //!   command/args, env, user, capabilities and resources.
 //! - [`runc`]: the `runc` command line; [`container`]: the container lifecycle on top of it, with
-//!   CRI-format logs ([`logs`]) and exit/OOM observation ([`cgroup`]); [`exec`]: `kubectl exec`
+//!   CRI-format logs ([`logs`]) and exit/OOM observation ([`cgroup`]); [`mod@exec`]: `kubectl exec`
 //!   processes with their streams or a terminal.
 //! - [`nsfs`], [`cni`], [`sandbox`]: the pod's persistent namespaces, its CNI network and files.
 //! - [`state`]: the sandbox and container records a restarted agent adopts its pods from

@@ -3,7 +3,7 @@
 //! The decision is pure and table-tested: [`info`] digests pods and nodes, [`filter`] says whether
 //! a pod can run on a node (and why not, in upstream's words), [`score`] ranks the feasible nodes,
 //! [`schedule`] makes one decision and words the "0/N nodes are available" message, and [`cache`]
-//! accounts placed and *assumed* pods so back-to-back decisions do not overcommit. [`run`] is the
+//! accounts placed and *assumed* pods so back-to-back decisions do not overcommit. [`mod@run`] is the
 //! executor over the Kubernetes API: [`run::run`] (or [`run::run_with`] and a [`run::Config`])
 //! watches nodes and pods and binds through `pods/{name}/binding`, many bindings in flight.
 

@@ -271,7 +271,7 @@ impl Store for EtcdStore {
         Ok(object)
     }
 
-    /// Reads etcd's current revision and waits (at most [`CONSISTENT_READ_TIMEOUT`]) until the
+    /// Reads etcd's current revision and waits (at most `CONSISTENT_READ_TIMEOUT`) until the
     /// cache has reached it: every write acknowledged before is then in the cache, wherever it
     /// was made.
     async fn sync(&self) -> Result<Revision, StoreError> {

@@ -1,7 +1,7 @@
 //! Server-side apply (`application/apply-patch+yaml`), after structured-merge-diff's
 //! `Updater.Apply` and the apiserver's field manager chain.
 //!
-//! 1. The applier's field set is the set of what it sent ([`structured::to_field_set`]), minus what
+//! 1. The applier's field set is the set of what it sent (`structured::to_field_set`), minus what
 //!    nobody owns (name, uid, ...) and minus `status` for kinds with a status subresource.
 //! 2. The applied object is merged into the live one (maps by key, map lists by key, sets by value,
 //!    atomic values replaced).
@@ -33,7 +33,7 @@ pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-co
 /// Server-side apply: merges `applied` (the full object the applier sends) into `live` (None = create),
 /// removes fields this manager owned before but no longer sends (unless another manager owns them), records
 /// the manager's Apply entry in managedFields, and returns 409 Conflict with causes
-/// [{reason: "FieldManagerConflict", message: "conflict with \"<manager>\" using <apiVersion>", field: ".spec.replicas"}]
+/// `[{reason: "FieldManagerConflict", message: "conflict with \"<manager>\" using <apiVersion>", field: ".spec.replicas"}]`
 /// (and the apiserver's message wording, see F.8) when a field owned by another manager gets a different
 /// value, unless `force`, in which case ownership moves to the applier.
 pub fn apply(

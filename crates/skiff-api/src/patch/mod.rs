@@ -1,7 +1,7 @@
 //! PATCH and field ownership: the four patch types the apiserver accepts (`handlers/patch.go`), and
 //! `metadata.managedFields` upkeep for every write, including server-side apply.
 //!
-//! * [`json_patch`]: RFC 6902 (`application/json-patch+json`).
+//! * [`json_patch()`]: RFC 6902 (`application/json-patch+json`).
 //! * [`merge_patch`]: RFC 7386 (`application/merge-patch+json`).
 //! * [`strategic_merge_patch`]: Kubernetes' strategic merge patch, driven by [`schema`].
 //! * [`apply::apply`]: server-side apply (`application/apply-patch+yaml`) with ownership and conflicts.

@@ -4,7 +4,7 @@
 //!
 //! * Objects merge key by key; `null` deletes a key.
 //! * Lists with `patchStrategy: merge` merge by their merge key (lists of scalars: union); other lists
-//!   are replaced. Which is which comes from [`schema`](super::schema).
+//!   are replaced. Which is which comes from [`schema`].
 //! * Directives: `$patch: replace|delete` in an object, `$patch: replace|delete` as a list item,
 //!   `$retainKeys`, `$deleteFromPrimitiveList/<field>` and `$setElementOrder/<field>`.
 //! * Without `$setElementOrder`, items a patch adds to a merged list go *before* the items only the

@@ -15,7 +15,7 @@
 //!
 //! Codemap: [`health`] (probe timestamps, conditions set to Unknown), [`taints`] (which taints to
 //! add and remove), [`disruption`] (zone states, the rate-limited tainting queue), [`eviction`]
-//! (which pods to delete when) are pure; [`run`] and [`evictor`] are the executors.
+//! (which pods to delete when) are pure; [`mod@run`] and [`evictor`] are the executors.
 
 pub mod disruption;
 pub mod eviction;

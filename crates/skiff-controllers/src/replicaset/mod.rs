@@ -3,14 +3,14 @@
 //! what it sees in `status`.
 //!
 //! Codemap:
-//! - [`plan`] — the pure sync: claims, creates (slow start, burst 500), deletes, status;
+//! - [`mod@plan`] — the pure sync: claims, creates (slow start, burst 500), deletes, status;
 //! - [`rank`] — which pods are least valuable on scale-down;
 //! - [`claim`] — adoption and release, and their strategic-merge patches;
 //! - [`status`] — status counters, the ReplicaFailure condition, availability re-checks;
 //! - [`expectations`] — what the controller waits to see in its cache after its own writes;
 //! - [`pods`] — facts about one pod (active, ready, available, controller);
 //! - [`cache`], [`handlers`], [`queue`] — the informer-like cache, its event handlers, the work queue;
-//! - [`run`] — the executor: list+watch, workers, API calls, Events.
+//! - [`mod@run`] — the executor: list+watch, workers, API calls, Events.
 
 pub mod cache;
 pub mod claim;

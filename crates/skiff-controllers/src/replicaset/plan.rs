@@ -2,7 +2,7 @@
 //! the pods and ReplicaSets of its namespace as the caches show them, the expectations verdict and
 //! `now`, decide what to claim, how many pods to create or which to delete, and the new status.
 //!
-//! The executor ([`super::run`]) runs the same steps one at a time, because each depends on how the
+//! The executor ([`mod@super::run`]) runs the same steps one at a time, because each depends on how the
 //! previous one went (an adoption that hits NotFound claims nothing; a create that fails puts a
 //! ReplicaFailure condition in the status). [`plan`] composes them assuming every action succeeds,
 //! which is what a sync on a healthy API does, and is what the table tests exercise.

@@ -1,5 +1,5 @@
 //! The executor: list+watch caches of ReplicaSets and Pods, a work queue keyed by ReplicaSet, and
-//! workers that run the steps of [`super::plan`] against the API (`replica_set.go`: `Run`, `worker`,
+//! workers that run the steps of [`mod@super::plan`] against the API (`replica_set.go`: `Run`, `worker`,
 //! `syncReplicaSet`, `manageReplicas`, `claimPods`; `controller_utils.go`: `RealPodControl`).
 //!
 //! Start it with [`run`] (or [`run_with`] for options); it returns when `shutdown` completes. Writes
