@@ -109,9 +109,21 @@ fn write_options(headers: &HeaderMap, q: &Query, options_kind: &str, apply: bool
     })
 }
 
+/// A written object in the form the client asked for (`transformResponseObject`): as a Table
+/// write responses stay JSON.
+fn written(code: u16, accept: Accept, obj: &Value, warnings: &[String]) -> Result<Response, ApiError> {
+    match accept {
+        Accept::Json | Accept::Table => Ok(response::json(code, obj, warnings)),
+        Accept::Metadata { version } => Ok(response::json(code, &response::partial_metadata(version, obj), warnings)),
+        Accept::MetadataList { .. } => Err(accept.mismatch()),
+    }
+}
+
 fn ok(t: &Target, accept: Accept, q: &Query, obj: &Value) -> Result<Response, ApiError> {
     match accept {
         Accept::Json => Ok(response::json(200, obj, &[])),
+        Accept::Metadata { version } => Ok(response::json(200, &response::partial_metadata(version, obj), &[])),
+        Accept::MetadataList { .. } => Err(accept.mismatch()),
         Accept::Table => {
             let include = IncludeObject::parse(q.include_object.as_deref())?;
             let now = jiff::Timestamp::now();
@@ -131,7 +143,9 @@ async fn dispatch(
 ) -> Result<Response, ApiError> {
     let q = Query::parse(query)?;
     let accept = response::negotiate(headers).ok_or_else(|| {
-        ApiError::not_acceptable("only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io")
+        ApiError::not_acceptable(
+            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io, application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io, application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io",
+        )
     })?;
     if body.len() > MAX_BODY {
         return Err(ApiError::too_large("Request entity too large: limit is 3145728"));
@@ -139,6 +153,9 @@ async fn dispatch(
     let reg = &app.registry;
     let r = t.resource;
     match (method, t.name.as_deref(), t.subresource) {
+        (&Method::GET, None, None) if q.watch && matches!(accept, Accept::MetadataList { .. }) => {
+            Err(accept.mismatch())
+        }
         (&Method::GET, None, None) if q.watch => {
             // Only a watch-list without resourceVersion must start from the most recent state.
             reg.sync_for_read(r, &q).await?;
@@ -159,6 +176,8 @@ async fn dispatch(
             }
             match accept {
                 Accept::Json => Ok(response::list(&r.list_kind(), &r.api_version(), &md, &listed.items)),
+                Accept::MetadataList { version } => Ok(response::partial_metadata_list(version, &md, &listed.items)),
+                Accept::Metadata { .. } => Err(accept.mismatch()),
                 Accept::Table => {
                     let include = IncludeObject::parse(q.include_object.as_deref())?;
                     let objs: Vec<&Value> = listed.items.iter().map(|v| &**v).collect();
@@ -178,7 +197,7 @@ async fn dispatch(
         (&Method::POST, None, None) => {
             let opts = write_options(headers, &q, "CreateOptions", false)?;
             let w = reg.create(t, decode_body(headers, &body)?, &opts).await?;
-            Ok(response::json(201, &w.object, &w.warnings))
+            written(201, accept, &w.object, &w.warnings)
         }
         (&Method::POST, Some(name), Some(Subresource::Binding)) => {
             let opts = write_options(headers, &q, "CreateOptions", false)?;
@@ -206,7 +225,7 @@ async fn dispatch(
         (&Method::PUT, Some(name), None | Some(Subresource::Status)) => {
             let opts = write_options(headers, &q, "UpdateOptions", false)?;
             let w = reg.update(t, name, decode_body(headers, &body)?, &opts).await?;
-            Ok(response::json(if w.created { 201 } else { 200 }, &w.object, &w.warnings))
+            written(if w.created { 201 } else { 200 }, accept, &w.object, &w.warnings)
         }
         (&Method::PUT, Some(name), Some(Subresource::Scale)) => {
             let opts = write_options(headers, &q, "UpdateOptions", false)?;
@@ -226,7 +245,7 @@ async fn dispatch(
                 )),
                 None | Some(Subresource::Status) => {
                     let w = reg.patch(t, name, kind, &patch_body, &opts, q.force).await?;
-                    Ok(response::json(if w.created { 201 } else { 200 }, &w.object, &w.warnings))
+                    written(if w.created { 201 } else { 200 }, accept, &w.object, &w.warnings)
                 }
                 Some(_) => Err(ApiError::method_not_allowed("PATCH is not supported on this subresource")),
             }

@@ -64,10 +64,54 @@ pub enum Accept {
     Json,
     /// `application/json;as=Table;v=v1;g=meta.k8s.io` (kubectl get's human-readable output).
     Table,
+    /// `application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1` (or `v1beta1`): only the
+    /// metadata of an object or of each watched object (client-go's metadata client and informers,
+    /// kube-rs' `get_metadata` / `watch_metadata`).
+    Metadata {
+        version: &'static str,
+    },
+    /// `as=PartialObjectMetadataList`: a list of those.
+    MetadataList {
+        version: &'static str,
+    },
 }
 
-/// Picks the first media type of `Accept` that Skiff can produce: a Table, or JSON. `None` when
-/// nothing acceptable is offered (406).
+impl Accept {
+    /// The error for a list asked for as one object, or one object as a list (`doTransformObject`).
+    pub fn mismatch(self) -> ApiError {
+        match self {
+            Accept::MetadataList { .. } => ApiError::not_acceptable(
+                "you requested PartialObjectMetadataList, but the requested object is not a list",
+            ),
+            _ => ApiError::not_acceptable("you requested PartialObjectMetadata, but the requested object is a list"),
+        }
+    }
+}
+
+/// `obj` as a `PartialObjectMetadata` of `meta.k8s.io/<version>` (`meta.AsPartialObjectMetadata`):
+/// its metadata only.
+pub fn partial_metadata(version: &str, obj: &Value) -> Value {
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": format!("meta.k8s.io/{version}"),
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| Value::Object(serde_json::Map::new())),
+    })
+}
+
+/// A list as `PartialObjectMetadataList` (`asPartialObjectMetadataList`): the list's metadata and
+/// each item's.
+pub fn partial_metadata_list(version: &str, metadata: &Value, items: &[std::sync::Arc<Value>]) -> Response {
+    let list = serde_json::json!({
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": format!("meta.k8s.io/{version}"),
+        "metadata": metadata,
+        "items": items.iter().map(|item| partial_metadata(version, item)).collect::<Vec<_>>(),
+    });
+    json(200, &list, &[])
+}
+
+/// Picks the first media type of `Accept` that Skiff can produce: a Table, metadata only, or JSON.
+/// `None` when nothing acceptable is offered (406).
 pub fn negotiate(headers: &HeaderMap) -> Option<Accept> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Some(Accept::Json);
@@ -80,8 +124,18 @@ pub fn negotiate(headers: &HeaderMap) -> Option<Accept> {
         match base {
             "application/json" | "application/*" | "*/*" => match param("as") {
                 None => return Some(Accept::Json),
-                Some("Table") if param("g") == Some("meta.k8s.io") && matches!(param("v"), Some("v1" | "v1beta1")) => {
-                    return Some(Accept::Table);
+                Some(kind) if param("g") == Some("meta.k8s.io") => {
+                    let version = match param("v") {
+                        Some("v1") => "v1",
+                        Some("v1beta1") => "v1beta1",
+                        _ => continue,
+                    };
+                    match kind {
+                        "Table" => return Some(Accept::Table),
+                        "PartialObjectMetadata" => return Some(Accept::Metadata { version }),
+                        "PartialObjectMetadataList" => return Some(Accept::MetadataList { version }),
+                        _ => continue,
+                    }
                 }
                 Some(_) => continue,
             },
@@ -114,8 +168,20 @@ mod tests {
         assert_eq!(accept("*/*"), Some(Accept::Json));
         assert_eq!(
             accept("application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"),
+            Some(Accept::MetadataList { version: "v1" })
+        );
+        assert_eq!(
+            accept(
+                "application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1beta1"
+            ),
+            Some(Accept::Metadata { version: "v1beta1" })
+        );
+        assert_eq!(
+            accept("application/json;as=PartialObjectMetadata;g=other.io;v=v1,application/json"),
             Some(Accept::Json)
         );
+        assert_eq!(accept("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v2"), None);
+        assert_eq!(accept("application/json;as=Pod;g=meta.k8s.io;v=v1"), None);
         assert_eq!(accept("application/vnd.kubernetes.protobuf"), None);
         assert_eq!(negotiate(&HeaderMap::new()), Some(Accept::Json));
     }

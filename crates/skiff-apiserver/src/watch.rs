@@ -16,7 +16,7 @@ use skiff_store::{Event, EventKind, Revision, Store, StoreError};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::request::{Query, Target};
-use crate::response::Accept;
+use crate::response::{self, Accept};
 
 /// Which events a watcher wants and how to encode them.
 struct Filter {
@@ -63,13 +63,14 @@ impl Encoder {
     fn change(&mut self, kind: &'static str, obj: &Arc<Value>) -> Bytes {
         match self.accept {
             Accept::Json => LINES.line(kind, obj),
-            Accept::Table => self.line(kind, obj),
+            Accept::Table | Accept::Metadata { .. } | Accept::MetadataList { .. } => self.line(kind, obj),
         }
     }
 
     fn line(&mut self, kind: &str, obj: &Value) -> Bytes {
         let object = match self.accept {
-            Accept::Json => return encode_event(kind, obj),
+            Accept::Json | Accept::MetadataList { .. } => return encode_event(kind, obj),
+            Accept::Metadata { version } => response::partial_metadata(version, obj),
             Accept::Table => {
                 let t = table::table(
                     self.resource,
@@ -91,7 +92,12 @@ impl Encoder {
         if initial_events_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj = json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata});
+        let obj = match self.accept {
+            Accept::Metadata { version } => {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": format!("meta.k8s.io/{version}"), "metadata": metadata})
+            }
+            _ => json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata}),
+        };
         encode_event("BOOKMARK", &obj)
     }
 }
@@ -220,7 +226,7 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
         use rand::Rng;
         rand::rng().random_range(1800..3600)
     }));
-    let bookmarks = q.allow_watch_bookmarks && accept == Accept::Json;
+    let bookmarks = q.allow_watch_bookmarks && matches!(accept, Accept::Json | Accept::Metadata { .. });
 
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);

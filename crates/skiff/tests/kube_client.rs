@@ -401,6 +401,75 @@ async fn watcher_with_streaming_lists() {
     watcher_sees_initial_objects_and_changes(watcher::Config::default().streaming_lists()).await;
 }
 
+/// Metadata-only clients (client-go's metadata informers, kube-rs' `*_metadata` calls) ask for
+/// `as=PartialObjectMetadataList` / `as=PartialObjectMetadata`: the objects' metadata, nothing else.
+#[tokio::test]
+async fn metadata_only_lists_gets_and_watches() {
+    let s = Server::start();
+    let client: Client = s.client().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let pp = PostParams::default();
+    let created = api.create(&pp, &configmap("meta-a", &[("secret-ish", "payload")])).await.expect("create");
+
+    let listed = api.list_metadata(&ListParams::default().labels("e2e")).await.expect("list_metadata");
+    assert_eq!(listed.types.kind, "PartialObjectMetadataList");
+    assert_eq!(listed.types.api_version, "meta.k8s.io/v1");
+    assert!(listed.metadata.resource_version.is_some(), "the list keeps its resourceVersion");
+    assert_eq!(listed.items.len(), 1);
+    let item = &listed.items[0];
+    let types = item.types.as_ref().expect("each item carries its type");
+    assert_eq!((types.kind.as_str(), types.api_version.as_str()), ("PartialObjectMetadata", "meta.k8s.io/v1"));
+    assert_eq!(item.metadata.uid, created.metadata.uid);
+    assert_eq!(item.metadata.labels, created.metadata.labels);
+
+    let got = api.get_metadata("meta-a").await.expect("get_metadata");
+    assert_eq!(got.metadata.resource_version, created.metadata.resource_version);
+
+    // On the wire: metadata only (the client's type would drop a `data` field silently).
+    let get = |accept: &str| {
+        http::Request::get("/api/v1/namespaces/default/configmaps/meta-a")
+            .header("Accept", accept)
+            .body(Vec::new())
+            .expect("request")
+    };
+    let text = client.request_text(get("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")).await;
+    let raw: serde_json::Value = serde_json::from_str(&text.expect("raw get")).expect("JSON");
+    assert_eq!(raw["kind"], "PartialObjectMetadata");
+    assert!(raw.get("data").is_none() && raw["metadata"]["name"] == "meta-a", "{raw}");
+    // One object asked for as a list, and nothing else acceptable: 406.
+    let status = api_error(
+        client.request_text(get("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")).await,
+        "a single object as PartialObjectMetadataList",
+    );
+    assert_eq!(status.code, 406, "{status:?}");
+
+    // A metadata watcher, with a streaming list (bookmarks carry PartialObjectMetadata too).
+    let config = watcher::Config::default().labels("e2e").streaming_lists();
+    let metadata: Api<kube::core::PartialObjectMeta<ConfigMap>> = Api::default_namespaced(client.clone());
+    let mut events = watcher(metadata, config).boxed();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(20), events.try_next())
+            .await
+            .expect("a watcher event within 20s")
+            .expect("no watcher error")
+            .expect("the watcher stream does not end")
+    };
+    assert!(matches!(next().await, watcher::Event::Init), "Init first");
+    match next().await {
+        watcher::Event::InitApply(m) => assert_eq!(m.name_any(), "meta-a"),
+        other => panic!("expected InitApply(meta-a), got {other:?}"),
+    }
+    assert!(matches!(next().await, watcher::Event::InitDone), "InitDone after the existing objects");
+    api.create(&pp, &configmap("meta-b", &[])).await.expect("create meta-b");
+    match next().await {
+        watcher::Event::Apply(m) => {
+            assert_eq!(m.name_any(), "meta-b");
+            assert_eq!(m.types.as_ref().map(|t| t.kind.as_str()), Some("PartialObjectMetadata"));
+        }
+        other => panic!("expected Apply(meta-b), got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn watcher_with_a_label_selector_sees_objects_enter_and_leave() {
     let s = Server::start();
@@ -686,9 +755,12 @@ async fn pod_binding_assigns_a_node_once() {
     use k8s_openapi::api::core::v1::{Binding, Pod};
     let s = Server::start();
     let api: Api<Pod> = Api::default_namespaced(s.client().await);
-    let pod: Pod = serde_json::from_value(
-        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
-    )
+    // The test is this pod's scheduler: with the default one, the server's scheduler could find
+    // no node and write PodScheduled=False after the binding below (as kube-scheduler could).
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p"},
+        "spec": {"schedulerName": "e2e-binder", "containers": [{"name": "c", "image": "busybox"}]}
+    }))
     .expect("pod");
     api.create(&PostParams::default(), &pod).await.expect("create");
     let binding: Binding =
