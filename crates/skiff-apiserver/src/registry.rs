@@ -85,6 +85,10 @@ pub fn too_large_resource_version(requested: Revision, current: Revision) -> Api
     e
 }
 
+/// How long a read at a resourceVersion this server has not reached waits for it before it is a
+/// 504 (kube-apiserver's watch cache `blockTimeout`).
+const FUTURE_REVISION_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Whether a GET or LIST must be a consistent read ("most recent"): `resourceVersion` unset and
 /// no continue token. `resourceVersion=0` (any freshness), an exact or minimum revision and a
 /// continuation (its snapshot) are served from what the store has (`cacher/delegator.go`). A
@@ -198,10 +202,18 @@ impl Registry {
     /// until the store's reads include every write acknowledged before the request, by this API
     /// server or any other sharing the store (kube-apiserver's consistent reads from cache). Free
     /// for a store that is always consistent (SQLite); a store that cannot get there in time
-    /// answers 504 ([`too_large_resource_version`]).
+    /// answers 504 ([`too_large_resource_version`]). A GET or LIST at a resourceVersion the store
+    /// has not reached (read from another server) waits up to 3 s for it, then is that 504.
     pub async fn sync_for_read(&self, r: &ResourceInfo, q: &crate::request::Query) -> Result<(), ApiError> {
         if needs_consistent_read(q) {
             self.store.sync().await.map_err(|e| store_error(r, "", e))?;
+        } else if !q.watch
+            && q.continue_token.is_none()
+            && let Some(rev) = q.resource_version_number()?
+            && rev > self.store.revision()
+        {
+            // A resourceVersion from another server, ahead of this one's cache: wait for it.
+            self.store.wait_for(rev, FUTURE_REVISION_WAIT).await.map_err(|e| store_error(r, "", e))?;
         }
         Ok(())
     }
@@ -1151,6 +1163,13 @@ mod tests {
             })
         }
 
+        fn wait_for<'a, 'b>(&'a self, rev: Revision, timeout: std::time::Duration) -> Boxed<'b, Revision>
+        where
+            'a: 'b,
+        {
+            Box::pin(self.inner.wait_for(rev, timeout))
+        }
+
         fn snapshot(&self) -> Snapshot {
             self.inner.snapshot()
         }
@@ -1182,6 +1201,9 @@ mod tests {
         let r = resource::lookup("", "v1", "configmaps").expect("configmaps");
         let store = open(false);
         let reg = Registry::new(store.clone());
+        for i in 0..5 {
+            store.inner.write(Write::Create { key: format!("/cm/{i}"), value: json!({}) }).await.expect("create");
+        }
         let queries = ["", "resourceVersion=0", "resourceVersion=5", "continue=x", "watch=1", "limit=3"];
         for query in queries {
             reg.sync_for_read(r, &Query::parse(Some(query)).expect("query")).await.expect("synced");
@@ -1194,6 +1216,33 @@ mod tests {
         assert_eq!(err, too_large_resource_version(9, 0));
         reg.sync_for_read(r, &Query::parse(Some("resourceVersion=0")).expect("query")).await.expect("not synced");
         assert_eq!(stalled.syncs.load(Ordering::SeqCst), 1);
+    }
+
+    /// kube-apiserver's `waitUntilFreshAndBlock`: a read at a resourceVersion the store has not
+    /// reached waits for it, and is a 504 if it does not come within the wait.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_at_a_future_resource_version_waits_for_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SqliteStore::open(&dir.path().join("f.db"), SqliteOptions::default()).expect("open"));
+        let reg = Registry::new(store.clone());
+        let r = resource::lookup("", "v1", "configmaps").expect("configmaps");
+        let ahead = store.revision() + 1;
+        let writer = store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            writer.write(Write::Create { key: "/cm/late".into(), value: json!({}) }).await.expect("create");
+        });
+        let q = Query::parse(Some(&format!("resourceVersion={ahead}"))).expect("query");
+        reg.sync_for_read(r, &q).await.expect("waited for the write");
+        assert!(store.revision() >= ahead);
+        assert_eq!(reg.snapshot_for(r, &q).expect("served").rev, ahead);
+
+        let never = ahead + 10;
+        let started = std::time::Instant::now();
+        let q = Query::parse(Some(&format!("resourceVersion={never}&limit=5"))).expect("query");
+        let err = reg.sync_for_read(r, &q).await.expect_err("nobody writes that far");
+        assert_eq!(err, too_large_resource_version(never, ahead));
+        assert!(started.elapsed() >= FUTURE_REVISION_WAIT, "answered after the wait, not at once");
     }
 
     #[tokio::test]

@@ -188,6 +188,26 @@ pub(crate) async fn watch_from_a_future_revision_waits<S: Store>(store: &S) {
     assert!(store.watch(base + 1).expect("watch").backlog.is_empty());
 }
 
+/// A wait for a future revision ends with the write that reaches it; one for a revision nobody
+/// writes ends after its timeout with `TooLargeResourceVersion`; a reached one answers at once.
+pub(crate) async fn wait_for_a_future_revision<S: Store>(store: Arc<S>) {
+    let base = store.revision();
+    assert_eq!(store.wait_for(base, Duration::from_millis(1)).await.expect("reached"), base);
+    let writer = store.clone();
+    let write = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        writer.write(create("/w/1", json!({}))).await.expect("create")
+    });
+    let reached = store.wait_for(base + 1, Duration::from_secs(20)).await.expect("reached with the write");
+    assert!(reached > base, "reached {reached}");
+    assert_eq!(write.await.expect("writer").rev, base + 1);
+    let err = store.wait_for(base + 50, Duration::from_millis(200)).await.expect_err("nobody writes that far");
+    assert!(
+        matches!(err, StoreError::TooLargeResourceVersion { requested, current } if requested == base + 50 && current == base + 1),
+        "{err:?}"
+    );
+}
+
 /// A retained snapshot keeps its revision's state; the latest revision is always available; a
 /// future one is not.
 pub(crate) async fn snapshots_keep_their_revision<S: Store>(store: &S) {

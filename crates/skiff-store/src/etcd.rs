@@ -282,6 +282,12 @@ impl Store for EtcdStore {
         self.cache.wait_fresh(current, CONSISTENT_READ_TIMEOUT).await
     }
 
+    /// The cache's wait, with progress notifications asked for meanwhile: a revision another
+    /// server saw may hold no change under this store's prefix.
+    async fn wait_for(&self, rev: Revision, timeout: Duration) -> Result<Revision, StoreError> {
+        self.cache.wait_fresh(rev, timeout).await
+    }
+
     fn snapshot(&self) -> Snapshot {
         self.cache.snapshot()
     }

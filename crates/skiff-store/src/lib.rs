@@ -142,6 +142,13 @@ pub trait Store: Send + Sync + 'static {
     /// asked, `Closed` once the store is closed).
     async fn sync(&self) -> Result<Revision, StoreError>;
 
+    /// Waits until this store's reads have reached revision `rev` (a client saw it elsewhere: on
+    /// another server sharing the backend) and returns the revision reached; fails with
+    /// [`StoreError::TooLargeResourceVersion`] if that takes longer than `timeout`, as
+    /// kube-apiserver's watch cache answers a read at a future resourceVersion after blocking
+    /// (`waitUntilFreshAndBlock`, 3 s).
+    async fn wait_for(&self, rev: Revision, timeout: std::time::Duration) -> Result<Revision, StoreError>;
+
     /// The latest state of every object, at the latest revision.
     fn snapshot(&self) -> Snapshot;
 

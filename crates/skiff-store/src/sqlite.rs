@@ -151,6 +151,33 @@ impl Store for SqliteStore {
         Ok(self.revision())
     }
 
+    /// Only this store writes its file, so a later revision can come only from a write of its own
+    /// still in flight: the wait is for its event.
+    async fn wait_for(&self, rev: Revision, timeout: std::time::Duration) -> Result<Revision, StoreError> {
+        let current = self.revision();
+        if current >= rev {
+            return Ok(current);
+        }
+        let Watch { backlog, mut live } = self.watch(current)?;
+        if let Some(last) = backlog.last().filter(|e| e.rev >= rev) {
+            return Ok(last.rev);
+        }
+        let reached = tokio::time::timeout(timeout, async {
+            loop {
+                match live.recv().await {
+                    Ok(event) if event.rev >= rev => return Ok(event.rev),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) if self.revision() >= rev => return Ok(self.revision()),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return Err(StoreError::Closed),
+                }
+            }
+        })
+        .await;
+        reached
+            .unwrap_or_else(|_| Err(StoreError::TooLargeResourceVersion { requested: rev, current: self.revision() }))
+    }
+
     fn snapshot(&self) -> Snapshot {
         self.shared.published.read().snapshot.clone()
     }

@@ -401,6 +401,39 @@ async fn watcher_with_streaming_lists() {
     watcher_sees_initial_objects_and_changes(watcher::Config::default().streaming_lists()).await;
 }
 
+/// A list at a resourceVersion the server has not reached (one read from another server) waits
+/// for it, as kube-apiserver's watch cache does for 3 s, and is a 504 when it does not come.
+#[tokio::test]
+async fn a_list_at_a_future_resource_version_waits_for_it() {
+    let s = Server::start();
+    let api: Api<ConfigMap> = Api::default_namespaced(s.client().await);
+    let pp = PostParams::default();
+    let first = api.create(&pp, &configmap("future-a", &[])).await.expect("create");
+    let ahead = (rv_of(&first) + 1).to_string();
+    let at_ahead = ListParams::default().labels("e2e").at(&ahead);
+    let (listed, _) = tokio::join!(api.list(&at_ahead), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        api.create(&pp, &configmap("future-b", &[])).await.expect("create the awaited revision")
+    });
+    // Served at the revision asked for or later (the server's controllers may write too); before
+    // the wait, this was a 504 at once.
+    let listed = listed.expect("served once the revision came");
+    let rv: u64 = listed.metadata.resource_version.as_deref().expect("list rv").parse().expect("numeric");
+    assert!(rv > rv_of(&first), "list at {rv}");
+
+    // kube-rs, as client-go, retries a 504 that carries Retry-After (15 times by default): this
+    // request goes out once.
+    let mut config = s.kube_config().await;
+    config.default_retry = false;
+    let once = Client::try_from(config).expect("a client without retries");
+    let never = rv_of(&first) + 1000;
+    let path =
+        format!("/api/v1/namespaces/default/configmaps?resourceVersion={never}&resourceVersionMatch=NotOlderThan");
+    let status = common::send_raw(&once, "GET", &path, None, None, Vec::new()).await.expect_status(504, "Timeout");
+    assert!(status["message"].as_str().is_some_and(|m| m.contains("Too large resource version")), "{status}");
+    assert_eq!(status["details"]["retryAfterSeconds"], 1, "{status}");
+}
+
 /// Metadata-only clients (client-go's metadata informers, kube-rs' `*_metadata` calls) ask for
 /// `as=PartialObjectMetadataList` / `as=PartialObjectMetadata`: the objects' metadata, nothing else.
 #[tokio::test]

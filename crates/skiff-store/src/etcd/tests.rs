@@ -440,6 +440,12 @@ async fn sync_times_out_when_the_watch_is_stalled() {
     assert!(matches!(live.sync().await, Err(StoreError::Closed)));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_wait_for_a_future_revision() {
+    let etcd = EtcdServer::start();
+    conformance::wait_for_a_future_revision(Arc::new(connect(&etcd).await)).await;
+}
+
 #[tokio::test]
 async fn conformance_sync_reaches_the_last_write() {
     let etcd = EtcdServer::start();

@@ -694,6 +694,12 @@ mod conformance {
         conformance::snapshot_range_lists_a_prefix_after_a_key(&store(&dir)).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wait_for_a_future_revision() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::wait_for_a_future_revision(std::sync::Arc::new(store(&dir))).await;
+    }
+
     #[tokio::test]
     async fn sync_reaches_the_last_write() {
         let dir = tempfile::tempdir().expect("tempdir");
