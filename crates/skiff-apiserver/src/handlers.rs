@@ -109,8 +109,8 @@ fn write_options(headers: &HeaderMap, q: &Query, options_kind: &str, apply: bool
     })
 }
 
-/// A written object in the form the client asked for (`transformResponseObject`): as a Table
-/// write responses stay JSON.
+/// A written object in the form the client asked for (`transformResponseObject`); one asked for
+/// as a Table is answered in JSON.
 fn written(code: u16, accept: Accept, obj: &Value, warnings: &[String]) -> Result<Response, ApiError> {
     match accept {
         Accept::Json | Accept::Table => Ok(response::json(code, obj, warnings)),

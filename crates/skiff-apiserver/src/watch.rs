@@ -93,9 +93,7 @@ impl Encoder {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let obj = match self.accept {
-            Accept::Metadata { version } => {
-                json!({"kind": "PartialObjectMetadata", "apiVersion": format!("meta.k8s.io/{version}"), "metadata": metadata})
-            }
+            Accept::Metadata { version } => response::partial_metadata(version, &json!({"metadata": metadata})),
             _ => json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata}),
         };
         encode_event("BOOKMARK", &obj)

@@ -349,6 +349,17 @@ async fn label_and_field_selectors() {
 
 /// Runs a `kube::runtime::watcher` and checks it sees the existing object, then a create, an update
 /// and a delete.
+/// The next event of a watcher stream, within 20 s.
+async fn next_event<K>(
+    events: &mut (impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Unpin),
+) -> watcher::Event<K> {
+    tokio::time::timeout(Duration::from_secs(20), events.try_next())
+        .await
+        .expect("a watcher event within 20s")
+        .expect("no watcher error")
+        .expect("the watcher stream does not end")
+}
+
 async fn watcher_sees_initial_objects_and_changes(config: watcher::Config) {
     let s = Server::start();
     let client: Client = s.client().await;
@@ -357,27 +368,20 @@ async fn watcher_sees_initial_objects_and_changes(config: watcher::Config) {
     api.create(&pp, &configmap("before", &[("a", "1")])).await.expect("create before");
 
     let mut events = watcher(api.clone(), config.labels("e2e")).boxed();
-    let mut next = async || -> watcher::Event<ConfigMap> {
-        tokio::time::timeout(Duration::from_secs(20), events.try_next())
-            .await
-            .expect("a watcher event within 20s")
-            .expect("no watcher error")
-            .expect("the watcher stream does not end")
-    };
-    assert!(matches!(next().await, watcher::Event::Init), "Init first");
-    match next().await {
+    assert!(matches!(next_event(&mut events).await, watcher::Event::Init), "Init first");
+    match next_event(&mut events).await {
         watcher::Event::InitApply(cm) => assert_eq!(cm.name_any(), "before"),
         other => panic!("expected InitApply(before), got {other:?}"),
     }
-    assert!(matches!(next().await, watcher::Event::InitDone), "InitDone after the existing objects");
+    assert!(matches!(next_event(&mut events).await, watcher::Event::InitDone), "InitDone after the existing objects");
 
     api.create(&pp, &configmap("after", &[])).await.expect("create after");
-    match next().await {
+    match next_event(&mut events).await {
         watcher::Event::Apply(cm) => assert_eq!(cm.name_any(), "after"),
         other => panic!("expected Apply(after), got {other:?}"),
     }
     api.patch("before", &PatchParams::default(), &Patch::Merge(json!({"data": {"a": "2"}}))).await.expect("patch");
-    match next().await {
+    match next_event(&mut events).await {
         watcher::Event::Apply(cm) => {
             assert_eq!(cm.name_any(), "before");
             assert_eq!(cm.data.and_then(|d| d.get("a").cloned()).as_deref(), Some("2"));
@@ -385,7 +389,7 @@ async fn watcher_sees_initial_objects_and_changes(config: watcher::Config) {
         other => panic!("expected Apply(before), got {other:?}"),
     }
     api.delete("after", &DeleteParams::default()).await.expect("delete");
-    match next().await {
+    match next_event(&mut events).await {
         watcher::Event::Delete(cm) => assert_eq!(cm.name_any(), "after"),
         other => panic!("expected Delete(after), got {other:?}"),
     }
@@ -480,21 +484,14 @@ async fn metadata_only_lists_gets_and_watches() {
     let config = watcher::Config::default().labels("e2e").streaming_lists();
     let metadata: Api<kube::core::PartialObjectMeta<ConfigMap>> = Api::default_namespaced(client.clone());
     let mut events = watcher(metadata, config).boxed();
-    let mut next = async || {
-        tokio::time::timeout(Duration::from_secs(20), events.try_next())
-            .await
-            .expect("a watcher event within 20s")
-            .expect("no watcher error")
-            .expect("the watcher stream does not end")
-    };
-    assert!(matches!(next().await, watcher::Event::Init), "Init first");
-    match next().await {
+    assert!(matches!(next_event(&mut events).await, watcher::Event::Init), "Init first");
+    match next_event(&mut events).await {
         watcher::Event::InitApply(m) => assert_eq!(m.name_any(), "meta-a"),
         other => panic!("expected InitApply(meta-a), got {other:?}"),
     }
-    assert!(matches!(next().await, watcher::Event::InitDone), "InitDone after the existing objects");
+    assert!(matches!(next_event(&mut events).await, watcher::Event::InitDone), "InitDone after the existing objects");
     api.create(&pp, &configmap("meta-b", &[])).await.expect("create meta-b");
-    match next().await {
+    match next_event(&mut events).await {
         watcher::Event::Apply(m) => {
             assert_eq!(m.name_any(), "meta-b");
             assert_eq!(m.types.as_ref().map(|t| t.kind.as_str()), Some("PartialObjectMetadata"));
@@ -508,27 +505,20 @@ async fn watcher_with_a_label_selector_sees_objects_enter_and_leave() {
     let s = Server::start();
     let api: Api<ConfigMap> = Api::default_namespaced(s.client().await);
     let mut events = watcher(api.clone(), watcher::Config::default().labels("app=web").streaming_lists()).boxed();
-    let mut next = async || -> watcher::Event<ConfigMap> {
-        tokio::time::timeout(Duration::from_secs(20), events.try_next())
-            .await
-            .expect("event within 20s")
-            .expect("no error")
-            .expect("stream open")
-    };
-    assert!(matches!(next().await, watcher::Event::Init));
-    assert!(matches!(next().await, watcher::Event::InitDone), "nothing matches yet");
+    assert!(matches!(next_event(&mut events).await, watcher::Event::Init));
+    assert!(matches!(next_event(&mut events).await, watcher::Event::InitDone), "nothing matches yet");
     api.create(&PostParams::default(), &labelled("x", &[("app", "db")])).await.expect("create");
     api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "web"}}})))
         .await
         .expect("relabel");
-    match next().await {
+    match next_event(&mut events).await {
         watcher::Event::Apply(cm) => assert_eq!(cm.labels().get("app").map(String::as_str), Some("web")),
         other => panic!("expected Apply(x) on entering the selection, got {other:?}"),
     }
     api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}})))
         .await
         .expect("relabel");
-    match next().await {
+    match next_event(&mut events).await {
         watcher::Event::Delete(cm) => assert_eq!(cm.name_any(), "x"),
         other => panic!("expected Delete(x) on leaving the selection, got {other:?}"),
     }
