@@ -535,6 +535,12 @@ impl FieldSelector {
         self.terms.iter().all(|t| (field_value(obj, &t.field) == t.value) == t.equal)
     }
 
+    /// The fields [`FieldSelector::matches`] reads, as paths of keys from the top of the object:
+    /// a server decodes only these (and the labels) to evaluate selectors.
+    pub fn paths(&self) -> Vec<Vec<&str>> {
+        self.terms.iter().flat_map(|t| field_paths(&t.field)).map(|p| p.split('.').collect()).collect()
+    }
+
     /// The name the selector pins with `metadata.name=X` (`RequiresExactMatch`), so a server can read
     /// one key instead of scanning.
     pub fn name_equals(&self) -> Option<&str> {
@@ -688,6 +694,17 @@ fn convert_field_label(resource: &ResourceInfo, label: &str) -> Result<String, S
 }
 
 /// The selectable value of a field on an object, formatted as the registry's `GetAttrs` formats it.
+/// The fields `field_value` reads for `field`: keep the two in step.
+fn field_paths(field: &str) -> Vec<&str> {
+    match field {
+        "status.podIP" => vec!["status.podIPs", "status.podIP"],
+        "source" => vec!["source.component", "deprecatedSource.component"],
+        "reportingComponent" => vec!["reportingComponent", "reportingController"],
+        _ if field.starts_with("involvedObject.") => vec![field, "regarding"],
+        _ => vec![field],
+    }
+}
+
 fn field_value(obj: &Value, field: &str) -> String {
     let text = |v: Option<&Value>| match v {
         Some(Value::String(s)) => s.clone(),

@@ -11,6 +11,7 @@ use skiff_api::resource::Subresource;
 use skiff_api::schema::FieldValidation;
 use skiff_api::table::{self, IncludeObject};
 use skiff_api::{ApiError, meta};
+use skiff_store::Json;
 
 use crate::App;
 use crate::registry::{DeleteOptions, Deleted, ScaleChange, WriteOptions};
@@ -111,24 +112,29 @@ fn write_options(headers: &HeaderMap, q: &Query, options_kind: &str, apply: bool
 
 /// A written object in the form the client asked for (`transformResponseObject`); one asked for
 /// as a Table is answered in JSON.
-fn written(code: u16, accept: Accept, obj: &Value, warnings: &[String]) -> Result<Response, ApiError> {
+fn written(code: u16, accept: Accept, obj: &Json, warnings: &[String]) -> Result<Response, ApiError> {
     match accept {
-        Accept::Json | Accept::Table => Ok(response::json(code, obj, warnings)),
-        Accept::Metadata { version } => Ok(response::json(code, &response::partial_metadata(version, obj), warnings)),
+        Accept::Json | Accept::Table => Ok(response::stored(code, obj, warnings)),
+        Accept::Metadata { version } => {
+            Ok(response::json(code, &response::partial_metadata(version, &obj.parse()), warnings))
+        }
         Accept::MetadataList { .. } => Err(accept.mismatch()),
     }
 }
 
-fn ok(t: &Target, accept: Accept, q: &Query, obj: &Value) -> Result<Response, ApiError> {
+fn ok(t: &Target, accept: Accept, q: &Query, obj: &Json) -> Result<Response, ApiError> {
     match accept {
-        Accept::Json => Ok(response::json(200, obj, &[])),
-        Accept::Metadata { version } => Ok(response::json(200, &response::partial_metadata(version, obj), &[])),
+        Accept::Json => Ok(response::stored(200, obj, &[])),
+        Accept::Metadata { version } => {
+            Ok(response::json(200, &response::partial_metadata(version, &obj.parse()), &[]))
+        }
         Accept::MetadataList { .. } => Err(accept.mismatch()),
         Accept::Table => {
             let include = IncludeObject::parse(q.include_object.as_deref())?;
             let now = jiff::Timestamp::now();
-            let md = json!({"resourceVersion": meta::resource_version(obj)});
-            Ok(response::json(200, &table::table(t.resource, &[obj], md, include, true, now), &[]))
+            let obj = obj.parse();
+            let md = json!({"resourceVersion": meta::resource_version(&obj)});
+            Ok(response::json(200, &table::table(t.resource, &[&obj], md, include, true, now), &[]))
         }
     }
 }
@@ -180,7 +186,8 @@ async fn dispatch(
                 Accept::Metadata { .. } => Err(accept.mismatch()),
                 Accept::Table => {
                     let include = IncludeObject::parse(q.include_object.as_deref())?;
-                    let objs: Vec<&Value> = listed.items.iter().map(|v| &**v).collect();
+                    let items: Vec<Value> = listed.items.iter().map(Json::parse).collect();
+                    let objs: Vec<&Value> = items.iter().collect();
                     let now = jiff::Timestamp::now();
                     Ok(response::json(200, &table::table(r, &objs, md, include, true, now), &[]))
                 }
@@ -188,7 +195,7 @@ async fn dispatch(
         }
         (&Method::GET, Some(name), None | Some(Subresource::Status)) => {
             reg.sync_for_read(r, &q).await?;
-            ok(t, accept, &q, &*reg.get(t, name)?)
+            ok(t, accept, &q, &reg.get(t, name)?)
         }
         (&Method::GET, Some(name), Some(Subresource::Scale)) => {
             reg.sync_for_read(r, &q).await?;
@@ -272,12 +279,12 @@ async fn dispatch(
             reg.sync_for_read(r, &list_q).await?;
             let listed = reg.list(t, &list_q)?;
             let mut items = Vec::new();
-            for obj in &listed.items {
+            for obj in listed.items.iter().map(Json::parse) {
                 let mut target = t.clone();
                 if r.namespaced() {
-                    target.namespace = Some(meta::namespace(obj).to_string());
+                    target.namespace = Some(meta::namespace(&obj).to_string());
                 }
-                match reg.delete(&target, meta::name(obj), &opts).await {
+                match reg.delete(&target, meta::name(&obj), &opts).await {
                     Ok(Deleted::Gone(o) | Deleted::Pending(o)) => items.push(o),
                     Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(e),

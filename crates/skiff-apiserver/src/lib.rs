@@ -16,6 +16,7 @@ pub mod registry;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod selection;
 pub mod server;
 pub mod strategy;
 pub mod watch;

@@ -8,7 +8,7 @@ use serde_json::json;
 use skiff_api::resource::{self, RESOURCES};
 use skiff_api::schema::FieldValidation;
 use skiff_api::{ApiError, meta};
-use skiff_store::Write;
+use skiff_store::{Json, Write};
 use tokio::sync::watch;
 
 use crate::App;
@@ -79,15 +79,15 @@ async fn finalize_all(reg: &Registry) -> Result<bool, ApiError> {
     let t = namespaces_target(None)?;
     let listed = reg.list(&t, &Query::default())?;
     let mut pending = false;
-    for ns in listed.items.iter().filter(|ns| meta::deletion_timestamp(ns).is_some()) {
-        let name = meta::name(ns);
+    for ns in listed.items.iter().map(Json::parse).filter(|ns| meta::deletion_timestamp(ns).is_some()) {
+        let name = meta::name(&ns);
         if delete_content(reg, name).await? {
             pending = true;
             continue;
         }
         let key = t.resource.key(None, name);
         if let Some(current) = reg.store.get(&key) {
-            let mut finalized = (*current.value).clone();
+            let mut finalized = current.value.parse();
             if let Some(spec) = finalized.get_mut("spec").and_then(|s| s.as_object_mut()) {
                 spec.remove("finalizers");
             }
@@ -118,12 +118,12 @@ async fn delete_content(reg: &Registry, ns: &str) -> Result<bool, ApiError> {
         }
         let t = Target { resource: r, namespace: Some(ns.to_string()), name: None, subresource: None };
         let listed = reg.list(&t, &Query::default())?;
-        for obj in &listed.items {
+        for obj in listed.items.iter().map(Json::parse) {
             remaining = true;
-            if meta::deletion_timestamp(obj).is_some() {
+            if meta::deletion_timestamp(&obj).is_some() {
                 continue;
             }
-            match reg.delete(&t, meta::name(obj), &opts).await {
+            match reg.delete(&t, meta::name(&obj), &opts).await {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),

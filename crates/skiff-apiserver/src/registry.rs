@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 use skiff_api::patch::{self, PatchType};
 use skiff_api::resource::{self, ResourceInfo, Subresource};
 use skiff_api::schema::{self, FieldValidation};
-use skiff_api::selector::{FieldSelector, LabelSelector};
 use skiff_api::{ApiError, Cause, defaults, meta, validation};
-use skiff_store::{Object, Revision, Snapshot, Store, StoreError, Write};
+use skiff_store::{Json, Object, Revision, Snapshot, Store, StoreError, Write};
 
 use crate::request::Target;
+use crate::selection::Selection;
 use crate::strategy;
 
 /// How a write was asked for.
@@ -27,8 +27,8 @@ pub struct WriteOptions {
 /// A successful write: the object as stored (or as it would be, for a dry run).
 #[derive(Debug)]
 pub struct Written {
-    /// The object as stored (shared with the store's copy).
-    pub object: Arc<Value>,
+    /// The object as stored (shared with the store's copy), as its JSON text.
+    pub object: Json,
     /// Whether the write created the object (201 rather than 200).
     pub created: bool,
     /// `Warning` headers for the client (unknown fields under `fieldValidation=Warn`).
@@ -46,7 +46,8 @@ pub enum Deleted {
 
 /// A page of a list.
 pub struct Listed {
-    pub items: Vec<Arc<Value>>,
+    /// The objects as stored, as their JSON text.
+    pub items: Vec<Json>,
     pub revision: Revision,
     pub continue_token: Option<String>,
     pub remaining: Option<usize>,
@@ -218,8 +219,8 @@ impl Registry {
         Ok(())
     }
 
-    /// GET of one object.
-    pub fn get(&self, t: &Target, name: &str) -> Result<Arc<Value>, ApiError> {
+    /// GET of one object, as its JSON text.
+    pub fn get(&self, t: &Target, name: &str) -> Result<Json, ApiError> {
         Ok(self.current(t, name)?.value)
     }
 
@@ -231,7 +232,7 @@ impl Registry {
         let namespaces = resource::lookup("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
         match self.store.get(&namespaces.key(None, ns)) {
             None => Err(ApiError::not_found("", "namespaces", ns)),
-            Some(o) if meta::deletion_timestamp(&o.value).is_some() => Err(ApiError::forbidden(format!(
+            Some(o) if being_deleted(&o.value) => Err(ApiError::forbidden(format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
             ))
             .with_namespace_terminating(r, ns)),
@@ -318,7 +319,7 @@ impl Registry {
                 if self.store.get(&self.key(t, &name)).is_some() {
                     return Err(ApiError::already_exists(r.group, r.plural, &name));
                 }
-                return Ok(Written { object: Arc::new(obj), created: true, warnings });
+                return Ok(Written { object: Json::encode(&obj), created: true, warnings });
             }
             let key = self.key(t, &name);
             // Only a generated name may need the object again (for another try).
@@ -335,6 +336,22 @@ impl Registry {
         }
         Err(ApiError::already_exists(r.group, r.plural, meta::name(&obj)))
     }
+}
+
+/// Whether a stored object has `metadata.deletionTimestamp`, read without decoding the rest of it
+/// (every create reads its namespace this way).
+fn being_deleted(obj: &Json) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Object {
+        metadata: Option<Metadata>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        #[serde(rename = "deletionTimestamp")]
+        deletion_timestamp: Option<Value>,
+    }
+    let parsed = serde_json::from_str::<Object>(obj.as_str()).ok();
+    parsed.and_then(|o| o.metadata).and_then(|m| m.deletion_timestamp).is_some_and(|t| t.is_string())
 }
 
 /// Adds the namespace-terminating cause the apiserver attaches to that 403.
@@ -432,13 +449,15 @@ impl Registry {
             {
                 return Err(ApiError::stale(r.group, r.plural, req.name));
             }
-            let (next, delete) = self.prepare(&req, &current.value, opts)?;
-            if opts.dry_run {
-                return Ok(Written { object: Arc::new(next), created: false, warnings: Vec::new() });
+            let old = current.value.parse();
+            let (next, delete) = self.prepare(&req, &old, opts)?;
+            if next == old {
+                // Nothing changed: no write, no new resourceVersion (as the apiserver skips no-op
+                // updates); the stored text is the answer.
+                return Ok(Written { object: current.value, created: false, warnings: Vec::new() });
             }
-            if next == *current.value {
-                // Nothing changed: no write, no new resourceVersion (as the apiserver skips no-op updates).
-                return Ok(Written { object: Arc::new(next), created: false, warnings: Vec::new() });
+            if opts.dry_run {
+                return Ok(Written { object: Json::encode(&next), created: false, warnings: Vec::new() });
             }
             let key = self.key(req.target, req.name);
             let write = if delete {
@@ -519,7 +538,7 @@ impl Registry {
                 }
                 None => return Err(ApiError::not_found(r.group, r.plural, name)),
             };
-            let old = &*current.value;
+            let old = &current.value.parse();
             let mut warnings = Vec::new();
             let (patched, recorded) = match kind {
                 PatchType::Json => (patch::json_patch(old, patch_body)?, false),
@@ -584,7 +603,7 @@ impl Registry {
 
     /// GET of `/scale`.
     pub fn get_scale(&self, t: &Target, name: &str) -> Result<Value, ApiError> {
-        Ok(scale_of(&self.current(t, name)?.value))
+        Ok(scale_of(&self.current(t, name)?.value.parse()))
     }
 
     /// PUT or PATCH of `/scale`: `patch` is applied to the Scale view, and its `spec.replicas` written to
@@ -599,7 +618,8 @@ impl Registry {
         let r = t.resource;
         for _ in 0..MAX_RETRIES {
             let current = self.current(t, name)?;
-            let scale = scale_of(&current.value);
+            let mut parent = current.value.parse();
+            let scale = scale_of(&parent);
             let mut next = match &change {
                 ScaleChange::Replace(body) => (*body).clone(),
                 ScaleChange::Patch(PatchType::Json, p) => patch::json_patch(&scale, p)?,
@@ -629,7 +649,6 @@ impl Registry {
             let rv = meta::resource_version(&next).to_string();
             let precondition = scale_precondition(&change, &scale, &next);
             let expected = if precondition { parse_rv(r, name, &rv)? } else { None };
-            let mut parent = (*current.value).clone();
             if let Some(spec) = parent.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.insert("replicas".into(), json!(replicas));
             }
@@ -644,7 +663,7 @@ impl Registry {
             match self.guaranteed_update(req, opts).await {
                 Err(e) if e.is_conflict() && !precondition => continue,
                 Err(e) => return Err(e),
-                Ok(w) => return Ok(scale_of(&w.object)),
+                Ok(w) => return Ok(scale_of(&w.object.parse())),
             }
         }
         Err(ApiError::stale(r.group, r.plural, name))
@@ -803,7 +822,7 @@ impl Registry {
         let r = t.resource;
         for _ in 0..MAX_RETRIES {
             let current = self.current(t, name)?;
-            let obj = &*current.value;
+            let obj = &current.value.parse();
             if let Some(uid) = &opts.precondition_uid
                 && uid != meta::uid(obj)
             {
@@ -873,8 +892,8 @@ impl Registry {
                 Write::Update { key, value: next, expected: Some(current.rev) }
             };
             match self.store.write(write).await {
-                Ok(stored) if immediate => return Ok(Deleted::Gone((*stored.value).clone())),
-                Ok(stored) => return Ok(Deleted::Pending((*stored.value).clone())),
+                Ok(stored) if immediate => return Ok(Deleted::Gone(stored.value.parse())),
+                Ok(stored) => return Ok(Deleted::Pending(stored.value.parse())),
                 Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => continue,
                 Err(e) => return Err(store_error(r, name, e)),
             }
@@ -904,14 +923,7 @@ impl Registry {
     pub fn list(&self, t: &Target, q: &crate::request::Query) -> Result<Listed, ApiError> {
         let r = t.resource;
         q.validate_list()?;
-        let labels = match &q.label_selector {
-            Some(s) => LabelSelector::parse(s)?,
-            None => LabelSelector::everything(),
-        };
-        let fields = match &q.field_selector {
-            Some(s) => Some(FieldSelector::parse(s, r)?),
-            None => None,
-        };
+        let selection = Selection::parse(q, r)?;
         let (snapshot, after) = match &q.continue_token {
             Some(token) => {
                 let (rev, after) = decode_continue(token)?;
@@ -923,11 +935,10 @@ impl Registry {
             Some(ns) => r.namespace_prefix(ns),
             None => r.key_prefix(),
         };
-        let matches =
-            |o: &&Object| labels.matches(meta::labels(&o.value)) && fields.as_ref().is_none_or(|f| f.matches(&o.value));
+        let unfiltered = selection.is_everything();
+        let matches = |o: &&Object| selection.matches(&o.value);
         // `metadata.name=x` (kubectl wait, rollout status, delete --wait) needs no scan.
-        let by_name =
-            fields.as_ref().and_then(|f| f.name_equals()).filter(|_| t.namespace.is_some() || !r.namespaced());
+        let by_name = selection.name_equals().filter(|_| t.namespace.is_some() || !r.namespaced());
         let mut items = Vec::new();
         let mut continue_token = None;
         let mut remaining = None;
@@ -942,7 +953,6 @@ impl Registry {
             // given when any object follows in the range (matching or not: the next page may be
             // empty), and `remainingItemCount` only when nothing is filtered (counting the matches
             // would mean evaluating the selectors on the whole rest of the range for every page).
-            let unfiltered = labels.is_empty() && fields.as_ref().is_none_or(|f| f.is_empty());
             let mut iter = snapshot.range(&prefix, after.as_deref());
             let mut last_key = None;
             for o in iter.by_ref().filter(matches) {
@@ -1019,7 +1029,7 @@ impl Registry {
         let r = t.resource;
         for _ in 0..MAX_RETRIES {
             let current = self.current(t, name)?;
-            let pod = &*current.value;
+            let pod = &current.value.parse();
             if meta::deletion_timestamp(pod).is_some() {
                 return Err(ApiError::conflict(
                     r.group,
@@ -1071,6 +1081,22 @@ mod tests {
 
     use super::*;
     use crate::request::Query;
+
+    #[test]
+    fn being_deleted_reads_the_deletion_timestamp_as_meta_does() {
+        let cases = [
+            json!({"metadata": {"name": "ns", "deletionTimestamp": "2026-12-01T10:00:00Z"}, "spec": {}}),
+            json!({"metadata": {"name": "ns"}, "status": {"phase": "Active"}}),
+            json!({"metadata": {"deletionTimestamp": null}}),
+            json!({"metadata": {"deletionTimestamp": 5}}),
+            json!({"metadata": "odd"}),
+            json!({"kind": "Namespace"}),
+            json!([1]),
+        ];
+        for obj in cases {
+            assert_eq!(being_deleted(&Json::encode(&obj)), meta::deletion_timestamp(&obj).is_some(), "{obj}");
+        }
+    }
 
     #[test]
     fn consistent_reads_are_those_without_a_resource_version() {
@@ -1143,7 +1169,7 @@ mod tests {
                     && self.interfere.swap(false, Ordering::SeqCst)
                     && let Some(current) = self.inner.get(key)
                 {
-                    let other = Write::Update { key: key.clone(), value: (*current.value).clone(), expected: None };
+                    let other = Write::Update { key: key.clone(), value: current.value.parse(), expected: None };
                     self.inner.write(other).await?;
                 }
                 self.inner.write(write).await

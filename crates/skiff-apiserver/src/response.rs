@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::Value;
 use skiff_api::ApiError;
+use skiff_store::Json;
 
 pub const JSON: &str = "application/json";
 
@@ -14,20 +15,39 @@ pub fn json(code: u16, body: &Value, warnings: &[String]) -> Response {
     raw(code, JSON, bytes, warnings)
 }
 
-/// A list (`{"kind", "apiVersion", "metadata", "items"}`, in the apiserver's order) serialized
-/// straight from the stored objects: building it as one `Value` first would deep-copy every item.
-pub fn list(kind: &str, api_version: &str, metadata: &Value, items: &[std::sync::Arc<Value>]) -> Response {
-    #[derive(serde::Serialize)]
-    struct List<'a> {
-        kind: &'a str,
-        #[serde(rename = "apiVersion")]
-        api_version: &'a str,
-        metadata: &'a Value,
-        items: Vec<&'a Value>,
+/// A stored object, sent as the text the store holds.
+pub fn stored(code: u16, obj: &Json, warnings: &[String]) -> Response {
+    raw(code, JSON, obj.as_str().as_bytes().to_vec(), warnings)
+}
+
+/// A list (`{"kind", "apiVersion", "metadata", "items"}`, in the apiserver's order) written out
+/// around the stored objects' text, which is copied as it is.
+pub fn list(kind: &str, api_version: &str, metadata: &Value, items: &[Json]) -> Response {
+    let text_len: usize = items.iter().map(|item| item.as_str().len() + 1).sum();
+    let mut body = Vec::with_capacity(text_len + 256);
+    body.extend_from_slice(b"{\"kind\":");
+    let head = serde_json::to_writer(&mut body, kind)
+        .and_then(|()| {
+            body.extend_from_slice(b",\"apiVersion\":");
+            serde_json::to_writer(&mut body, api_version)
+        })
+        .and_then(|()| {
+            body.extend_from_slice(b",\"metadata\":");
+            serde_json::to_writer(&mut body, metadata)
+        });
+    if let Err(e) = head {
+        // Writing strings and a `Value` into memory cannot fail.
+        return error(&ApiError::internal(format!("encoding a list: {e}")));
     }
-    let items = items.iter().map(|v| &**v).collect();
-    let bytes = serde_json::to_vec(&List { kind, api_version, metadata, items }).unwrap_or_default();
-    raw(200, JSON, bytes, &[])
+    body.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item.as_str().as_bytes());
+    }
+    body.extend_from_slice(b"]}");
+    raw(200, JSON, body, &[])
 }
 
 pub fn raw(code: u16, content_type: &str, body: Vec<u8>, warnings: &[String]) -> Response {
@@ -100,12 +120,12 @@ pub fn partial_metadata(version: &str, obj: &Value) -> Value {
 
 /// A list as `PartialObjectMetadataList` (`asPartialObjectMetadataList`): the list's metadata and
 /// each item's.
-pub fn partial_metadata_list(version: &str, metadata: &Value, items: &[std::sync::Arc<Value>]) -> Response {
+pub fn partial_metadata_list(version: &str, metadata: &Value, items: &[Json]) -> Response {
     let list = serde_json::json!({
         "kind": "PartialObjectMetadataList",
         "apiVersion": format!("meta.k8s.io/{version}"),
         "metadata": metadata,
-        "items": items.iter().map(|item| partial_metadata(version, item)).collect::<Vec<_>>(),
+        "items": items.iter().map(|item| partial_metadata(version, &item.parse())).collect::<Vec<_>>(),
     });
     json(200, &list, &[])
 }
@@ -184,6 +204,25 @@ mod tests {
         assert_eq!(accept("application/json;as=Pod;g=meta.k8s.io;v=v1"), None);
         assert_eq!(accept("application/vnd.kubernetes.protobuf"), None);
         assert_eq!(negotiate(&HeaderMap::new()), Some(Accept::Json));
+    }
+
+    async fn body_of(r: Response) -> Value {
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX).await.expect("body");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    #[tokio::test]
+    async fn lists_carry_the_stored_text_of_their_items() {
+        let items = [serde_json::json!({"metadata": {"name": "a"}}), serde_json::json!({"metadata": {"name": "b\n"}})];
+        let texts: Vec<Json> = items.iter().map(Json::encode).collect();
+        let md = serde_json::json!({"resourceVersion": "7", "continue": "x\"y"});
+        let got = body_of(list("PodList", "v1", &md, &texts)).await;
+        let want = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": md, "items": items});
+        assert_eq!(got, want);
+        let empty = body_of(list("ConfigMapList", "v1", &md, &[])).await;
+        assert_eq!(empty["items"], serde_json::json!([]));
+        let one = body_of(stored(201, &Json::encode(&items[1]), &[])).await;
+        assert_eq!(one, items[1]);
     }
 
     #[test]

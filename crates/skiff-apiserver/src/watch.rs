@@ -1,33 +1,31 @@
 //! WATCH: a stream of `{"type":..,"object":..}` lines, one event per line, flushed as they happen
 //! (F.6 of the semantics reference). Served from the store's change stream, never by polling.
 
-use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use skiff_api::selector::{FieldSelector, LabelSelector};
 use skiff_api::table::{self, IncludeObject};
 use skiff_api::{ApiError, ResourceInfo, meta};
-use skiff_store::{Event, EventKind, Revision, Store, StoreError};
+use skiff_store::{Event, EventKind, Json, Revision, Store, StoreError};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::request::{Query, Target};
 use crate::response::{self, Accept};
+use crate::selection::Selection;
 
-/// Which events a watcher wants and how to encode them.
+/// Which events a watcher wants.
 struct Filter {
     prefix: String,
-    labels: LabelSelector,
-    fields: Option<FieldSelector>,
+    selection: Selection,
 }
 
 impl Filter {
-    fn matches(&self, obj: &Value) -> bool {
-        self.labels.matches(meta::labels(obj)) && self.fields.as_ref().is_none_or(|f| f.matches(obj))
+    fn matches(&self, obj: &Json) -> bool {
+        self.selection.matches(obj)
     }
 
     /// The event a watcher sees for a change: objects entering the selection are ADDED, leaving it
@@ -38,7 +36,7 @@ impl Filter {
             return None;
         }
         let now = self.matches(&e.object);
-        let before = e.prev.as_deref().is_some_and(|p| self.matches(p));
+        let before = e.prev.as_ref().is_some_and(|p| self.matches(p));
         match e.kind {
             EventKind::Added if now => Some("ADDED"),
             EventKind::Modified if now && before => Some("MODIFIED"),
@@ -59,23 +57,18 @@ struct Encoder {
 }
 
 impl Encoder {
-    /// The line for a live change: JSON lines come from the [`LineCache`] shared by all watchers.
-    fn change(&mut self, kind: &'static str, obj: &Arc<Value>) -> Bytes {
-        match self.accept {
-            Accept::Json => LINES.line(kind, obj),
-            Accept::Table | Accept::Metadata { .. } | Accept::MetadataList { .. } => self.line(kind, obj),
-        }
-    }
-
-    fn line(&mut self, kind: &str, obj: &Value) -> Bytes {
+    /// The line for a stored object: in JSON its text is copied as it is; Tables and metadata
+    /// decode it.
+    fn line(&mut self, kind: &str, obj: &Json) -> Bytes {
         let object = match self.accept {
-            Accept::Json | Accept::MetadataList { .. } => return encode_event(kind, obj),
-            Accept::Metadata { version } => response::partial_metadata(version, obj),
+            Accept::Json | Accept::MetadataList { .. } => return stored_event(kind, obj),
+            Accept::Metadata { version } => response::partial_metadata(version, &obj.parse()),
             Accept::Table => {
+                let obj = obj.parse();
                 let t = table::table(
                     self.resource,
-                    &[obj],
-                    json!({"resourceVersion": meta::resource_version(obj)}),
+                    &[&obj],
+                    json!({"resourceVersion": meta::resource_version(&obj)}),
                     self.include,
                     !self.columns_sent,
                     jiff::Timestamp::now(),
@@ -102,70 +95,29 @@ impl Encoder {
 
 /// `{"type":KIND,"object":OBJECT}` and a newline. `type` comes first, as the Go API server writes
 /// it: a client decoding the event as a tagged enum (client-go, kube-rs' `WatchEvent`) then reads
-/// the object straight into its type instead of buffering it until the tag shows up. Written
-/// directly, without building (deep-copying the object into) an intermediate `Value`.
-fn encode_event(kind: &str, object: &Value) -> Bytes {
-    let mut line = Vec::with_capacity(1024);
-    line.extend_from_slice(b"{\"type\":");
-    let written = serde_json::to_writer(&mut line, kind)
-        .and_then(|()| {
-            line.extend_from_slice(b",\"object\":");
-            serde_json::to_writer(&mut line, object)
-        })
-        .is_ok();
-    if !written {
-        // Serializing a `Value` into memory cannot fail; keep the stream well-formed regardless.
-        return Bytes::from_static(b"");
-    }
+/// the object straight into its type instead of buffering it until the tag shows up.
+fn event_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + kind.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    // Event types are fixed upper-case words: nothing to escape.
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
     line.extend_from_slice(b"}\n");
     Bytes::from(line)
 }
 
-/// How many encoded events [`LINES`] keeps.
-const LINE_CACHE_ENTRIES: usize = 1024;
-
-/// The encoded JSON lines of recent changes, shared by every watcher of the process. Watchers of
-/// the same resource (a scheduler, controllers, node agents, clients) all receive each change at
-/// about the same time; encoding it once for all of them instead of once per watcher takes the
-/// dominant per-watcher cost off the write path's fan-out.
-///
-/// A line depends only on the event type and the object, so entries are keyed by the object's
-/// allocation (`Arc` pointer) and type. Each entry holds its `Arc`, so that address cannot be
-/// freed and reused for another object while the entry exists: a hit is always the same object.
-/// Oldest entries are evicted first.
-#[derive(Default)]
-struct LineCache {
-    inner: parking_lot::Mutex<LineCacheInner>,
+/// The line for a stored object: its text, as the store holds it (compact JSON: one line).
+fn stored_event(kind: &str, object: &Json) -> Bytes {
+    event_line(kind, object.as_str().as_bytes())
 }
 
-#[derive(Default)]
-struct LineCacheInner {
-    lines: HashMap<(usize, &'static str), (Arc<Value>, Bytes)>,
-    order: VecDeque<(usize, &'static str)>,
-}
-
-static LINES: LazyLock<LineCache> = LazyLock::new(LineCache::default);
-
-impl LineCache {
-    /// The line for `kind` and `obj`, encoded now or by an earlier watcher.
-    fn line(&self, kind: &'static str, obj: &Arc<Value>) -> Bytes {
-        let key = (Arc::as_ptr(obj) as usize, kind);
-        if let Some((_, line)) = self.inner.lock().lines.get(&key) {
-            return line.clone();
-        }
-        // Encoded outside the lock: two watchers may race to encode the same event; both lines
-        // are identical, and the second insert replaces the first.
-        let line = encode_event(kind, obj);
-        let mut inner = self.inner.lock();
-        if inner.lines.insert(key, (obj.clone(), line.clone())).is_none() {
-            inner.order.push_back(key);
-        }
-        while inner.order.len() > LINE_CACHE_ENTRIES {
-            if let Some(old) = inner.order.pop_front() {
-                inner.lines.remove(&old);
-            }
-        }
-        line
+/// The line for an object built here (a bookmark, a Table, metadata, a `Status`).
+fn encode_event(kind: &str, object: &Value) -> Bytes {
+    match serde_json::to_vec(object) {
+        Ok(text) => event_line(kind, &text),
+        // Serializing a `Value` into memory cannot fail; keep the stream well-formed regardless.
+        Err(_) => Bytes::from_static(b""),
     }
 }
 
@@ -179,14 +131,7 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
             Some(ns) => r.namespace_prefix(ns),
             None => r.key_prefix(),
         },
-        labels: match &q.label_selector {
-            Some(s) => LabelSelector::parse(s)?,
-            None => LabelSelector::everything(),
-        },
-        fields: match &q.field_selector {
-            Some(s) => Some(FieldSelector::parse(s, r)?),
-            None => None,
-        },
+        selection: Selection::parse(q, r)?,
     };
     let include = IncludeObject::parse(q.include_object.as_deref())?;
     let mut enc = Encoder { resource: r, accept, include, columns_sent: false };
@@ -239,7 +184,7 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
         for e in watch.backlog {
             last_rev = e.rev;
             if let Some(kind) = filter.translate(&e)
-                && tx.send(Ok(enc.change(kind, &e.object))).await.is_err()
+                && tx.send(Ok(enc.line(kind, &e.object))).await.is_err()
             {
                 return;
             }
@@ -260,7 +205,7 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
                         }
                         last_rev = e.rev;
                         if let Some(kind) = filter.translate(&e)
-                            && tx.send(Ok(enc.change(kind, &e.object))).await.is_err() {
+                            && tx.send(Ok(enc.line(kind, &e.object))).await.is_err() {
                                 return;
                             }
                     }
@@ -278,9 +223,16 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
 mod tests {
     use super::*;
     use skiff_api::resource::lookup;
+    use skiff_api::selector::LabelSelector;
 
     fn event(kind: EventKind, obj: Value, prev: Option<Value>) -> Event {
-        Event { kind, rev: 5, key: Arc::from("/core/pods/default/a"), object: Arc::new(obj), prev: prev.map(Arc::new) }
+        Event {
+            kind,
+            rev: 5,
+            key: Arc::from("/core/pods/default/a"),
+            object: Json::encode(&obj),
+            prev: prev.as_ref().map(Json::encode),
+        }
     }
 
     #[test]
@@ -288,8 +240,7 @@ mod tests {
         let r = lookup("", "v1", "pods").expect("pods");
         let f = Filter {
             prefix: r.namespace_prefix("default"),
-            labels: LabelSelector::parse("app=web").expect("selector"),
-            fields: None,
+            selection: Selection::new(LabelSelector::parse("app=web").expect("selector"), None),
         };
         let web = json!({"metadata": {"labels": {"app": "web"}}});
         let db = json!({"metadata": {"labels": {"app": "db"}}});
@@ -316,24 +267,11 @@ mod tests {
     }
 
     #[test]
-    fn line_cache_is_keyed_by_object_and_type() {
-        let cache = LineCache::default();
-        let a = Arc::new(json!({"n": 1}));
-        let same_content = Arc::new(json!({"n": 1}));
-        let b = Arc::new(json!({"n": 2}));
-        assert_eq!(cache.line("ADDED", &a), encode_event("ADDED", &a));
-        assert_eq!(cache.line("ADDED", &a), encode_event("ADDED", &a), "a hit");
-        assert_eq!(cache.line("DELETED", &a), encode_event("DELETED", &a), "another type, another line");
-        assert_eq!(cache.line("ADDED", &same_content), encode_event("ADDED", &same_content));
-        assert_eq!(cache.line("MODIFIED", &b), encode_event("MODIFIED", &b));
-        assert_eq!(cache.inner.lock().lines.len(), 4);
-        // Bounded: the oldest entries go first.
-        for i in 0..LINE_CACHE_ENTRIES + 10 {
-            let o = Arc::new(json!({"i": i}));
-            assert_eq!(cache.line("ADDED", &o), encode_event("ADDED", &o));
-        }
-        let inner = cache.inner.lock();
-        assert_eq!((inner.lines.len(), inner.order.len()), (LINE_CACHE_ENTRIES, LINE_CACHE_ENTRIES));
-        assert!(!inner.lines.contains_key(&(Arc::as_ptr(&a) as usize, "ADDED")), "evicted");
+    fn stored_objects_are_sent_as_their_text() {
+        let obj = Json::encode(&json!({"metadata": {"name": "a"}, "data": {"k": "multi\nline"}}));
+        let line = stored_event("MODIFIED", &obj);
+        assert_eq!(line, encode_event("MODIFIED", &obj.parse()), "the same bytes as serializing the object");
+        let parsed: Value = serde_json::from_slice(&line).expect("JSON");
+        assert_eq!(parsed, json!({"type": "MODIFIED", "object": obj.parse()}));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::{Event, EventKind, Revision, Store, StoreError, Watch, Write};
+use crate::{Event, EventKind, Json, Revision, Store, StoreError, Watch, Write};
 
 pub(crate) fn create(key: &str, value: Value) -> Write {
     Write::Create { key: key.to_owned(), value }
@@ -21,8 +21,8 @@ pub(crate) fn delete(key: &str, expected: Option<Revision>) -> Write {
     Write::Delete { key: key.to_owned(), expected }
 }
 
-pub(crate) fn resource_version(value: &Value) -> Option<&str> {
-    value.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+pub(crate) fn resource_version(value: &Json) -> Option<String> {
+    value.parse().pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_owned)
 }
 
 pub(crate) fn revs(events: &[Arc<Event>]) -> Vec<Revision> {
@@ -54,7 +54,7 @@ pub(crate) async fn create_update_delete<S: Store>(store: &S) {
     assert_eq!(created.rev, base + 1);
     assert_eq!(&*created.key, key);
     let rv = |rev: Revision| rev.to_string();
-    assert_eq!(*created.value, json!({"metadata": {"name": "a", "resourceVersion": rv(base + 1)}}));
+    assert_eq!(created.value, json!({"metadata": {"name": "a", "resourceVersion": rv(base + 1)}}));
     assert_eq!(store.get(key), Some(created.clone()));
 
     let err = store.write(create(key, json!({}))).await.expect_err("exists");
@@ -87,7 +87,7 @@ pub(crate) async fn create_update_delete<S: Store>(store: &S) {
         .await
         .expect("update");
     assert_eq!(updated.rev, base + 2);
-    assert_eq!(*updated.value, json!({"metadata": {"name": "a", "resourceVersion": rv(base + 2)}, "spec": {"x": 1}}));
+    assert_eq!(updated.value, json!({"metadata": {"name": "a", "resourceVersion": rv(base + 2)}, "spec": {"x": 1}}));
     assert_eq!(store.get(key), Some(updated.clone()));
 
     let err = store.write(delete(key, Some(base + 1))).await.expect_err("conflict");
@@ -97,7 +97,7 @@ pub(crate) async fn create_update_delete<S: Store>(store: &S) {
     );
     let deleted = store.write(delete(key, Some(base + 2))).await.expect("delete");
     assert_eq!(deleted.rev, base + 3);
-    assert_eq!(*deleted.value, json!({"metadata": {"name": "a", "resourceVersion": rv(base + 3)}, "spec": {"x": 1}}));
+    assert_eq!(deleted.value, json!({"metadata": {"name": "a", "resourceVersion": rv(base + 3)}, "spec": {"x": 1}}));
     assert_eq!(store.get(key), None);
     assert_eq!(store.revision(), base + 3);
 
@@ -110,8 +110,7 @@ pub(crate) async fn create_update_delete<S: Store>(store: &S) {
     assert_eq!(gone.rev, base + 6);
 
     let watch = store.watch(base).expect("watch");
-    let prev_rv =
-        |e: &Arc<Event>| e.prev.as_deref().and_then(resource_version).and_then(|v| v.parse::<Revision>().ok());
+    let prev_rv = |e: &Arc<Event>| e.prev.as_ref().and_then(resource_version).and_then(|v| v.parse::<Revision>().ok());
     let got: Vec<(EventKind, Revision, Option<Revision>)> =
         watch.backlog.iter().map(|e| (e.kind, e.rev, prev_rv(e))).collect();
     let want = [
@@ -140,7 +139,7 @@ pub(crate) async fn watch_delivers_every_later_change_in_order<S: Store>(store: 
                 let mut acked = Vec::new();
                 for i in 0..writes {
                     let object = store.write(create(&format!("/w/{t}/{i}"), json!({"i": i}))).await.expect("create");
-                    assert_eq!(resource_version(&object.value), Some(object.rev.to_string().as_str()));
+                    assert_eq!(resource_version(&object.value), Some(object.rev.to_string()));
                     acked.push(object.rev);
                 }
                 acked
@@ -170,7 +169,7 @@ pub(crate) async fn watch_delivers_every_later_change_in_order<S: Store>(store: 
         assert_eq!(revs(&events), (after + 1..=end).collect::<Vec<_>>(), "watch after {after}");
         for event in &events {
             assert_eq!(event.kind, EventKind::Added);
-            assert_eq!(resource_version(&event.object), Some(event.rev.to_string().as_str()));
+            assert_eq!(resource_version(&event.object), Some(event.rev.to_string()));
         }
     }
     assert_eq!(store.snapshot().objects.len() as u64, tasks * writes);

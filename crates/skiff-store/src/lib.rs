@@ -18,24 +18,26 @@ use serde_json::Value;
 mod conformance;
 #[cfg(feature = "etcd")]
 mod etcd;
+mod json;
 mod sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdOptions, EtcdStore};
+pub use json::{Fields, Json};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// A global revision. Revision 0 means "nothing written yet".
 pub type Revision = u64;
 
-/// An object as stored: its key, the revision of its last write, and its value, whose
-/// `metadata.resourceVersion` equals `rev` as a decimal string.
+/// An object as stored: its key, the revision of its last write, and its value (its JSON text),
+/// whose `metadata.resourceVersion` equals `rev` as a decimal string.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Object {
     pub key: Arc<str>,
     pub rev: Revision,
-    pub value: Arc<Value>,
+    pub value: Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +55,8 @@ pub struct Event {
     pub kind: EventKind,
     pub rev: Revision,
     pub key: Arc<str>,
-    pub object: Arc<Value>,
-    pub prev: Option<Arc<Value>>,
+    pub object: Json,
+    pub prev: Option<Json>,
 }
 
 #[derive(Debug, thiserror::Error)]

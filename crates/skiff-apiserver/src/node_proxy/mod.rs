@@ -76,7 +76,7 @@ fn pod_name(t: &Target) -> Result<&str, ApiError> {
 fn endpoint_of(app: &App, node: &str) -> Result<NodeEndpoint, ApiError> {
     let nodes = resource::lookup("", "v1", "nodes").ok_or_else(|| ApiError::internal("no nodes resource"))?;
     let target = Target { resource: nodes, namespace: None, name: Some(node.to_string()), subresource: None };
-    node_endpoint(&*app.registry.get(&target, node)?)
+    node_endpoint(&app.registry.get(&target, node)?.parse())
 }
 
 /// `GET pods/{name}/log`: validate (`PodLogOptions`), pick the container, then stream the agent's
@@ -88,7 +88,7 @@ async fn logs(app: &Arc<App>, t: &Target, parts: &Parts) -> Result<Response, Api
     let name = pod_name(t)?;
     let opts = LogOptions::parse(parts.uri.query())?;
     opts.validate(name)?;
-    let pod = app.registry.get(t, name)?;
+    let pod = app.registry.get(t, name)?.parse();
     let container = choose_container(&pod, opts.container.as_deref())?;
     let Some(node) = pod_node(&pod) else {
         let mut resp = Response::new(Body::empty());
@@ -174,7 +174,7 @@ async fn exec(app: &Arc<App>, t: &Target, mut parts: Parts) -> Result<Response, 
     let name = pod_name(t)?;
     let opts = ExecOptions::parse(parts.uri.query());
     opts.validate()?;
-    let pod = app.registry.get(t, name)?;
+    let pod = app.registry.get(t, name)?.parse();
     let container = choose_container(&pod, opts.container.as_deref())?;
     let node =
         pod_node(&pod).ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?;
@@ -197,7 +197,7 @@ async fn port_forward(app: &Arc<App>, t: &Target, mut parts: Parts) -> Result<Re
         return Err(ApiError::method_not_allowed(format!("{} is not supported on this resource path", parts.method)));
     }
     let name = pod_name(t)?;
-    let pod = app.registry.get(t, name)?;
+    let pod = app.registry.get(t, name)?.parse();
     let node =
         pod_node(&pod).ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?;
     let ep = endpoint_of(app, node)?;

@@ -358,6 +358,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::Json;
 
     const LIMITS: Limits = Limits { history_len: 100, retained_snapshots: 2, broadcast_capacity: 16 };
 
@@ -404,7 +405,7 @@ mod tests {
     type State = Vec<(String, Revision, Value)>;
 
     fn state(snapshot: &Snapshot) -> State {
-        snapshot.objects.values().map(|o| (o.key.to_string(), o.rev, (*o.value).clone())).collect()
+        snapshot.objects.values().map(|o| (o.key.to_string(), o.rev, o.value.parse())).collect()
     }
 
     fn revs(events: &[Arc<Event>]) -> Vec<Revision> {
@@ -548,7 +549,7 @@ mod tests {
         cache.retain(&cache.snapshot());
         let mut objects = imbl::OrdMap::new();
         let key: Arc<str> = Arc::from("/z");
-        objects.insert(key.clone(), Object { key, rev: 30, value: Arc::new(json!({})) });
+        objects.insert(key.clone(), Object { key, rev: 30, value: Json::from(json!({})) });
         cache.reset(40, objects);
         assert_eq!((cache.revision(), cache.oldest()), (40, 40));
         assert_eq!(cache.snapshot().objects.keys().map(|k| k.to_string()).collect::<Vec<_>>(), ["/z"]);

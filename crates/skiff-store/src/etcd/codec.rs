@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::{Event, EventKind, Object, Revision, StoreError};
+use crate::{Event, EventKind, Json, Object, Revision, StoreError};
 
 /// Maps store keys to etcd keys and back. The prefix always ends with `/`; store keys start
 /// with `/`, so `base + key` (base = prefix without its last `/`) is a bijection onto the keys
@@ -92,11 +92,11 @@ pub(crate) fn encode(mut value: Value) -> Vec<u8> {
 }
 
 /// The object stored in `bytes`, with `metadata.resourceVersion` set to `rev`.
-pub(crate) fn decode(key: &str, bytes: &[u8], rev: Revision) -> Result<Value, StoreError> {
+pub(crate) fn decode(key: &str, bytes: &[u8], rev: Revision) -> Result<Json, StoreError> {
     let mut value: Value = serde_json::from_slice(bytes)
         .map_err(|e| StoreError::Backend(format!("etcd value of {key} is not valid JSON: {e}")))?;
     set_resource_version(&mut value, rev);
-    Ok(value)
+    Ok(Json::encode(&value))
 }
 
 /// An object read from etcd: key under the prefix, valid JSON, sane revision.
@@ -106,7 +106,7 @@ pub(crate) fn object(keys: &Keys, kv: &Kv) -> Result<Object, StoreError> {
         .ok_or_else(|| StoreError::Backend(format!("etcd key {:?} is not under {}", lossy(&kv.key), keys.prefix())))?;
     let rev = revision(kv.mod_revision)?;
     let value = decode(&key, &kv.value, rev)?;
-    Ok(Object { key, rev, value: Arc::new(value) })
+    Ok(Object { key, rev, value })
 }
 
 /// Sets `metadata.resourceVersion` to `rev` as a decimal string, creating `metadata` when it is
@@ -160,13 +160,18 @@ pub(crate) fn change(
     let prev = match prev {
         Some(prev) => {
             let prev_rev = revision(prev.mod_revision)?;
-            Some((prev_rev, Arc::new(decode(&key, &prev.value, prev_rev)?)))
+            // The cache's current state is that same version (one text for both), unless the
+            // cache missed a change.
+            match current.filter(|object| object.rev == prev_rev) {
+                Some(object) => Some((prev_rev, object.value.clone())),
+                None => Some((prev_rev, decode(&key, &prev.value, prev_rev)?)),
+            }
         }
         None => current.map(|object| (object.rev, object.value.clone())),
     };
     match kind {
         EtcdKind::Put => {
-            let object = Arc::new(decode(&key, &kv.value, rev)?);
+            let object = decode(&key, &kv.value, rev)?;
             let created = kv.create_revision == kv.mod_revision;
             let (kind, prev) = if created { (EventKind::Added, None) } else { (EventKind::Modified, prev) };
             let prev_rev = prev.as_ref().map(|(r, _)| *r);
@@ -179,9 +184,9 @@ pub(crate) fn change(
                     "etcd sent the delete of {key} at {rev} without its last state"
                 )));
             };
-            let mut last = (*prev).clone();
+            let mut last = prev.parse();
             set_resource_version(&mut last, rev);
-            let event = Event { kind: EventKind::Deleted, rev, key, object: Arc::new(last), prev: Some(prev) };
+            let event = Event { kind: EventKind::Deleted, rev, key, object: Json::encode(&last), prev: Some(prev) };
             Ok(Change { event: Arc::new(event), prev_rev: Some(prev_rev) })
         }
     }
@@ -273,7 +278,7 @@ mod tests {
             object(&keys, &kv("/registry/v1/pods/ns/a", json!({"metadata": {"name": "a"}}), 4, 9)).expect("object");
         assert_eq!(&*got.key, "/v1/pods/ns/a");
         assert_eq!(got.rev, 9);
-        assert_eq!(*got.value, json!({"metadata": {"name": "a", "resourceVersion": "9"}}));
+        assert_eq!(got.value, json!({"metadata": {"name": "a", "resourceVersion": "9"}}));
         let err = object(&keys, &kv("/elsewhere/a", json!({}), 1, 1)).expect_err("outside");
         assert_eq!(err.to_string(), r#"store backend failed: etcd key "/elsewhere/a" is not under /registry/"#);
     }
@@ -286,7 +291,7 @@ mod tests {
             kind: EventKind::Added,
             rev: 5,
             key: Arc::from("/a"),
-            object: Arc::new(json!({"v": 1, "metadata": {"resourceVersion": "5"}})),
+            object: Json::from(json!({"v": 1, "metadata": {"resourceVersion": "5"}})),
             prev: None,
         };
         assert_eq!((*added.event).clone(), want);
@@ -296,15 +301,18 @@ mod tests {
         let modified =
             change(&keys, EtcdKind::Put, &kv("/r/a", json!({"v": 2}), 5, 8), Some(&prev), None).expect("mod");
         assert_eq!(modified.event.kind, EventKind::Modified);
-        assert_eq!(*modified.event.object, json!({"v": 2, "metadata": {"resourceVersion": "8"}}));
-        assert_eq!(modified.event.prev.as_deref(), Some(&json!({"v": 1, "metadata": {"resourceVersion": "5"}})));
+        assert_eq!(modified.event.object, json!({"v": 2, "metadata": {"resourceVersion": "8"}}));
+        assert_eq!(
+            modified.event.prev.as_ref().map(Json::parse),
+            Some(json!({"v": 1, "metadata": {"resourceVersion": "5"}}))
+        );
         assert_eq!(modified.prev_rev, Some(5));
 
         // Without prev_kv, the cache's current state stands in.
-        let current = Object { key: Arc::from("/a"), rev: 6, value: Arc::new(json!({"v": 9})) };
+        let current = Object { key: Arc::from("/a"), rev: 6, value: Json::from(json!({"v": 9})) };
         let fallback =
             change(&keys, EtcdKind::Put, &kv("/r/a", json!({"v": 2}), 5, 8), None, Some(&current)).expect("mod");
-        assert_eq!(fallback.event.prev.as_deref(), Some(&json!({"v": 9})));
+        assert_eq!(fallback.event.prev.as_ref().map(Json::parse), Some(json!({"v": 9})));
         assert_eq!(fallback.prev_rev, Some(6));
         // Nothing known at all: a modification without prev.
         let bare = change(&keys, EtcdKind::Put, &kv("/r/a", json!({"v": 2}), 5, 8), None, None).expect("mod");
@@ -319,14 +327,17 @@ mod tests {
         let deleted = change(&keys, EtcdKind::Delete, &tombstone, Some(&prev), None).expect("deleted");
         assert_eq!(deleted.event.kind, EventKind::Deleted);
         assert_eq!(deleted.event.rev, 11);
-        assert_eq!(*deleted.event.object, json!({"metadata": {"name": "a", "resourceVersion": "11"}}));
-        assert_eq!(deleted.event.prev.as_deref(), Some(&json!({"metadata": {"name": "a", "resourceVersion": "8"}})));
+        assert_eq!(deleted.event.object, json!({"metadata": {"name": "a", "resourceVersion": "11"}}));
+        assert_eq!(
+            deleted.event.prev.as_ref().map(Json::parse),
+            Some(json!({"metadata": {"name": "a", "resourceVersion": "8"}}))
+        );
         assert_eq!(deleted.prev_rev, Some(8));
 
         let current =
-            Object { key: Arc::from("/a"), rev: 8, value: Arc::new(json!({"metadata": {"resourceVersion": "8"}})) };
+            Object { key: Arc::from("/a"), rev: 8, value: Json::from(json!({"metadata": {"resourceVersion": "8"}})) };
         let fallback = change(&keys, EtcdKind::Delete, &tombstone, None, Some(&current)).expect("deleted");
-        assert_eq!(*fallback.event.object, json!({"metadata": {"resourceVersion": "11"}}));
+        assert_eq!(fallback.event.object, json!({"metadata": {"resourceVersion": "11"}}));
 
         let err = change(&keys, EtcdKind::Delete, &tombstone, None, None).expect_err("no state");
         assert_eq!(err.to_string(), "store backend failed: etcd sent the delete of /a at 11 without its last state");

@@ -15,7 +15,7 @@ use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp, TxnOpResponse, 
 use serde_json::Value;
 
 use super::codec::{self, Keys, Kv};
-use crate::{Object, Revision, StoreError, Write};
+use crate::{Json, Object, Revision, StoreError, Write};
 
 /// What the transaction was for, kept to read its answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,14 +100,14 @@ pub(crate) fn outcome(pending: Pending, answer: Answer) -> Result<Object, StoreE
     match pending {
         Pending::Create { key, mut value } | Pending::Update { key, mut value, .. } if answer.succeeded => {
             codec::set_resource_version(&mut value, rev);
-            Ok(Object { key: Arc::from(key), rev, value: Arc::new(value) })
+            Ok(Object { key: Arc::from(key), rev, value: Json::encode(&value) })
         }
         Pending::Delete { key, .. } if answer.succeeded => {
             let last = answer.kvs.first().ok_or_else(|| {
                 StoreError::Backend(format!("etcd deleted {key} at {rev} without returning its last state"))
             })?;
             let value = codec::decode(&key, &last.value, rev)?;
-            Ok(Object { key: Arc::from(key), rev, value: Arc::new(value) })
+            Ok(Object { key: Arc::from(key), rev, value })
         }
         Pending::Create { key, .. } => Err(StoreError::AlreadyExists(key)),
         Pending::Update { key, expected, .. } | Pending::Delete { key, expected } => {
@@ -170,14 +170,17 @@ mod tests {
         ];
         for pending in cases {
             let object = outcome(pending.clone(), answer(true, 9, vec![])).expect("ok");
-            assert_eq!((&*object.key, object.rev, &*object.value), ("/k", 9, &want), "{pending:?}");
+            assert_eq!((&*object.key, object.rev, object.value.parse()), ("/k", 9, want.clone()), "{pending:?}");
         }
         let deleted = outcome(
             Pending::Delete { key: "/k".into(), expected: None },
             answer(true, 12, vec![kv(json!({"metadata": {"name": "a"}}), 9)]),
         )
         .expect("deleted");
-        assert_eq!((deleted.rev, &*deleted.value), (12, &json!({"metadata": {"name": "a", "resourceVersion": "12"}})));
+        assert_eq!(
+            (deleted.rev, deleted.value.parse()),
+            (12, json!({"metadata": {"name": "a", "resourceVersion": "12"}}))
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::{Event, EventKind, Object, Revision, StoreError, Write};
+use crate::{Event, EventKind, Json, Object, Revision, StoreError, Write};
 
 /// The latest state of every object, by key.
 pub(super) type Objects = imbl::OrdMap<Arc<str>, Object>;
@@ -15,12 +15,10 @@ pub(super) type Objects = imbl::OrdMap<Arc<str>, Object>;
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Change {
     /// What the writer gets back: the object as stored (for a delete, its last state at the
-    /// delete's revision).
+    /// delete's revision). Its text is also what the objects table and the log persist.
     pub object: Object,
     /// The event watchers see.
     pub event: Arc<Event>,
-    /// `object.value` serialized once, the text persisted in the objects table and the log.
-    pub json: String,
     /// The revision of the state this change replaced (none for a create).
     pub prev_rev: Option<Revision>,
 }
@@ -35,20 +33,19 @@ pub(super) fn apply(objects: &mut Objects, write: Write, rev: Revision) -> Resul
                 return Err(StoreError::AlreadyExists(key));
             }
             set_resource_version(&mut value, rev);
-            store(objects, Arc::from(key), value, rev, None)
+            Ok(store(objects, Arc::from(key), &value, rev, None))
         }
         Write::Update { key, mut value, expected } => {
             let current = current(objects, &key, expected)?;
             set_resource_version(&mut value, rev);
-            store(objects, current.key.clone(), value, rev, Some(current))
+            Ok(store(objects, current.key.clone(), &value, rev, Some(current)))
         }
         Write::Delete { key, expected } => {
             let current = current(objects, &key, expected)?;
             objects.remove(key.as_str());
-            let mut last = (*current.value).clone();
+            let mut last = current.value.parse();
             set_resource_version(&mut last, rev);
-            let json = to_json(&last)?;
-            let value = Arc::new(last);
+            let value = Json::encode(&last);
             let event = Event {
                 kind: EventKind::Deleted,
                 rev,
@@ -59,7 +56,6 @@ pub(super) fn apply(objects: &mut Objects, write: Write, rev: Revision) -> Resul
             Ok(Change {
                 object: Object { key: current.key, rev, value },
                 event: Arc::new(event),
-                json,
                 prev_rev: Some(current.rev),
             })
         }
@@ -77,28 +73,17 @@ fn current(objects: &Objects, key: &str, expected: Option<Revision>) -> Result<O
     }
 }
 
-/// Stores `value` (whose resourceVersion is already set) at `key` and builds the Added or Modified
-/// change. The value is serialized before the map is touched.
-fn store(
-    objects: &mut Objects,
-    key: Arc<str>,
-    value: Value,
-    rev: Revision,
-    prev: Option<Object>,
-) -> Result<Change, StoreError> {
-    let json = to_json(&value)?;
-    let value = Arc::new(value);
+/// Stores `value` (whose resourceVersion is already set) at `key`, as its text, and builds the
+/// Added or Modified change.
+fn store(objects: &mut Objects, key: Arc<str>, value: &Value, rev: Revision, prev: Option<Object>) -> Change {
+    let value = Json::encode(value);
     let object = Object { key: key.clone(), rev, value: value.clone() };
     objects.insert(key.clone(), object.clone());
     let (kind, prev_rev, prev) = match prev {
         Some(prev) => (EventKind::Modified, Some(prev.rev), Some(prev.value)),
         None => (EventKind::Added, None, None),
     };
-    Ok(Change { object, event: Arc::new(Event { kind, rev, key, object: value, prev }), json, prev_rev })
-}
-
-fn to_json(value: &Value) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("serializing object: {e}")))
+    Change { object, event: Arc::new(Event { kind, rev, key, object: value, prev }), prev_rev }
 }
 
 /// Sets `metadata.resourceVersion` to `rev` as a decimal string, creating `metadata` when it is
@@ -122,7 +107,7 @@ mod tests {
     use super::*;
 
     fn object(key: &str, rev: Revision, value: Value) -> Object {
-        Object { key: Arc::from(key), rev, value: Arc::new(value) }
+        Object { key: Arc::from(key), rev, value: Json::encode(&value) }
     }
 
     /// One object `/k` at revision 4, name "a".
@@ -157,12 +142,13 @@ mod tests {
             apply(&mut objects, Write::Create { key: "/k".into(), value: json!({"spec": 1}) }, 9).expect("create");
         let want = json!({"spec": 1, "metadata": {"resourceVersion": "9"}});
         assert_eq!(change.object, object("/k", 9, want.clone()));
-        assert_eq!(change.json, want.to_string());
+        assert_eq!(change.object.value.as_str(), want.to_string());
         assert_eq!(change.prev_rev, None);
         assert_eq!(
             *change.event,
-            Event { kind: EventKind::Added, rev: 9, key: Arc::from("/k"), object: Arc::new(want.clone()), prev: None }
+            Event { kind: EventKind::Added, rev: 9, key: Arc::from("/k"), object: Json::encode(&want), prev: None }
         );
+        assert!(change.event.object.ptr_eq(&change.object.value), "one text for the map, the event and the writer");
         assert_eq!(objects.get("/k"), Some(&object("/k", 9, want)));
     }
 
@@ -175,7 +161,10 @@ mod tests {
         assert_eq!(change.object, object("/k", 5, want.clone()));
         assert_eq!(change.prev_rev, Some(4));
         assert_eq!(change.event.kind, EventKind::Modified);
-        assert_eq!(change.event.prev.as_deref(), Some(&json!({"metadata": {"name": "a", "resourceVersion": "4"}})));
+        assert_eq!(
+            change.event.prev.as_ref().map(Json::parse),
+            Some(json!({"metadata": {"name": "a", "resourceVersion": "4"}}))
+        );
         assert_eq!(objects.get("/k").map(|o| o.rev), Some(5));
     }
 
@@ -185,11 +174,14 @@ mod tests {
         let change = apply(&mut objects, Write::Delete { key: "/k".into(), expected: None }, 8).expect("delete");
         let want = json!({"metadata": {"name": "a", "resourceVersion": "8"}});
         assert_eq!(change.object, object("/k", 8, want.clone()));
-        assert_eq!(change.json, want.to_string());
+        assert_eq!(change.object.value.as_str(), want.to_string());
         assert_eq!(change.prev_rev, Some(4));
         assert_eq!(change.event.kind, EventKind::Deleted);
-        assert_eq!(*change.event.object, want);
-        assert_eq!(change.event.prev.as_deref(), Some(&json!({"metadata": {"name": "a", "resourceVersion": "4"}})));
+        assert_eq!(change.event.object.parse(), want);
+        assert_eq!(
+            change.event.prev.as_ref().map(Json::parse),
+            Some(json!({"metadata": {"name": "a", "resourceVersion": "4"}}))
+        );
         assert!(objects.is_empty());
     }
 

@@ -25,12 +25,10 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
+use super::apply::{Change, Objects, set_resource_version};
+use crate::{Event, EventKind, Json, Object, Revision, StoreError};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use serde_json::Value;
-
-use super::apply::{Change, Objects, set_resource_version};
-use crate::{Event, EventKind, Object, Revision, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS log (
@@ -109,7 +107,7 @@ pub(super) fn load(conn: &Connection, history_len: usize) -> Result<Loaded, Stor
     let revision = [Some(meta_revision), max_log, max_object, Some(compacted)].into_iter().flatten().max().unwrap_or(0);
     // Rows at or below `compacted` are live objects' values, not history.
     let after = revision.saturating_sub(Revision::try_from(history_len).unwrap_or(Revision::MAX)).max(compacted);
-    let history = load_history(conn, after)?;
+    let history = load_history(conn, after, &objects)?;
     Ok(Loaded { objects, history, revision, compacted })
 }
 
@@ -124,14 +122,16 @@ fn load_objects(conn: &Connection) -> Result<Objects, StoreError> {
     for row in rows {
         let (key, rev, json) = row.map_err(backend("reading objects"))?;
         let json = json.ok_or_else(|| StoreError::Backend(format!("object {key}: log row {rev} is missing")))?;
-        let value = parse(&json, || format!("object {key}"))?;
+        let value = parse(json, || format!("object {key}"))?;
         let key: Arc<str> = Arc::from(key);
-        objects.insert(key.clone(), Object { key, rev, value: Arc::new(value) });
+        objects.insert(key.clone(), Object { key, rev, value });
     }
     Ok(objects)
 }
 
-fn load_history(conn: &Connection, after: Revision) -> Result<VecDeque<Arc<Event>>, StoreError> {
+/// The log rows after `after`. A row that is an object's current state shares its text with
+/// `objects` instead of holding a second copy.
+fn load_history(conn: &Connection, after: Revision, objects: &Objects) -> Result<VecDeque<Arc<Event>>, StoreError> {
     let mut stmt = conn
         .prepare("SELECT rev, key, kind, value, prev_rev FROM log WHERE rev > ?1 ORDER BY rev")
         .map_err(backend("reading log"))?;
@@ -147,22 +147,25 @@ fn load_history(conn: &Connection, after: Revision) -> Result<VecDeque<Arc<Event
         })
         .map_err(backend("reading log"))?;
     // The state of each key as of the row being read, for rebuilding `prev`.
-    let mut states: HashMap<Arc<str>, Arc<Value>> = HashMap::new();
+    let mut states: HashMap<Arc<str>, Json> = HashMap::new();
     let mut history = VecDeque::new();
     for row in rows {
         let (rev, key, kind, json, prev_rev) = row.map_err(backend("reading log"))?;
         let kind = kind_from_code(kind).ok_or_else(|| StoreError::Backend(format!("log row {rev} has kind {kind}")))?;
-        let object = Arc::new(parse(&json, || format!("log row {rev}"))?);
         let key: Arc<str> = Arc::from(key);
+        let object = match objects.get(&key) {
+            Some(current) if current.rev == rev => current.value.clone(),
+            _ => parse(json, || format!("log row {rev}"))?,
+        };
         let held = states.remove(&key);
         let prev = match kind {
             EventKind::Added => None,
             EventKind::Modified => held,
             EventKind::Deleted => held.or_else(|| {
                 prev_rev.map(|prev_rev| {
-                    let mut prev = (*object).clone();
+                    let mut prev = object.parse();
                     set_resource_version(&mut prev, prev_rev);
-                    Arc::new(prev)
+                    Json::encode(&prev)
                 })
             }),
         };
@@ -201,7 +204,13 @@ pub(super) fn commit<'a>(
         for change in changes {
             let event = &change.event;
             let rev = Rev(event.rev);
-            log.execute(params![rev, &*event.key, kind_code(event.kind), &change.json, change.prev_rev.map(Rev)])?;
+            log.execute(params![
+                rev,
+                &*event.key,
+                kind_code(event.kind),
+                change.object.value.as_str(),
+                change.prev_rev.map(Rev)
+            ])?;
             match event.kind {
                 EventKind::Added | EventKind::Modified => upsert.execute(params![&*event.key, rev])?,
                 EventKind::Deleted => delete.execute(params![&*event.key])?,
@@ -255,8 +264,8 @@ fn kind_from_code(code: i64) -> Option<EventKind> {
     }
 }
 
-fn parse(json: &str, what: impl FnOnce() -> String) -> Result<Value, StoreError> {
-    serde_json::from_str(json).map_err(|e| StoreError::Backend(format!("{} holds invalid JSON: {e}", what())))
+fn parse(json: String, what: impl FnOnce() -> String) -> Result<Json, StoreError> {
+    Json::from_text(json).map_err(|e| StoreError::Backend(format!("{} holds invalid JSON: {e}", what())))
 }
 
 /// Maps a SQLite error to `StoreError::Backend`, saying what was being done.
@@ -299,8 +308,8 @@ mod tests {
         let loaded = load(&conn, 4).expect("load");
         assert_eq!(loaded.revision, 6);
         assert!(loaded.objects.is_empty());
-        let got: Vec<(Revision, EventKind, Option<Value>)> =
-            loaded.history.iter().map(|e| (e.rev, e.kind, e.prev.as_deref().cloned())).collect();
+        let got: Vec<(Revision, EventKind, Option<serde_json::Value>)> =
+            loaded.history.iter().map(|e| (e.rev, e.kind, e.prev.as_ref().map(Json::parse))).collect();
         let want = vec![
             // The first change of /a in the window: its previous state is gone.
             (3, EventKind::Modified, None),

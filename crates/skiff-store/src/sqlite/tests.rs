@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::writer::Reply;
 use super::*;
-use crate::EventKind;
+use crate::{EventKind, Json};
 
 fn options(history_len: usize) -> SqliteOptions {
     SqliteOptions { history_len, ..SqliteOptions::default() }
@@ -34,8 +34,8 @@ fn delete(key: &str, expected: Option<Revision>) -> Write {
     Write::Delete { key: key.to_owned(), expected }
 }
 
-fn resource_version(value: &Value) -> Option<&str> {
-    value.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+fn resource_version(value: &Json) -> Option<String> {
+    value.parse().pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Every event of a watch, backlog then live, until the one at revision `until`.
@@ -64,7 +64,7 @@ async fn create_update_delete_semantics() {
     let created = store.write(create("/v1/pods/ns/a", json!({"metadata": {"name": "a"}}))).await.expect("create");
     assert_eq!(created.rev, 1);
     assert_eq!(*created.key, *"/v1/pods/ns/a");
-    assert_eq!(*created.value, json!({"metadata": {"name": "a", "resourceVersion": "1"}}));
+    assert_eq!(created.value, json!({"metadata": {"name": "a", "resourceVersion": "1"}}));
     assert_eq!(store.get("/v1/pods/ns/a"), Some(created.clone()));
 
     let err = store.write(create("/v1/pods/ns/a", json!({}))).await.expect_err("exists");
@@ -83,13 +83,13 @@ async fn create_update_delete_semantics() {
         .await
         .expect("update");
     assert_eq!(updated.rev, 2);
-    assert_eq!(*updated.value, json!({"metadata": {"name": "a", "resourceVersion": "2"}, "spec": {"x": 1}}));
+    assert_eq!(updated.value, json!({"metadata": {"name": "a", "resourceVersion": "2"}, "spec": {"x": 1}}));
 
     let err = store.write(delete("/v1/pods/ns/a", Some(1))).await.expect_err("conflict");
     assert!(matches!(err, StoreError::Conflict { expected: 1, current: 2, .. }), "{err:?}");
     let deleted = store.write(delete("/v1/pods/ns/a", Some(2))).await.expect("delete");
     assert_eq!(deleted.rev, 3);
-    assert_eq!(*deleted.value, json!({"metadata": {"name": "a", "resourceVersion": "3"}, "spec": {"x": 1}}));
+    assert_eq!(deleted.value, json!({"metadata": {"name": "a", "resourceVersion": "3"}, "spec": {"x": 1}}));
     assert_eq!(store.get("/v1/pods/ns/a"), None);
     assert_eq!(store.revision(), 3);
 
@@ -98,7 +98,7 @@ async fn create_update_delete_semantics() {
         .backlog
         .iter()
         .map(|e| {
-            let prev = e.prev.as_deref().and_then(resource_version).and_then(|v| v.parse().ok());
+            let prev = e.prev.as_ref().and_then(resource_version).and_then(|v| v.parse().ok());
             (e.kind, e.rev, prev)
         })
         .collect();
@@ -212,7 +212,7 @@ async fn concurrent_writers_get_distinct_contiguous_revisions() {
                     let before = last.rev;
                     last = store.write(update(&key, json!({"n": n}), Some(before))).await.expect("update");
                     assert!(last.rev > before, "revision went from {before} to {}", last.rev);
-                    assert_eq!(resource_version(&last.value), Some(last.rev.to_string().as_str()));
+                    assert_eq!(resource_version(&last.value), Some(last.rev.to_string()));
                     revisions.push(last.rev);
                 }
                 revisions
@@ -229,8 +229,8 @@ async fn concurrent_writers_get_distinct_contiguous_revisions() {
     assert_eq!(snapshot.rev, TASKS * WRITES);
     assert_eq!(snapshot.objects.len() as u64, TASKS);
     for object in snapshot.objects.values() {
-        assert_eq!(object.value["n"], json!(WRITES - 1), "{}", object.key);
-        assert_eq!(resource_version(&object.value), Some(object.rev.to_string().as_str()));
+        assert_eq!(object.value.parse()["n"], json!(WRITES - 1), "{}", object.key);
+        assert_eq!(resource_version(&object.value), Some(object.rev.to_string()));
     }
     // Every event in the history matches the revision order.
     let watch = store.watch(0).expect("watch");
@@ -274,7 +274,7 @@ async fn watch_backlog_and_live_have_no_gap_while_writes_race() {
         assert_eq!(revs(&events), (after + 1..=TOTAL).collect::<Vec<_>>(), "watch after {after}");
         for event in &events {
             assert_eq!(event.kind, EventKind::Added);
-            assert_eq!(resource_version(&event.object), Some(event.rev.to_string().as_str()));
+            assert_eq!(resource_version(&event.object), Some(event.rev.to_string()));
         }
         started.push(after);
     }
@@ -433,7 +433,8 @@ async fn reopen_with_a_shorter_history_compacts_and_rebuilds_prev() {
     let err = store.watch(1).err().expect("compacted");
     assert!(matches!(err, StoreError::Compacted { requested: 1, oldest: 2 }), "{err:?}");
     let backlog = store.watch(2).expect("watch").backlog;
-    let prevs: Vec<(Revision, Option<Value>)> = backlog.iter().map(|e| (e.rev, e.prev.as_deref().cloned())).collect();
+    let prevs: Vec<(Revision, Option<Value>)> =
+        backlog.iter().map(|e| (e.rev, e.prev.as_ref().map(Json::parse))).collect();
     assert_eq!(
         prevs,
         [
