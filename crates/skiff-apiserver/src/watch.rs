@@ -181,39 +181,56 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
                 return;
             }
         }
-        for e in watch.backlog {
-            last_rev = e.rev;
-            if let Some(kind) = filter.translate(&e)
-                && tx.send(Ok(enc.line(kind, &e.object))).await.is_err()
-            {
-                return;
-            }
-        }
-        let mut live = watch.live;
+        let mut segment = watch;
         loop {
-            tokio::select! {
-                _ = &mut deadline => return,
-                _ = tick.tick(), if bookmarks => {
-                    if tx.send(Ok(enc.bookmark(last_rev, false))).await.is_err() {
-                        return;
-                    }
+            for e in segment.backlog {
+                if e.rev <= last_rev {
+                    continue;
                 }
-                ev = live.recv() => match ev {
-                    Ok(e) => {
-                        if e.rev <= last_rev {
-                            continue;
-                        }
-                        last_rev = e.rev;
-                        if let Some(kind) = filter.translate(&e)
-                            && tx.send(Ok(enc.line(kind, &e.object))).await.is_err() {
-                                return;
-                            }
-                    }
-                    // A watcher too slow to keep up is closed; it resumes from the last revision it saw.
-                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
-                },
-                _ = tx.closed() => return,
+                last_rev = e.rev;
+                if let Some(kind) = filter.translate(&e)
+                    && tx.send(Ok(enc.line(kind, &e.object))).await.is_err()
+                {
+                    return;
+                }
             }
+            let mut live = segment.live;
+            let missed = loop {
+                tokio::select! {
+                    _ = &mut deadline => return,
+                    _ = tick.tick(), if bookmarks => {
+                        if tx.send(Ok(enc.bookmark(last_rev, false))).await.is_err() {
+                            return;
+                        }
+                    }
+                    ev = live.recv() => match ev {
+                        Ok(e) => {
+                            if e.rev <= last_rev {
+                                continue;
+                            }
+                            last_rev = e.rev;
+                            if let Some(kind) = filter.translate(&e)
+                                && tx.send(Ok(enc.line(kind, &e.object))).await.is_err() {
+                                    return;
+                                }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(missed)) => break missed,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = tx.closed() => return,
+                }
+            };
+            // This watcher fell behind the live stream (every change of every resource passes
+            // through it): it catches up from the store's history, which holds far more changes.
+            // Once the history no longer has what it missed, it is closed, and its client resumes
+            // or lists again (kube-apiserver closes a watcher that cannot keep up).
+            segment = match store.watch(last_rev) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(prefix = %filter.prefix, last_rev, missed, error = %e, "closing a watch that fell behind");
+                    return;
+                }
+            };
         }
     });
     Ok(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)))
@@ -224,6 +241,9 @@ mod tests {
     use super::*;
     use skiff_api::resource::lookup;
     use skiff_api::selector::LabelSelector;
+    use skiff_store::{SqliteOptions, SqliteStore, Write};
+
+    use crate::request::Target;
 
     fn event(kind: EventKind, obj: Value, prev: Option<Value>) -> Event {
         Event {
@@ -264,6 +284,52 @@ mod tests {
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
         let parsed: Value = serde_json::from_slice(&line).expect("JSON");
         assert_eq!(parsed, json!({"type": "ADDED", "object": {"a": "multi\nline", "b": [1, null]}}));
+    }
+
+    /// Writes `n` ConfigMaps while a watch is not read, then reads the watch: the names it
+    /// delivers, in order, until it ends or has them all.
+    async fn watch_behind(options: SqliteOptions, n: usize) -> Vec<String> {
+        use futures::StreamExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("db"), options).expect("open"));
+        let r = lookup("", "v1", "configmaps").expect("configmaps");
+        let t = Target { resource: r, namespace: Some("default".into()), name: None, subresource: None };
+        let q = Query::parse(Some("watch=1&resourceVersion=0")).expect("query");
+        let mut body = start(store.clone(), &t, &q, Accept::Json).expect("watch").into_data_stream();
+        for i in 0..n {
+            let key = r.key(Some("default"), &format!("cm-{i}"));
+            let value = json!({"kind": "ConfigMap", "metadata": {"name": format!("cm-{i}")}});
+            store.write(Write::Create { key, value }).await.expect("create");
+        }
+        let mut names = Vec::new();
+        while names.len() < n {
+            let next = tokio::time::timeout(Duration::from_secs(10), body.next()).await.expect("the watch answers");
+            let Some(line) = next else { break };
+            let event: Value = serde_json::from_slice(&line.expect("a line")).expect("JSON");
+            assert_eq!(event["type"], "ADDED");
+            names.push(event["object"]["metadata"]["name"].as_str().unwrap_or_default().to_owned());
+        }
+        names
+    }
+
+    /// Every change passes through one broadcast of a few slots here; the watch stops reading
+    /// (its client does not read) and falls behind it.
+    #[tokio::test]
+    async fn a_watch_that_falls_behind_catches_up_from_the_history() {
+        let n = 400;
+        let options = SqliteOptions { history_len: 1000, retained_snapshots: 4, broadcast_capacity: 4 };
+        let want: Vec<String> = (0..n).map(|i| format!("cm-{i}")).collect();
+        assert_eq!(watch_behind(options, n).await, want);
+    }
+
+    #[tokio::test]
+    async fn a_watch_behind_its_history_is_closed() {
+        let n = 400;
+        let options = SqliteOptions { history_len: 50, retained_snapshots: 4, broadcast_capacity: 4 };
+        let got = watch_behind(options, n).await;
+        assert!(got.len() < n, "ended early: {} events", got.len());
+        let want: Vec<String> = (0..got.len()).map(|i| format!("cm-{i}")).collect();
+        assert_eq!(got, want, "in order, without a gap, up to where it was closed");
     }
 
     #[test]
