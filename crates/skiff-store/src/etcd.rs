@@ -22,8 +22,9 @@
 //!   waits until the cache has reached it, the reflector asking etcd for progress notifications
 //!   meanwhile so that writes outside the prefix do not keep it waiting. After
 //!   [`CONSISTENT_READ_TIMEOUT`] it fails with [`StoreError::TooLargeResourceVersion`]. Progress
-//!   notifications are exact from etcd 3.4.31 / 3.5.13 on; with an older etcd a sync may
-//!   occasionally return before an event it covers arrives (a warning is logged at connect).
+//!   notifications are exact from etcd 3.4.31 / 3.5.13 on; an older etcd may send one ahead of
+//!   the events it covers (etcd-io/etcd#15220), so there the revision read also counts the
+//!   prefix's keys and finds its last put, and the sync waits until the cache holds that state.
 //! - A background task compacts etcd every interval to the revision seen one interval earlier
 //!   (see `compactor`); the cache then forgets the compacted changes, and a watch from before
 //!   them fails with [`StoreError::Compacted`].
@@ -121,6 +122,9 @@ pub struct EtcdStore {
     kv: KvClient,
     cache: Arc<Cache>,
     request_timeout: Duration,
+    /// Whether etcd's progress notifications never run ahead of their events (see
+    /// [`check_version`]); if not, [`Store::sync`] checks the state it reaches.
+    exact_progress: bool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -143,7 +147,7 @@ impl EtcdStore {
         let current = reflector::current_revision(&kv, &keys, options.request_timeout).await?;
         let (rev, objects, replay) =
             reflector::initial_list(&kv, &watch, &keys, options.request_timeout, current, options.history_len).await?;
-        check_version(&client, options.request_timeout).await;
+        let exact_progress = check_version(&client, options.request_timeout).await;
         tracing::info!(endpoints = ?endpoints, prefix = keys.prefix(), revision = current, replayed_from = rev, objects = objects.len(), "etcd store connected");
         let limits = Limits {
             history_len: options.history_len,
@@ -173,7 +177,14 @@ impl EtcdStore {
         if let Err(e) = cache.wait_fresh(current, STARTUP_REPLAY_TIMEOUT).await {
             tracing::warn!(error = %e, "the store's history replay is not done yet: going on while it finishes");
         }
-        Ok(EtcdStore { keys, kv, cache, request_timeout: options.request_timeout, tasks: Mutex::new(tasks) })
+        Ok(EtcdStore {
+            keys,
+            kv,
+            cache,
+            request_timeout: options.request_timeout,
+            exact_progress,
+            tasks: Mutex::new(tasks),
+        })
     }
 
     /// The prefix the store's keys live under (ends with `/`).
@@ -208,19 +219,29 @@ impl EtcdStore {
     }
 }
 
-/// Warns when the etcd answering has a version whose progress notifications can run ahead of its
-/// events (see [`Store::sync`]); consistent reads then are only nearly consistent.
-async fn check_version(client: &Client, timeout: Duration) {
+/// Whether the etcd answering has a version whose progress notifications never run ahead of its
+/// events (etcd-io/etcd#15220, fixed in 3.4.31 and 3.5.13); false, with a note in the log, if
+/// they may or the version cannot be read (see [`Store::sync`]).
+async fn check_version(client: &Client, timeout: Duration) -> bool {
     let status = timed(timeout, "status", async { client.maintenance_client().status().await }).await;
     match status.as_ref().map(|s| (s.version(), reflector::exact_progress(s.version()))) {
-        Ok((_, Some(true))) => {}
-        Ok((version, Some(false))) => tracing::warn!(
-            version,
-            "etcd before 3.4.31 / 3.5.13 may send a progress notification ahead of the events it covers \
-             (etcd-io/etcd#15220): a consistent read can then miss a write made just before it; upgrade etcd"
-        ),
-        Ok((version, None)) => tracing::warn!(version, "cannot read the etcd version"),
-        Err(e) => tracing::debug!(error = %e, "cannot ask etcd for its version"),
+        Ok((_, Some(true))) => true,
+        Ok((version, Some(false))) => {
+            tracing::info!(
+                version,
+                "etcd before 3.4.31 / 3.5.13 may send a progress notification ahead of the events it covers \
+                 (etcd-io/etcd#15220): consistent reads check the state they reach with a range read"
+            );
+            false
+        }
+        Ok((version, None)) => {
+            tracing::warn!(version, "cannot read the etcd version: consistent reads check the state they reach");
+            false
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot ask etcd for its version");
+            false
+        }
     }
 }
 
@@ -273,13 +294,28 @@ impl Store for EtcdStore {
 
     /// Reads etcd's current revision and waits (at most `CONSISTENT_READ_TIMEOUT`) until the
     /// cache has reached it: every write acknowledged before is then in the cache, wherever it
-    /// was made.
+    /// was made. With an etcd whose progress notifications can run ahead of their events, the
+    /// read also learns the last put and the number of keys at that revision, and the wait goes
+    /// on until the cache holds that state (`Cache::wait_state`).
     async fn sync(&self) -> Result<Revision, StoreError> {
         if self.cache.is_closed() {
             return Err(StoreError::Closed);
         }
-        let current = reflector::current_revision(&self.kv, &self.keys, self.request_timeout).await?;
-        self.cache.wait_fresh(current, CONSISTENT_READ_TIMEOUT).await
+        if self.exact_progress {
+            let current = reflector::current_revision(&self.kv, &self.keys, self.request_timeout).await?;
+            return self.cache.wait_fresh(current, CONSISTENT_READ_TIMEOUT).await;
+        }
+        let started = tokio::time::Instant::now();
+        let target = reflector::replay_target(&self.kv, &self.keys, self.request_timeout, None).await?;
+        let reached = self.cache.wait_fresh(target.to, CONSISTENT_READ_TIMEOUT).await?;
+        let left = CONSISTENT_READ_TIMEOUT.saturating_sub(started.elapsed());
+        if self.cache.wait_state(target, left).await {
+            Ok(reached)
+        } else if self.cache.is_closed() {
+            Err(StoreError::Closed)
+        } else {
+            Err(StoreError::TooLargeResourceVersion { requested: target.to, current: self.cache.revision() })
+        }
     }
 
     /// The cache's wait, with progress notifications asked for meanwhile: a revision another

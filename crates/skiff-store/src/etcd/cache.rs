@@ -22,6 +22,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{broadcast, watch};
 
 use super::codec::{self, Change, EtcdKind, Keys, Kv};
+use super::reflector::Replay;
 use crate::{Event, EventKind, Object, Revision, Snapshot, StoreError, Watch};
 
 /// One event of an etcd watch response, as the reflector hands it over.
@@ -93,6 +94,28 @@ impl Cache {
     pub fn holds(&self, rev: Revision, count: usize) -> bool {
         let published = self.published.read();
         published.last_event.max(published.oldest) >= rev && published.snapshot.objects.len() == count
+    }
+
+    /// Whether the cache holds the state at `target.to` for certain, even if a progress
+    /// notification that ran ahead of events (etcd-io/etcd#15220) brought its revision there: it
+    /// has applied an event at or after `to` (events arrive in order), or its revision is at `to`
+    /// and it [`holds`](Cache::holds) the target's last put and count (any event it still misses
+    /// then leaves the state as it is: every key alive at `to` was last put at or before
+    /// `last_put`, and with as many keys as at `to`, the keys are the same).
+    fn has_state(&self, target: Replay) -> bool {
+        let published = self.published.read();
+        published.last_event >= target.to
+            || (published.snapshot.rev >= target.to
+                && published.last_event.max(published.oldest) >= target.last_put
+                && published.snapshot.objects.len() == target.count)
+    }
+
+    /// Waits until the cache [has the state](Cache::has_state) at `target.to`; false if it did not
+    /// within `timeout`.
+    pub async fn wait_state(&self, target: Replay, timeout: Duration) -> bool {
+        let mut seen = self.seen.subscribe();
+        let reached = seen.wait_for(|_| self.has_state(target) || self.is_closed());
+        matches!(tokio::time::timeout(timeout, reached).await, Ok(Ok(_))) && !self.is_closed()
     }
 
     pub fn revision(&self) -> Revision {
@@ -593,6 +616,40 @@ mod tests {
         cache.apply(vec![put("/c", json!({"v": 2}), 17, 21, Some(kv("/c", json!({"v": 1}), 17, 17)))], None);
         assert_eq!((cache.revision(), cache.get("/c").map(|o| o.rev)), (21, Some(21)));
         assert_eq!(revs(&cache.watch(15).expect("watch").backlog), [17, 21]);
+    }
+
+    /// etcd < 3.4.31 announces 30 before the events at 17 (a put) and 19 (a delete) arrive: the
+    /// revision is there, the state is not, until both are applied. A state whose missing events
+    /// cancel out (a key created and deleted after the last put) counts as held.
+    #[tokio::test]
+    async fn wait_state_waits_for_the_events_a_progress_notification_overtook() {
+        let cache = Arc::new(busy());
+        cache.apply(vec![put("/z", json!({}), 16, 16, None)], None);
+        let target = Replay { to: 30, last_put: 17, count: 2 };
+        cache.apply(vec![], Some(30));
+        assert_eq!(cache.revision(), 30);
+        assert!(!cache.wait_state(target, Duration::from_millis(50)).await, "the put at 17 is missing");
+        let waiter = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.wait_state(target, Duration::from_secs(3)).await })
+        };
+        cache.apply(vec![put("/c", json!({}), 17, 17, None)], None);
+        assert!(!cache.wait_state(target, Duration::from_millis(50)).await, "/z is not deleted yet");
+        cache.apply(vec![del("/z", 19, Some(kv("/z", json!({}), 16, 16)))], None);
+        assert!(waiter.await.expect("joined"), "the state at 30 is held");
+
+        let cache = busy();
+        cache.apply(vec![], Some(30));
+        let target = Replay { to: 30, last_put: 14, count: 1 };
+        assert!(
+            cache.wait_state(target, Duration::from_millis(50)).await,
+            "/y put at 20 and deleted at 25 are not needed"
+        );
+        let cache = busy();
+        cache.apply(vec![put("/y", json!({}), 31, 31, None)], None);
+        assert!(cache.wait_state(Replay { to: 30, last_put: 14, count: 7 }, Duration::ZERO).await, "an event after 30");
+        cache.close();
+        assert!(!cache.wait_state(Replay { to: 30, last_put: 14, count: 7 }, Duration::from_secs(3)).await, "closed");
     }
 
     #[tokio::test]

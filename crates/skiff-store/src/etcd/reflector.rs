@@ -136,7 +136,7 @@ pub(crate) async fn initial_list(
                 }
             }
             Ok((rev, objects)) => {
-                let replay = replay_target(kv, keys, timeout, current).await?;
+                let replay = replay_target(kv, keys, timeout, Some(current)).await?;
                 return Ok((rev, objects, Some(replay)));
             }
             Err(e) => return Err(e),
@@ -160,14 +160,23 @@ pub(crate) struct Replay {
     pub count: usize,
 }
 
-async fn replay_target(kv: &KvClient, keys: &Keys, timeout: Duration, to: Revision) -> Result<Replay, StoreError> {
+/// The [`Replay`] target at `to`, or at etcd's current revision if `None`: one range read of the
+/// prefix, keys only, sorted by modification, limited to one key.
+pub(crate) async fn replay_target(
+    kv: &KvClient,
+    keys: &Keys,
+    timeout: Duration,
+    to: Option<Revision>,
+) -> Result<Replay, StoreError> {
     let prefix = keys.prefix().as_bytes().to_vec();
-    let options = GetOptions::new()
+    let mut options = GetOptions::new()
         .with_range(range_end(&prefix))
-        .with_revision(codec::etcd_revision(to))
         .with_keys_only()
         .with_sort(SortTarget::Mod, SortOrder::Descend)
         .with_limit(1);
+    if let Some(to) = to {
+        options = options.with_revision(codec::etcd_revision(to));
+    }
     let get = || {
         let (mut kv, prefix, options) = (kv.clone(), prefix.clone(), options.clone());
         async move { kv.get(prefix, Some(options)).await }
@@ -179,6 +188,14 @@ async fn replay_target(kv: &KvClient, keys: &Keys, timeout: Duration, to: Revisi
     };
     let count = usize::try_from(response.count())
         .map_err(|_| StoreError::Backend(format!("etcd counted {} keys", response.count())))?;
+    let to = match to {
+        Some(to) => to,
+        None => {
+            let header =
+                response.header().ok_or_else(|| StoreError::Backend("etcd range answer has no header".to_owned()))?;
+            codec::revision(header.revision())?
+        }
+    };
     Ok(Replay { to, last_put, count })
 }
 
