@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -495,7 +495,7 @@ pub async fn run(
     let writes = Arc::new(Semaphore::new(config.max_concurrent_writes.max(1)));
     let uids = register_nodes(&client, &config).await?;
     tracing::info!(prefix = %config.prefix, count = config.count, "simulated nodes registered");
-    let heartbeats = tokio::spawn(heartbeat_loop(client.clone(), config.clone(), writes.clone(), uids));
+    let heartbeats = tokio::spawn(heartbeat_loop(client.clone(), config.clone(), uids));
     let pods = tokio::spawn(pod_loop(client, config, writes));
     shutdown.await;
     heartbeats.abort();
@@ -570,12 +570,12 @@ async fn renew_lease(client: &Client, node: &str, node_uid: Option<&str>) {
 
 /// Renews each Lease every `lease_renew_interval`, spread evenly over it, and posts each node's
 /// status every `node_status_interval`.
-async fn heartbeat_loop(
-    client: Client,
-    config: Arc<SimulatorConfig>,
-    writes: Arc<Semaphore>,
-    uids: Vec<Option<String>>,
-) {
+///
+/// Each node renews on its own, as each kubelet's lease controller does: a renewal waits for no
+/// other node's writes (not for `max_concurrent_writes`, which the pod writes of all the nodes
+/// share: at 5,000 nodes, a renewal queued behind them came later than the node monitor's grace
+/// period), and a node whose previous renewal is still in flight skips its turn.
+async fn heartbeat_loop(client: Client, config: Arc<SimulatorConfig>, uids: Vec<Option<String>>) {
     let n = config.count.max(1);
     let step = (config.lease_renew_interval / n as u32).max(Duration::from_millis(1));
     // With more nodes than milliseconds in the interval, renew several per tick.
@@ -585,18 +585,27 @@ async fn heartbeat_loop(
         (config.node_status_interval.as_millis() / config.lease_renew_interval.as_millis().max(1)).max(1) as u64;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let in_flight: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
     let mut i = 0usize;
     let mut round = 0u64;
     loop {
         tick.tick().await;
         for _ in 0..per_tick {
             let index = i % n;
+            i += 1;
+            if i.is_multiple_of(n) {
+                round += 1;
+            }
+            let Some(renewing) = Renewing::start(&in_flight, index) else {
+                tracing::debug!(node = %config.node_name(index), "the previous lease renewal is still in flight");
+                continue;
+            };
             let name = config.node_name(index);
             let uid = uids.get(index).cloned().flatten();
             let post_status = round > 0 && round.is_multiple_of(status_every);
-            let (client, writes) = (client.clone(), writes.clone());
+            let client = client.clone();
             tokio::spawn(async move {
-                let Ok(_permit) = writes.acquire().await else { return };
+                let _renewing = renewing;
                 renew_lease(&client, &name, uid.as_deref()).await;
                 if post_status {
                     let api: Api<Node> = Api::all(client);
@@ -606,10 +615,28 @@ async fn heartbeat_loop(
                     }
                 }
             });
-            i += 1;
-            if i.is_multiple_of(n) {
-                round += 1;
-            }
+        }
+    }
+}
+
+/// One node's heartbeat in flight; its flag is cleared when this is dropped.
+struct Renewing {
+    flags: Arc<Vec<AtomicBool>>,
+    index: usize,
+}
+
+impl Renewing {
+    /// Marks node `index` renewing, unless it already is.
+    fn start(flags: &Arc<Vec<AtomicBool>>, index: usize) -> Option<Renewing> {
+        let flag = flags.get(index)?;
+        (!flag.swap(true, Ordering::AcqRel)).then(|| Renewing { flags: flags.clone(), index })
+    }
+}
+
+impl Drop for Renewing {
+    fn drop(&mut self) {
+        if let Some(flag) = self.flags.get(self.index) {
+            flag.store(false, Ordering::Release);
         }
     }
 }
@@ -1087,6 +1114,18 @@ mod tests {
         assert_eq!(done["status"]["phase"], json!("Succeeded"));
         assert_eq!(done["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], json!("Completed"));
         assert_eq!(condition(&done, "ContainersReady"), ("False".into(), "PodCompleted".into()));
+    }
+
+    #[test]
+    fn a_node_renews_one_lease_at_a_time() {
+        let flags = Arc::new((0..2).map(|_| AtomicBool::new(false)).collect::<Vec<_>>());
+        let first = Renewing::start(&flags, 0).expect("node 0 is free");
+        assert!(Renewing::start(&flags, 0).is_none(), "node 0 is still renewing");
+        let other = Renewing::start(&flags, 1).expect("node 1 does not wait for node 0");
+        drop(first);
+        assert!(Renewing::start(&flags, 0).is_some(), "node 0 is free again");
+        drop(other);
+        assert!(Renewing::start(&flags, 2).is_none(), "no such node");
     }
 
     #[test]
