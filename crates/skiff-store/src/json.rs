@@ -55,6 +55,7 @@ impl Json {
     }
 
     /// Whether `self` and `other` are the same stored text (not merely equal text).
+    #[cfg(test)]
     pub fn ptr_eq(&self, other: &Json) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
@@ -169,6 +170,7 @@ fn parse_unbounded(text: &str) -> Result<Value, serde_json::Error> {
     Ok(value)
 }
 
+#[cfg(test)]
 impl From<Value> for Json {
     fn from(value: Value) -> Json {
         Json::encode(&value)
@@ -194,11 +196,43 @@ impl fmt::Display for Json {
     }
 }
 
+/// Sets `metadata.resourceVersion` to `rev` as a decimal string, creating `metadata` when it is
+/// missing or not an object. A value that is not a JSON object is left as it is (every Kubernetes
+/// object is one; the store does not validate). Both backends use it.
+pub(crate) fn set_resource_version(value: &mut Value, rev: crate::Revision) {
+    let Value::Object(fields) = value else { return };
+    let metadata = fields.entry("metadata").or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if !metadata.is_object() {
+        *metadata = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(metadata) = metadata {
+        metadata.insert("resourceVersion".to_owned(), Value::String(rev.to_string()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn set_resource_version_cases() {
+        let cases = [
+            (json!({}), json!({"metadata": {"resourceVersion": "7"}})),
+            (json!({"metadata": {"name": "a"}}), json!({"metadata": {"name": "a", "resourceVersion": "7"}})),
+            (json!({"metadata": {"resourceVersion": "3"}}), json!({"metadata": {"resourceVersion": "7"}})),
+            (json!({"metadata": null, "x": 1}), json!({"metadata": {"resourceVersion": "7"}, "x": 1})),
+            (json!({"metadata": "nope"}), json!({"metadata": {"resourceVersion": "7"}})),
+            (json!([1, 2]), json!([1, 2])),
+            (json!("text"), json!("text")),
+        ];
+        for (input, want) in cases {
+            let mut got = input.clone();
+            set_resource_version(&mut got, 7);
+            assert_eq!(got, want, "input {input}");
+        }
+    }
 
     #[test]
     fn text_round_trips_the_value() {

@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use crate::json::set_resource_version;
 use crate::{Event, EventKind, Json, Object, Revision, StoreError};
 
 /// Maps store keys to etcd keys and back. The prefix always ends with `/`; store keys start
@@ -107,20 +108,6 @@ pub(crate) fn object(keys: &Keys, kv: &Kv) -> Result<Object, StoreError> {
     let rev = revision(kv.mod_revision)?;
     let value = decode(&key, &kv.value, rev)?;
     Ok(Object { key, rev, value })
-}
-
-/// Sets `metadata.resourceVersion` to `rev` as a decimal string, creating `metadata` when it is
-/// missing or not an object; a value that is not a JSON object is left as it is. (The same rule
-/// as the SQLite backend's.)
-pub(crate) fn set_resource_version(value: &mut Value, rev: Revision) {
-    let Value::Object(fields) = value else { return };
-    let metadata = fields.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
-    if !metadata.is_object() {
-        *metadata = Value::Object(Map::new());
-    }
-    if let Value::Object(metadata) = metadata {
-        metadata.insert("resourceVersion".to_owned(), Value::String(rev.to_string()));
-    }
 }
 
 /// The kind of an etcd watch event.

@@ -99,7 +99,7 @@ pub(crate) fn outcome(pending: Pending, answer: Answer) -> Result<Object, StoreE
     let rev = codec::revision(answer.revision)?;
     match pending {
         Pending::Create { key, mut value } | Pending::Update { key, mut value, .. } if answer.succeeded => {
-            codec::set_resource_version(&mut value, rev);
+            crate::json::set_resource_version(&mut value, rev);
             Ok(Object { key: Arc::from(key), rev, value: Json::encode(&value) })
         }
         Pending::Delete { key, .. } if answer.succeeded => {

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use crate::json::set_resource_version;
 use crate::{Event, EventKind, Json, Object, Revision, StoreError, Write};
 
 /// The latest state of every object, by key.
@@ -86,20 +87,6 @@ fn store(objects: &mut Objects, key: Arc<str>, value: &Value, rev: Revision, pre
     Change { object, event: Arc::new(Event { kind, rev, key, object: value, prev }), prev_rev }
 }
 
-/// Sets `metadata.resourceVersion` to `rev` as a decimal string, creating `metadata` when it is
-/// missing or not an object. A value that is not a JSON object is left as it is (every Kubernetes
-/// object is one; the store does not validate).
-pub(super) fn set_resource_version(value: &mut Value, rev: Revision) {
-    let Value::Object(fields) = value else { return };
-    let metadata = fields.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
-    if !metadata.is_object() {
-        *metadata = Value::Object(Map::new());
-    }
-    if let Value::Object(metadata) = metadata {
-        metadata.insert("resourceVersion".to_owned(), Value::String(rev.to_string()));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -115,24 +102,6 @@ mod tests {
         let mut objects = Objects::new();
         objects.insert(Arc::from("/k"), object("/k", 4, json!({"metadata": {"name": "a", "resourceVersion": "4"}})));
         objects
-    }
-
-    #[test]
-    fn set_resource_version_cases() {
-        let cases = [
-            (json!({}), json!({"metadata": {"resourceVersion": "7"}})),
-            (json!({"metadata": {"name": "a"}}), json!({"metadata": {"name": "a", "resourceVersion": "7"}})),
-            (json!({"metadata": {"resourceVersion": "3"}}), json!({"metadata": {"resourceVersion": "7"}})),
-            (json!({"metadata": null, "x": 1}), json!({"metadata": {"resourceVersion": "7"}, "x": 1})),
-            (json!({"metadata": "nope"}), json!({"metadata": {"resourceVersion": "7"}})),
-            (json!([1, 2]), json!([1, 2])),
-            (json!("text"), json!("text")),
-        ];
-        for (input, want) in cases {
-            let mut got = input.clone();
-            set_resource_version(&mut got, 7);
-            assert_eq!(got, want, "input {input}");
-        }
     }
 
     #[test]

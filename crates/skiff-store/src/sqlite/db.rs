@@ -25,7 +25,8 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::apply::{Change, Objects, set_resource_version};
+use super::apply::{Change, Objects};
+use crate::json::set_resource_version;
 use crate::{Event, EventKind, Json, Object, Revision, StoreError};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
