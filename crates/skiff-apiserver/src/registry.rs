@@ -383,6 +383,10 @@ struct UpdateRequest<'a> {
     subresource: Option<Subresource>,
     /// Whether managedFields were already computed (server-side apply).
     fields_recorded: bool,
+    /// The stored object the request was built from, and its decoded value: the first attempt
+    /// updates it instead of reading and decoding it again (a change since fails the write with
+    /// a conflict, and the next attempt reads afresh).
+    read: Option<(Object, Value)>,
 }
 
 fn parse_rv(r: &ResourceInfo, name: &str, rv: &str) -> Result<Option<Revision>, ApiError> {
@@ -431,8 +435,15 @@ impl Registry {
             }
         }
         let expected = parse_rv(r, name, meta::resource_version(&body))?;
-        let req =
-            UpdateRequest { target: t, name, new: body, expected, subresource: t.subresource, fields_recorded: false };
+        let req = UpdateRequest {
+            target: t,
+            name,
+            new: body,
+            expected,
+            subresource: t.subresource,
+            fields_recorded: false,
+            read: None,
+        };
         let mut w = self.guaranteed_update(req, opts).await?;
         w.warnings.extend(warnings);
         Ok(w)
@@ -440,16 +451,23 @@ impl Registry {
 
     /// Applies an update to the stored object, retrying (from a fresh read) when another writer won
     /// the race and the caller set no precondition.
-    async fn guaranteed_update(&self, req: UpdateRequest<'_>, opts: &WriteOptions) -> Result<Written, ApiError> {
+    async fn guaranteed_update(&self, mut req: UpdateRequest<'_>, opts: &WriteOptions) -> Result<Written, ApiError> {
         let r = req.target.resource;
+        let mut read = req.read.take();
         for _ in 0..MAX_RETRIES {
-            let current = self.current(req.target, req.name)?;
+            let (current, old) = match read.take() {
+                Some(read) => read,
+                None => {
+                    let current = self.current(req.target, req.name)?;
+                    let old = current.value.parse();
+                    (current, old)
+                }
+            };
             if let Some(rv) = req.expected
                 && rv != current.rev
             {
                 return Err(ApiError::stale(r.group, r.plural, req.name));
             }
-            let old = current.value.parse();
             let (next, delete) = self.prepare(&req, &old, opts)?;
             if next == old {
                 // Nothing changed: no write, no new resourceVersion (as the apiserver skips no-op
@@ -538,7 +556,8 @@ impl Registry {
                 }
                 None => return Err(ApiError::not_found(r.group, r.plural, name)),
             };
-            let old = &current.value.parse();
+            let parsed = current.value.parse();
+            let old = &parsed;
             let mut warnings = Vec::new();
             let (patched, recorded) = match kind {
                 PatchType::Json => (patch::json_patch(old, patch_body)?, false),
@@ -586,6 +605,7 @@ impl Registry {
                 expected,
                 subresource: t.subresource,
                 fields_recorded: recorded,
+                read: Some((current, parsed)),
             };
             // A conflict here is a write that won the race since `current` was read (server-side
             // apply's field conflicts are found above, before the write): patch the newer object.
@@ -659,6 +679,7 @@ impl Registry {
                 expected: Some(expected.unwrap_or(current.rev)),
                 subresource: Some(Subresource::Scale),
                 fields_recorded: false,
+                read: None,
             };
             match self.guaranteed_update(req, opts).await {
                 Err(e) if e.is_conflict() && !precondition => continue,

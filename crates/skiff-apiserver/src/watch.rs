@@ -28,9 +28,8 @@ impl Filter {
         self.selection.matches(obj)
     }
 
-    /// The event a watcher sees for a change: objects entering the selection are ADDED, leaving it
-    /// DELETED (`cacher.go: processEvent`).
-    /// The event type to send for `e.object`, or `None` when the watcher does not see the change.
+    /// The event type a watcher sees for a change, or `None` when it does not see it: objects
+    /// entering the selection are ADDED, leaving it DELETED (`cacher.go: processEvent`).
     fn translate(&self, e: &Event) -> Option<&'static str> {
         if !e.key.starts_with(&self.prefix) {
             return None;
@@ -59,7 +58,7 @@ struct Encoder {
 impl Encoder {
     /// The line for a stored object: in JSON its text is copied as it is; Tables and metadata
     /// decode it.
-    fn line(&mut self, kind: &str, obj: &Json) -> Bytes {
+    fn line(&mut self, kind: &'static str, obj: &Json) -> Bytes {
         let object = match self.accept {
             Accept::Json | Accept::MetadataList { .. } => return stored_event(kind, obj),
             Accept::Metadata { version } => response::partial_metadata(version, &obj.parse()),
@@ -96,10 +95,10 @@ impl Encoder {
 /// `{"type":KIND,"object":OBJECT}` and a newline. `type` comes first, as the Go API server writes
 /// it: a client decoding the event as a tagged enum (client-go, kube-rs' `WatchEvent`) then reads
 /// the object straight into its type instead of buffering it until the tag shows up.
-fn event_line(kind: &str, object: &[u8]) -> Bytes {
+fn event_line(kind: &'static str, object: &[u8]) -> Bytes {
     let mut line = Vec::with_capacity(object.len() + kind.len() + 32);
     line.extend_from_slice(b"{\"type\":\"");
-    // Event types are fixed upper-case words: nothing to escape.
+    // Event types are fixed upper-case words (`&'static str`): nothing to escape.
     line.extend_from_slice(kind.as_bytes());
     line.extend_from_slice(b"\",\"object\":");
     line.extend_from_slice(object);
@@ -108,12 +107,12 @@ fn event_line(kind: &str, object: &[u8]) -> Bytes {
 }
 
 /// The line for a stored object: its text, as the store holds it (compact JSON: one line).
-fn stored_event(kind: &str, object: &Json) -> Bytes {
+fn stored_event(kind: &'static str, object: &Json) -> Bytes {
     event_line(kind, object.as_str().as_bytes())
 }
 
 /// The line for an object built here (a bookmark, a Table, metadata, a `Status`).
-fn encode_event(kind: &str, object: &Value) -> Bytes {
+fn encode_event(kind: &'static str, object: &Value) -> Bytes {
     match serde_json::to_vec(object) {
         Ok(text) => event_line(kind, &text),
         // Serializing a `Value` into memory cannot fail; keep the stream well-formed regardless.
