@@ -7,7 +7,6 @@
 //! accepts (k8s-openapi requires fields that Go leaves zero, such as a container's `name`, which are
 //! validation's business and must come back as 422, not 400).
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use k8s_openapi::schemars::{JsonSchema, SchemaGenerator};
@@ -151,26 +150,29 @@ fn root_schema<T: JsonSchema>() -> Value {
     SchemaGenerator::default().into_root_schema_for::<T>().as_value().clone()
 }
 
-/// The root schema of each served kind, generated once.
+/// The root schema of a served kind, generated the first time a body of that kind is checked
+/// (each holds the definitions of every type it nests: a Pod's is hundreds of KB decoded, and a
+/// server at rest checks only a few kinds).
 fn schema_for(resource: &ResourceInfo) -> Option<&'static Value> {
     use k8s_openapi::api::{apps, coordination, core, events};
-    static SCHEMAS: OnceLock<HashMap<(&'static str, &'static str), Value>> = OnceLock::new();
-    let map = SCHEMAS.get_or_init(|| {
-        HashMap::from([
-            (("", "Pod"), root_schema::<core::v1::Pod>()),
-            (("", "ConfigMap"), root_schema::<core::v1::ConfigMap>()),
-            (("", "Secret"), root_schema::<core::v1::Secret>()),
-            (("", "ServiceAccount"), root_schema::<core::v1::ServiceAccount>()),
-            (("", "Namespace"), root_schema::<core::v1::Namespace>()),
-            (("", "Node"), root_schema::<core::v1::Node>()),
-            (("", "Event"), root_schema::<core::v1::Event>()),
-            (("apps", "Deployment"), root_schema::<apps::v1::Deployment>()),
-            (("apps", "ReplicaSet"), root_schema::<apps::v1::ReplicaSet>()),
-            (("coordination.k8s.io", "Lease"), root_schema::<coordination::v1::Lease>()),
-            (("events.k8s.io", "Event"), root_schema::<events::v1::Event>()),
-        ])
-    });
-    map.get(&(resource.group, resource.kind))
+    type Kinds = [((&'static str, &'static str), fn() -> Value); 11];
+    const KINDS: Kinds = [
+        (("", "Pod"), root_schema::<core::v1::Pod>),
+        (("", "ConfigMap"), root_schema::<core::v1::ConfigMap>),
+        (("", "Secret"), root_schema::<core::v1::Secret>),
+        (("", "ServiceAccount"), root_schema::<core::v1::ServiceAccount>),
+        (("", "Namespace"), root_schema::<core::v1::Namespace>),
+        (("", "Node"), root_schema::<core::v1::Node>),
+        (("", "Event"), root_schema::<core::v1::Event>),
+        (("apps", "Deployment"), root_schema::<apps::v1::Deployment>),
+        (("apps", "ReplicaSet"), root_schema::<apps::v1::ReplicaSet>),
+        (("coordination.k8s.io", "Lease"), root_schema::<coordination::v1::Lease>),
+        (("events.k8s.io", "Event"), root_schema::<events::v1::Event>),
+    ];
+    static SCHEMAS: [OnceLock<Value>; 11] = [const { OnceLock::new() }; 11];
+    let index = KINDS.iter().position(|(kind, _)| *kind == (resource.group, resource.kind))?;
+    let (_, generate) = KINDS.get(index)?;
+    Some(SCHEMAS.get(index)?.get_or_init(generate))
 }
 
 fn defs(root: &Value) -> &Map<String, Value> {
