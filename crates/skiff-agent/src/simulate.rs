@@ -177,7 +177,22 @@ pub fn plan(pod: &Pod, config: &SimulatorConfig, since_last_write: Option<Durati
     }
     let running = statuses.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
     match m {
-        Mode::Normal if statuses.iter().all(|c| c.ready) => None,
+        // Ready containers, and the pod Ready unless a readiness gate holds it back; a Ready
+        // condition set False by someone else (the node lifecycle controller, while the node's
+        // heartbeats were late) is written back, as the kubelet's status manager reconciles a
+        // status that differs from its own.
+        Mode::Normal if statuses.iter().all(|c| c.ready) => {
+            let condition = |type_: &str| {
+                status
+                    .and_then(|s| s.conditions.as_deref())
+                    .unwrap_or(&[])
+                    .iter()
+                    .any(|c| c.type_ == type_ && c.status == "True")
+            };
+            let gates = pod.spec.as_ref().and_then(|s| s.readiness_gates.as_deref()).unwrap_or(&[]);
+            let held_back = gates.iter().any(|g| !condition(&g.condition_type));
+            (!held_back && !condition("Ready")).then_some((Duration::ZERO, Step::Ready))
+        }
         Mode::Normal => Some((after(config.ready_delay), Step::Ready)),
         Mode::NeverReady => None,
         Mode::Fail | Mode::Complete if running => {
@@ -1043,6 +1058,19 @@ mod tests {
         assert_eq!(ready["status"]["containerStatuses"][0]["ready"], json!(true));
         assert_eq!(plan(&pod(ready.clone()), &c, Some(Duration::from_secs(9))), None, "steady");
 
+        // The node lifecycle controller marked it not Ready (the node's heartbeats were late): the
+        // simulated kubelet writes its own status back at once.
+        let mut marked = ready.clone();
+        for c in marked["status"]["conditions"].as_array_mut().expect("conditions") {
+            if c["type"] == "Ready" {
+                c["status"] = json!("False");
+            }
+        }
+        assert_eq!(plan(&pod(marked.clone()), &c, Some(Duration::from_secs(30))), Some((Duration::ZERO, Step::Ready)));
+        let restored = apply(marked, &Step::Ready, now);
+        assert_eq!(condition(&restored, "Ready"), ("True".into(), "".into()));
+        assert_eq!(plan(&pod(restored), &c, Some(Duration::ZERO)), None);
+
         // Without a ready delay, one write.
         assert_eq!(
             plan(&pod(base(None, "Always")), &config(0), None),
@@ -1069,6 +1097,7 @@ mod tests {
         let started = apply(gated, &Step::Start { ready: true }, now);
         assert_eq!(condition(&started, "ContainersReady"), ("True".into(), "".into()));
         assert_eq!(condition(&started, "Ready"), ("False".into(), "ReadinessGatesNotReady".into()));
+        assert_eq!(plan(&pod(started), &c, None), None, "held back by its gate, not written again");
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //! `addConditionAndDeletePod`): re-evaluates every pod on a NoExecute-tainted node whenever a Node
 //! or Pod changes and when the next scheduled deletion is due, and carries out [`eviction::pass`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Taint};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -33,6 +33,7 @@ pub async fn run(client: Client, nodes: Store<Node>, pods: Store<Pod>, wake: Arc
     let recorder = Recorder::new(client.clone(), TAINT_EVICTION_CONTROLLER);
     let mut schedule: BTreeMap<String, Scheduled> = BTreeMap::new();
     loop {
+        let started = Instant::now();
         let now = Timestamp::now();
         let tainted: BTreeMap<String, Vec<Taint>> = nodes
             .state()
@@ -40,17 +41,10 @@ pub async fn run(client: Client, nodes: Store<Node>, pods: Store<Pod>, wake: Arc
             .map(|n| (n.name_any(), eviction::no_execute(taints::of(n))))
             .filter(|(_, t)| !t.is_empty())
             .collect();
-        // Only pods on tainted nodes and pods with a scheduled deletion matter to the pass (a
-        // scheduled pod gone from the views is cancelled as one that disappeared would be, and a
-        // fired one is forgotten either way); with no NoExecute taint and nothing scheduled, which
-        // is how a healthy cluster runs, the pods are not looked at at all.
-        let all_pods = if tainted.is_empty() && schedule.is_empty() { Vec::new() } else { pods.state() };
-        let views: Vec<PodView> = all_pods
-            .iter()
-            .filter(|p| on_tainted_node(p, &tainted) || (!schedule.is_empty() && schedule.contains_key(&key_of(p))))
-            .filter_map(|p| view(p))
-            .collect();
-        for step in eviction::pass(&views, &tainted, &mut schedule, now) {
+        let views = pod_views(&pods, &tainted, &schedule);
+        let steps = eviction::pass(&views, &tainted, &mut schedule, now);
+        let took = started.elapsed();
+        for step in steps {
             match step {
                 Step::Cancelled { key } => {
                     let (ns, name) = split(&key);
@@ -62,11 +56,16 @@ pub async fn run(client: Client, nodes: Store<Node>, pods: Store<Pod>, wake: Arc
                     tracing::info!(controller = TAINT_EVICTION_CONTROLLER, pod = %key, "Deleting pod");
                     let message = eviction::marking_message(ns, name);
                     recorder.record(&pod_ref(ns, name), EventType::Normal, eviction::EVENT_REASON, &message).await;
-                    let cached = all_pods.iter().find(|p| p.uid().as_deref() == Some(uid.as_str()));
-                    evict(&client, ns, name, &uid, cached.map(|p| &**p)).await;
+                    let cached =
+                        pods.get(&ObjectRef::new(name).within(ns)).filter(|p| p.uid().as_deref() == Some(&uid));
+                    evict(&client, ns, name, &uid, cached.as_deref()).await;
                 }
             }
         }
+        // A pass reads every pod while some node is tainted: with many pods changing, passes back
+        // to back would take a core, so the next one waits at least four times as long as this
+        // one's reading and deciding took (a fifth of a core at most).
+        tokio::time::sleep(took.saturating_mul(4).min(IDLE)).await;
         let wait = eviction::next_due(&schedule)
             .map(|due| Duration::try_from(due.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO))
             .map_or(IDLE, |d| d.min(IDLE));
@@ -75,6 +74,30 @@ pub async fn run(client: Client, nodes: Store<Node>, pods: Store<Pod>, wake: Arc
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// The pods a pass looks at: those on a node with NoExecute taints (one walk over the cache that
+/// reads only `spec.nodeName`) and those with a deletion scheduled (looked up by key; gone ones
+/// are left out, so the pass forgets them). With no taint and nothing scheduled, which is how a
+/// healthy cluster runs, none.
+fn pod_views(
+    pods: &Store<Pod>,
+    tainted: &BTreeMap<String, Vec<Taint>>,
+    schedule: &BTreeMap<String, Scheduled>,
+) -> Vec<PodView> {
+    let mut views: Vec<PodView> = if tainted.is_empty() {
+        Vec::new()
+    } else {
+        pods.state().iter().filter(|p| on_tainted_node(p, tainted)).filter_map(|p| view(p)).collect()
+    };
+    let seen: HashSet<String> = views.iter().map(|v| v.key.clone()).collect();
+    for key in schedule.keys().filter(|k| !seen.contains(*k)) {
+        let (ns, name) = split(key);
+        if let Some(view) = pods.get(&ObjectRef::new(name).within(ns)).and_then(|p| view(&p)) {
+            views.push(view);
+        }
+    }
+    views
 }
 
 fn on_tainted_node(pod: &Pod, tainted: &BTreeMap<String, Vec<Taint>>) -> bool {
