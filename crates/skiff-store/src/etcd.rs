@@ -23,8 +23,9 @@
 //!   meanwhile so that writes outside the prefix do not keep it waiting. After
 //!   [`CONSISTENT_READ_TIMEOUT`] it fails with [`StoreError::TooLargeResourceVersion`]. Progress
 //!   notifications are exact from etcd 3.4.31 / 3.5.13 on; an older etcd may send one ahead of
-//!   the events it covers (etcd-io/etcd#15220), so there the revision read also counts the
-//!   prefix's keys and finds its last put, and the sync waits until the cache holds that state.
+//!   the events it covers (etcd-io/etcd#15220), so there a sync that only a progress notification
+//!   brought to the revision also reads the prefix's key count and last put at it, and waits
+//!   until the cache holds that state.
 //! - A background task compacts etcd every interval to the revision seen one interval earlier
 //!   (see `compactor`); the cache then forgets the compacted changes, and a watch from before
 //!   them fails with [`StoreError::Compacted`].
@@ -294,27 +295,29 @@ impl Store for EtcdStore {
 
     /// Reads etcd's current revision and waits (at most `CONSISTENT_READ_TIMEOUT`) until the
     /// cache has reached it: every write acknowledged before is then in the cache, wherever it
-    /// was made. With an etcd whose progress notifications can run ahead of their events, the
-    /// read also learns the last put and the number of keys at that revision, and the wait goes
-    /// on until the cache holds that state (`Cache::wait_state`).
+    /// was made. With an etcd whose progress notifications can run ahead of their events, a
+    /// cache that got there by a progress notification rather than an event at or after the
+    /// revision also reads the prefix's key count and last put at that revision, and waits until
+    /// it holds that state (`Cache::wait_state`). That read sorts the prefix's keys in etcd, so it
+    /// is made only then: when the last write was under the prefix, its event is there.
     async fn sync(&self) -> Result<Revision, StoreError> {
         if self.cache.is_closed() {
             return Err(StoreError::Closed);
         }
-        if self.exact_progress {
-            let current = reflector::current_revision(&self.kv, &self.keys, self.request_timeout).await?;
-            return self.cache.wait_fresh(current, CONSISTENT_READ_TIMEOUT).await;
-        }
         let started = tokio::time::Instant::now();
-        let target = reflector::replay_target(&self.kv, &self.keys, self.request_timeout, None).await?;
-        let reached = self.cache.wait_fresh(target.to, CONSISTENT_READ_TIMEOUT).await?;
+        let current = reflector::current_revision(&self.kv, &self.keys, self.request_timeout).await?;
+        let reached = self.cache.wait_fresh(current, CONSISTENT_READ_TIMEOUT).await?;
+        if self.exact_progress || self.cache.last_event() >= current {
+            return Ok(reached);
+        }
+        let target = reflector::replay_target(&self.kv, &self.keys, self.request_timeout, current).await?;
         let left = CONSISTENT_READ_TIMEOUT.saturating_sub(started.elapsed());
         if self.cache.wait_state(target, left).await {
             Ok(reached)
         } else if self.cache.is_closed() {
             Err(StoreError::Closed)
         } else {
-            Err(StoreError::TooLargeResourceVersion { requested: target.to, current: self.cache.revision() })
+            Err(StoreError::TooLargeResourceVersion { requested: current, current: self.cache.revision() })
         }
     }
 

@@ -118,6 +118,11 @@ impl Cache {
         matches!(tokio::time::timeout(timeout, reached).await, Ok(Ok(_))) && !self.is_closed()
     }
 
+    /// The revision of the last event applied (or of the last relist).
+    pub fn last_event(&self) -> Revision {
+        self.published.read().last_event
+    }
+
     pub fn revision(&self) -> Revision {
         self.published.read().snapshot.rev
     }

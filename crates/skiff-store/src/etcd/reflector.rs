@@ -136,7 +136,7 @@ pub(crate) async fn initial_list(
                 }
             }
             Ok((rev, objects)) => {
-                let replay = replay_target(kv, keys, timeout, Some(current)).await?;
+                let replay = replay_target(kv, keys, timeout, current).await?;
                 return Ok((rev, objects, Some(replay)));
             }
             Err(e) => return Err(e),
@@ -160,23 +160,21 @@ pub(crate) struct Replay {
     pub count: usize,
 }
 
-/// The [`Replay`] target at `to`, or at etcd's current revision if `None`: one range read of the
-/// prefix, keys only, sorted by modification, limited to one key.
+/// The [`Replay`] target at `to`: one range read of the prefix at that revision, keys only,
+/// sorted by modification, limited to one key.
 pub(crate) async fn replay_target(
     kv: &KvClient,
     keys: &Keys,
     timeout: Duration,
-    to: Option<Revision>,
+    to: Revision,
 ) -> Result<Replay, StoreError> {
     let prefix = keys.prefix().as_bytes().to_vec();
-    let mut options = GetOptions::new()
+    let options = GetOptions::new()
         .with_range(range_end(&prefix))
+        .with_revision(codec::etcd_revision(to))
         .with_keys_only()
         .with_sort(SortTarget::Mod, SortOrder::Descend)
         .with_limit(1);
-    if let Some(to) = to {
-        options = options.with_revision(codec::etcd_revision(to));
-    }
     let get = || {
         let (mut kv, prefix, options) = (kv.clone(), prefix.clone(), options.clone());
         async move { kv.get(prefix, Some(options)).await }
@@ -188,14 +186,6 @@ pub(crate) async fn replay_target(
     };
     let count = usize::try_from(response.count())
         .map_err(|_| StoreError::Backend(format!("etcd counted {} keys", response.count())))?;
-    let to = match to {
-        Some(to) => to,
-        None => {
-            let header =
-                response.header().ok_or_else(|| StoreError::Backend("etcd range answer has no header".to_owned()))?;
-            codec::revision(header.revision())?
-        }
-    };
     Ok(Replay { to, last_put, count })
 }
 
