@@ -92,8 +92,7 @@ impl Cache {
 
     /// Whether every event up to `rev` has been applied and the state has `count` objects.
     pub fn holds(&self, rev: Revision, count: usize) -> bool {
-        let published = self.published.read();
-        published.last_event.max(published.oldest) >= rev && published.snapshot.objects.len() == count
+        holds_in(&self.published.read(), rev, count)
     }
 
     /// Whether the cache holds the state at `target.to` for certain, even if a progress
@@ -105,9 +104,7 @@ impl Cache {
     fn has_state(&self, target: Replay) -> bool {
         let published = self.published.read();
         published.last_event >= target.to
-            || (published.snapshot.rev >= target.to
-                && published.last_event.max(published.oldest) >= target.last_put
-                && published.snapshot.objects.len() == target.count)
+            || (published.snapshot.rev >= target.to && holds_in(&published, target.last_put, target.count))
     }
 
     /// Waits until the cache [has the state](Cache::has_state) at `target.to`; false if it did not
@@ -379,6 +376,11 @@ fn rewind(snapshot: &Snapshot, history: &VecDeque<Change>, rev: Revision) -> Opt
         }
     }
     Some(Snapshot { rev, objects })
+}
+
+/// [`Cache::holds`] on state already locked.
+fn holds_in(published: &Published, rev: Revision, count: usize) -> bool {
+    published.last_event.max(published.oldest) >= rev && published.snapshot.objects.len() == count
 }
 
 #[cfg(test)]
