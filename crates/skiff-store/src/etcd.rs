@@ -130,6 +130,29 @@ pub struct EtcdStore {
 }
 
 impl EtcdStore {
+    /// Waits (at most `timeout`) until the cache holds the state at `rev`, which may be past the
+    /// last change under the prefix, and returns the revision it reached. The cache's revision
+    /// gets there by an event or a progress notification, asked for meanwhile
+    /// ([`Cache::wait_fresh`]). With an etcd whose progress notifications can run ahead of their
+    /// events, a cache that got there by a progress notification rather than an event at or
+    /// after `rev` also reads the prefix's key count and last put at `rev`, and waits until it
+    /// holds that state (`Cache::wait_state`). That read sorts the prefix's keys in etcd, so it
+    /// is made only then: when the last write was under the prefix, its event is there.
+    async fn wait_state_at(&self, rev: Revision, timeout: Duration) -> Result<Revision, StoreError> {
+        let started = tokio::time::Instant::now();
+        let reached = self.cache.wait_fresh(rev, timeout).await?;
+        if self.exact_progress || self.cache.last_event() >= rev {
+            return Ok(reached);
+        }
+        let target = reflector::replay_target(&self.kv, &self.keys, self.request_timeout, rev).await?;
+        if self.cache.wait_state(target, timeout.saturating_sub(started.elapsed())).await {
+            Ok(reached)
+        } else if self.cache.is_closed() {
+            Err(StoreError::Closed)
+        } else {
+            Err(StoreError::TooLargeResourceVersion { requested: rev, current: self.cache.revision() })
+        }
+    }
     /// Connects to etcd at `endpoints` (`http://host:port`), lists the prefix, and starts following
     /// it (and compacting, if configured). Must be called within a Tokio runtime, which runs the
     /// background tasks. Fails with `Backend` if etcd does not answer within the request timeout.
@@ -274,9 +297,9 @@ impl Store for EtcdStore {
                 // watch event is on the way): wait for it, so that a caller that reads again and
                 // retries sees the newer state instead of losing the same race again.
                 let reached = match &e {
-                    StoreError::Conflict { current, .. } => self.cache.wait_for(*current, self.request_timeout).await,
+                    StoreError::Conflict { current, .. } => self.cache.wait_event(*current, self.request_timeout).await,
                     StoreError::NotFound(_) | StoreError::AlreadyExists(_) => {
-                        self.cache.wait_fresh(answered_at, CONSISTENT_READ_TIMEOUT).await.is_ok()
+                        self.wait_state_at(answered_at, CONSISTENT_READ_TIMEOUT).await.is_ok()
                     }
                     _ => true,
                 };
@@ -286,7 +309,7 @@ impl Store for EtcdStore {
                 return Err(e);
             }
         };
-        if !self.cache.wait_for(object.rev, self.request_timeout).await {
+        if !self.cache.wait_event(object.rev, self.request_timeout).await {
             // The write is durable in etcd; only this store's view lags (its watch is broken).
             tracing::warn!(key = %object.key, revision = object.rev, "etcd watch has not delivered an acknowledged write");
         }
@@ -294,37 +317,21 @@ impl Store for EtcdStore {
     }
 
     /// Reads etcd's current revision and waits (at most `CONSISTENT_READ_TIMEOUT`) until the
-    /// cache has reached it: every write acknowledged before is then in the cache, wherever it
-    /// was made. With an etcd whose progress notifications can run ahead of their events, a
-    /// cache that got there by a progress notification rather than an event at or after the
-    /// revision also reads the prefix's key count and last put at that revision, and waits until
-    /// it holds that state (`Cache::wait_state`). That read sorts the prefix's keys in etcd, so it
-    /// is made only then: when the last write was under the prefix, its event is there.
+    /// cache holds the state at it (`EtcdStore::wait_state_at`): every write acknowledged
+    /// before is then in the cache, wherever it was made.
     async fn sync(&self) -> Result<Revision, StoreError> {
         if self.cache.is_closed() {
             return Err(StoreError::Closed);
         }
         let started = tokio::time::Instant::now();
         let current = reflector::current_revision(&self.kv, &self.keys, self.request_timeout).await?;
-        let reached = self.cache.wait_fresh(current, CONSISTENT_READ_TIMEOUT).await?;
-        if self.exact_progress || self.cache.last_event() >= current {
-            return Ok(reached);
-        }
-        let target = reflector::replay_target(&self.kv, &self.keys, self.request_timeout, current).await?;
-        let left = CONSISTENT_READ_TIMEOUT.saturating_sub(started.elapsed());
-        if self.cache.wait_state(target, left).await {
-            Ok(reached)
-        } else if self.cache.is_closed() {
-            Err(StoreError::Closed)
-        } else {
-            Err(StoreError::TooLargeResourceVersion { requested: current, current: self.cache.revision() })
-        }
+        self.wait_state_at(current, CONSISTENT_READ_TIMEOUT.saturating_sub(started.elapsed())).await
     }
 
-    /// The cache's wait, with progress notifications asked for meanwhile: a revision another
-    /// server saw may hold no change under this store's prefix.
+    /// `EtcdStore::wait_state_at`: a revision another server saw may hold no change under
+    /// this store's prefix.
     async fn wait_for(&self, rev: Revision, timeout: Duration) -> Result<Revision, StoreError> {
-        self.cache.wait_fresh(rev, timeout).await
+        self.wait_state_at(rev, timeout).await
     }
 
     fn snapshot(&self) -> Snapshot {

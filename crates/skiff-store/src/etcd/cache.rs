@@ -303,10 +303,14 @@ impl Cache {
         self.seen.send_modify(|_| {});
     }
 
-    /// Waits until the cache has reached `rev`; false if it did not within `timeout`.
-    pub async fn wait_for(&self, rev: Revision, timeout: Duration) -> bool {
+    /// Waits until the cache has applied the event at `rev` (a write under the prefix) or a later
+    /// one; false if it did not within `timeout`. Not its revision: a progress notification may
+    /// have brought that past `rev` before the event arrived (etcd-io/etcd#15220), while events
+    /// arrive in order.
+    pub async fn wait_event(&self, rev: Revision, timeout: Duration) -> bool {
         let mut seen = self.seen.subscribe();
-        matches!(tokio::time::timeout(timeout, seen.wait_for(|r| *r >= rev)).await, Ok(Ok(_)))
+        let applied = seen.wait_for(|_| self.last_event() >= rev || self.is_closed());
+        matches!(tokio::time::timeout(timeout, applied).await, Ok(Ok(_))) && !self.is_closed()
     }
 
     /// A consistent read's wait: until the cache has reached `rev` (etcd's revision when the
@@ -712,16 +716,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn wait_for_returns_once_the_revision_is_reached() {
+    async fn wait_event_returns_once_the_event_is_applied() {
         let cache = Arc::new(empty(10));
-        assert!(cache.wait_for(10, Duration::from_millis(1)).await);
-        assert!(!cache.wait_for(11, Duration::from_millis(20)).await);
+        assert!(cache.wait_event(10, Duration::from_millis(1)).await);
+        assert!(!cache.wait_event(11, Duration::from_millis(20)).await);
         let waiter = {
             let cache = cache.clone();
-            tokio::spawn(async move { cache.wait_for(12, Duration::from_secs(10)).await })
+            tokio::spawn(async move { cache.wait_event(12, Duration::from_secs(10)).await })
         };
         tokio::task::yield_now().await;
+        // etcd < 3.4.31 announced 14 before sending the event at 12: not enough.
+        cache.apply(vec![], Some(14));
+        assert!(!cache.wait_event(12, Duration::from_millis(50)).await, "the event at 12 is missing");
         cache.apply(vec![put("/a", json!({}), 12, 12, None)], None);
         assert!(waiter.await.expect("task"));
+        assert!(cache.wait_event(11, Duration::ZERO).await, "an event after 11");
+        cache.close();
+        assert!(!cache.wait_event(20, Duration::from_secs(3)).await, "closed");
     }
 }

@@ -306,7 +306,7 @@ async fn a_compacted_resume_point_relists() {
         replay: None,
     };
     let task = tokio::spawn(reflector.run());
-    let waited = stale.wait_for(kept.rev, Duration::from_secs(20)).await;
+    let waited = stale.wait_event(kept.rev, Duration::from_secs(20)).await;
     task.abort();
     assert!(waited, "the reflector caught up");
     assert_eq!(stale.snapshot().objects.keys().map(|k| k.to_string()).collect::<Vec<_>>(), ["/new"]);
