@@ -6,9 +6,9 @@
 //! - Spawn of `skiff server` to the first pod Running: the server, then (as soon as it has written its
 //!   kubeconfig) the real agent on the harness's bridge, and a pod created as soon as the API
 //!   accepts it.
-//! - VmRSS and VmHWM of the idle server: `--no-agent`, and the default `skiff server` with its
-//!   embedded node agent on the harness's bridge name (no pods, so it creates no bridge; its masquerade
-//!   rules are removed afterwards).
+//! - VmRSS and VmHWM of the idle server: `--no-agent` a few seconds after start-up, and the default
+//!   `skiff server` with its embedded node agent on the harness's bridge name 15 s after its node is
+//!   Ready (no pods, so it creates no bridge; its masquerade rules are removed afterwards).
 //! - VmRSS of a standalone `skiff agent` at rest (issue #4's "agent idle RSS"): registered with a
 //!   `skiff server --no-agent`, its node Ready, no pods.
 
@@ -120,6 +120,9 @@ async fn embedded_agent_memory(
     let mut server = spawn_server(env, &data, port, &extra)?;
     let result = async {
         wait_ready(tls, &data, port, &mut server).await?;
+        // The machine's node is named after it (as `skiff server` names it).
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string())?;
+        wait_node_ready(&data.join("kubeconfig.yaml"), &name).await?;
         tokio::time::sleep(settle).await;
         memory_kib(server.pid()).ok_or_else(|| anyhow::anyhow!("no /proc status for the server"))
     }
@@ -142,19 +145,24 @@ async fn standalone_agent_rss(env: &Env, settle: Duration) -> anyhow::Result<u64
     let root = env.dir("cold-agent-")?;
     let server = cluster::Server::start(&env.skiff, &root.join("data"), &[])?;
     let agent = Agent::start(env, &server.kubeconfig, &root.join("agent"))?;
-    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(cluster::client(&server.kubeconfig).await?);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let node = nodes.get_opt(cluster::NODE).await.ok().flatten();
-        let conditions = node.and_then(|n| n.status).and_then(|s| s.conditions).unwrap_or_default();
-        if conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the agent's node was not Ready within 60 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_node_ready(&server.kubeconfig, cluster::NODE).await?;
     tokio::time::sleep(settle).await;
     memory_kib(agent.guard.pid()).map(|(rss, _)| rss).ok_or_else(|| anyhow::anyhow!("no /proc status for the agent"))
+}
+
+/// Waits (at most 60 s) until the node `name` is Ready.
+async fn wait_node_ready(kubeconfig: &Path, name: &str) -> anyhow::Result<()> {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(cluster::client(kubeconfig).await?);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let node = nodes.get_opt(name).await.ok().flatten();
+        let conditions = node.and_then(|n| n.status).and_then(|s| s.conditions).unwrap_or_default();
+        if conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "node {name} was not Ready within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn blackhole_present(cidr: &str) -> bool {
@@ -229,9 +237,14 @@ pub async fn run(env: &Env, out: &Output) -> anyhow::Result<Section> {
     for r in 0..pod_runs {
         first_pod.push(first_pod_run(env, &tls, r).await?);
     }
-    let (erss, ehwm) = embedded_agent_memory(env, &tls, settle).await?;
-    // At rest means after a full cycle of its periodic work (the node Lease is renewed every 10 s).
+    // At rest means after a full cycle of an agent's periodic work (the node Lease is renewed every 10 s).
     let agent_settle = if env.quick { settle } else { Duration::from_secs(15) };
+    let (mut erss, mut ehwm) = (Vec::new(), Vec::new());
+    for _ in 0..pod_runs {
+        let (r, h) = embedded_agent_memory(env, &tls, agent_settle).await?;
+        erss.push(r as f64 / 1024.0);
+        ehwm.push(h as f64 / 1024.0);
+    }
     let mut agent_rss = Vec::new();
     for _ in 0..pod_runs {
         agent_rss.push(standalone_agent_rss(env, agent_settle).await? as f64 / 1024.0);
@@ -245,9 +258,9 @@ pub async fn run(env: &Env, out: &Output) -> anyhow::Result<Section> {
          directory (it generates its CA, certificates and store) and again on the existing one. \"First pod \
          Running\": the server spawned, the real agent started as soon as the kubeconfig exists, a pod created \
          as soon as the API admits it, polled every 5 ms until Running. Memory: VmRSS (now) and VmHWM (peak) \
-         from /proc of the server after start-up and a few seconds at rest, without pods; the standalone \
-         `skiff agent` 15 s after its node is Ready (registered with a `skiff server --no-agent`; its Lease \
-         is renewed every 10 s).\n",
+         from /proc, without pods: of `skiff server --no-agent` a few seconds after start-up; of `skiff server` \
+         with its node agent and of a standalone `skiff agent` (registered with a `skiff server --no-agent`) \
+         15 s after the node is Ready (its Lease is renewed every 10 s).\n",
     );
     let rows = vec![
         ("spawn → /readyz 200, fresh data directory".to_string(), section.metric("readyz_fresh_ms", "ms", &fresh)),
@@ -266,11 +279,11 @@ pub async fn run(env: &Env, out: &Output) -> anyhow::Result<Section> {
         ("`skiff server --no-agent` VmHWM (peak)".to_string(), section.metric("idle_hwm_mib", "MiB", &hwm)),
         (
             "`skiff server` with its node agent, VmRSS at rest".to_string(),
-            section.metric("idle_rss_with_agent_mib", "MiB", &[erss as f64 / 1024.0]),
+            section.metric("idle_rss_with_agent_mib", "MiB", &erss),
         ),
         (
             "`skiff server` with its node agent, VmHWM".to_string(),
-            section.metric("idle_hwm_with_agent_mib", "MiB", &[ehwm as f64 / 1024.0]),
+            section.metric("idle_hwm_with_agent_mib", "MiB", &ehwm),
         ),
         ("standalone `skiff agent` VmRSS at rest".to_string(), section.metric("agent_idle_rss_mib", "MiB", &agent_rss)),
     ];
@@ -280,7 +293,7 @@ pub async fn run(env: &Env, out: &Output) -> anyhow::Result<Section> {
          (k3s documents about 1.4 GB for server + agent); issue #4: the agent idle ≤ 15 MiB. Measured: {} ms \
          fresh, {} MiB with the agent, the agent alone {} MiB.\n",
         crate::stats::Summary::of(&fresh).map_or("–".into(), |s| fmt_num(s.median)),
-        fmt_num(erss as f64 / 1024.0),
+        crate::stats::Summary::of(&erss).map_or("–".into(), |s| fmt_num(s.median)),
         crate::stats::Summary::of(&agent_rss).map_or("–".into(), |s| fmt_num(s.median)),
     ));
     let series = [
