@@ -638,7 +638,7 @@ impl Registry {
         let r = t.resource;
         for _ in 0..MAX_RETRIES {
             let current = self.current(t, name)?;
-            let mut parent = current.value.parse();
+            let parent = current.value.parse();
             let scale = scale_of(&parent);
             let mut next = match &change {
                 ScaleChange::Replace(body) => (*body).clone(),
@@ -669,17 +669,18 @@ impl Registry {
             let rv = meta::resource_version(&next).to_string();
             let precondition = scale_precondition(&change, &scale, &next);
             let expected = if precondition { parse_rv(r, name, &rv)? } else { None };
-            if let Some(spec) = parent.get_mut("spec").and_then(Value::as_object_mut) {
+            let mut new = parent.clone();
+            if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.insert("replicas".into(), json!(replicas));
             }
             let req = UpdateRequest {
                 target: t,
                 name,
-                new: parent,
+                new,
                 expected: Some(expected.unwrap_or(current.rev)),
                 subresource: Some(Subresource::Scale),
                 fields_recorded: false,
-                read: None,
+                read: Some((current, parent)),
             };
             match self.guaranteed_update(req, opts).await {
                 Err(e) if e.is_conflict() && !precondition => continue,
