@@ -13,7 +13,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 /// An object's compact JSON text, shared (cloning is a reference count). It always parses: it is
-/// either serialized from a `Value` ([`Json::encode`]) or checked when read back ([`Json::from_text`]).
+/// either serialized from a `Value` ([`Json::encode`]) or checked when read back ([`Json::from_text`],
+/// or the etcd backend's read that parses the top level and `metadata`, and checks the rest).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Json(Arc<str>);
 
@@ -32,6 +33,12 @@ impl Json {
     pub fn from_text(text: String) -> Result<Json, serde_json::Error> {
         parse_unbounded(&text)?;
         Ok(Json(Arc::from(text)))
+    }
+
+    /// Text that serde_json serialized from parts it parsed (see `etcd::codec::decode`): valid
+    /// JSON by construction, so not parsed again.
+    pub(crate) fn serialized(text: String) -> Json {
+        Json(Arc::from(text))
     }
 
     /// The text, ready to send.
@@ -161,7 +168,8 @@ impl<'de> serde::de::Visitor<'de> for Pick<'_> {
     }
 }
 
-fn parse_unbounded(text: &str) -> Result<Value, serde_json::Error> {
+/// `text` parsed with no limit on nesting depth (see [`Json::from_text`]).
+pub(crate) fn parse_unbounded(text: &str) -> Result<Value, serde_json::Error> {
     use serde::Deserialize;
     let mut de = serde_json::Deserializer::from_str(text);
     de.disable_recursion_limit();

@@ -6,11 +6,13 @@
 //! is the object's JSON **without** `metadata.resourceVersion`: an object cannot hold the revision
 //! of its own write, so the resourceVersion is set from the key's `mod_revision` on every read.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
-use crate::json::set_resource_version;
+use crate::json::{parse_unbounded, set_resource_version};
 use crate::{Event, EventKind, Json, Object, Revision, StoreError};
 
 /// Maps store keys to etcd keys and back. The prefix always ends with `/`; store keys start
@@ -92,10 +94,49 @@ pub(crate) fn encode(mut value: Value) -> Vec<u8> {
     value.to_string().into_bytes()
 }
 
-/// The object stored in `bytes`, with `metadata.resourceVersion` set to `rev`.
+/// The object stored in `bytes`, with `metadata.resourceVersion` set to `rev`. Every watch event
+/// and every read passes here, so only the top level and `metadata` are parsed into maps; the
+/// other members (the spec and status that make up most of an object) are checked and copied as
+/// text. A value that is not an object with an object (or no) `metadata` takes the general way.
 pub(crate) fn decode(key: &str, bytes: &[u8], rev: Revision) -> Result<Json, StoreError> {
-    let mut value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Backend(format!("etcd value of {key} is not valid JSON: {e}")))?;
+    match std::str::from_utf8(bytes).ok().and_then(|text| with_resource_version(text, rev)) {
+        Some(text) => Ok(Json::serialized(text)),
+        None => decode_value(key, bytes, rev),
+    }
+}
+
+/// `text` with `metadata.resourceVersion` set to `rev`, if it is an object whose `metadata` is an
+/// object or absent.
+fn with_resource_version(text: &str, rev: Revision) -> Option<String> {
+    let mut top = members(text).ok()?;
+    let version = RawValue::from_string(format!("\"{rev}\"")).ok()?;
+    let mut metadata = match top.get("metadata") {
+        None => BTreeMap::new(),
+        Some(raw) => members(raw.get()).ok()?,
+    };
+    metadata.insert("resourceVersion".to_owned(), &version);
+    let metadata = RawValue::from_string(serde_json::to_string(&metadata).ok()?).ok()?;
+    top.insert("metadata".to_owned(), &metadata);
+    serde_json::to_string(&top).ok()
+}
+
+/// The members of the JSON object `text`, each as its text (nesting depth not limited, as
+/// [`Json::from_text`]); an error if `text` is not an object.
+fn members(text: &str) -> Result<BTreeMap<String, &RawValue>, serde_json::Error> {
+    use serde::Deserialize;
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let map = BTreeMap::deserialize(&mut de)?;
+    de.end()?;
+    Ok(map)
+}
+
+/// [`decode`] by way of a whole `Value` (nesting depth not limited either).
+fn decode_value(key: &str, bytes: &[u8], rev: Revision) -> Result<Json, StoreError> {
+    let invalid =
+        |e: &dyn std::fmt::Display| StoreError::Backend(format!("etcd value of {key} is not valid JSON: {e}"));
+    let text = std::str::from_utf8(bytes).map_err(|e| invalid(&e))?;
+    let mut value = parse_unbounded(text).map_err(|e| invalid(&e))?;
     set_resource_version(&mut value, rev);
     Ok(Json::encode(&value))
 }
@@ -245,6 +286,45 @@ mod tests {
         assert_eq!(got, json!({"x": 1, "metadata": {"resourceVersion": "3"}}));
         let err = decode("/k", b"{oops", 3).expect_err("invalid");
         assert!(err.to_string().starts_with("store backend failed: etcd value of /k is not valid JSON"), "{err}");
+    }
+
+    /// The text-preserving read gives the same value as parsing the whole object and setting the
+    /// resourceVersion in it, and refuses what that refuses.
+    #[test]
+    fn decode_agrees_with_the_whole_value_way() {
+        let deep = format!("{{\"spec\":{}1{}}}", "[".repeat(300), "]".repeat(300));
+        let cases = [
+            r#"{"metadata":{"name":"a"},"spec":{"x":[1,2.5,null,"é\n"]}}"#.to_owned(),
+            r#"{"metadata":{"name":"a","resourceVersion":"3"},"status":{}}"#.to_owned(),
+            r#"{"kind":"Pod"}"#.to_owned(),
+            r#"{"metadata":null,"x":1}"#.to_owned(),
+            r#"{"metadata":"odd"}"#.to_owned(),
+            r#"{"metadata":{"a\"b":{"c":"\u00e9"}},"k\u0065y":1e3, "spaced" : [ 1 ] }"#.to_owned(),
+            r#"{"x":1,"x":2,"metadata":{}}"#.to_owned(),
+            "[1,2]".to_owned(),
+            r#""text""#.to_owned(),
+            deep,
+        ];
+        for text in cases {
+            let fast = decode("/k", text.as_bytes(), 12).expect("decode");
+            let whole = decode_value("/k", text.as_bytes(), 12).expect("decode_value");
+            assert_eq!(fast.parse(), whole.parse(), "{text}");
+        }
+        let fast = decode("/k", br#"{"metadata":{"name":"a"},"spec":{"n":1}}"#, 12).expect("decode");
+        assert_eq!(fast.as_str(), r#"{"metadata":{"name":"a","resourceVersion":"12"},"spec":{"n":1}}"#);
+        // The members other than metadata are copied as they are written (a whole value would
+        // print 1e3 as 1000.0); what the text way cannot take goes the general way.
+        assert_eq!(
+            with_resource_version(r#"{"spec":{"n":1e3, "s":"\u00e9"}}"#, 5).as_deref(),
+            Some(r#"{"metadata":{"resourceVersion":"5"},"spec":{"n":1e3, "s":"\u00e9"}}"#)
+        );
+        for other in [r#"{"metadata":null}"#, r#"{"metadata":[]}"#, "[]", "1", "{"] {
+            assert_eq!(with_resource_version(other, 5), None, "{other}");
+        }
+        for bad in [&b"{oops"[..], b"{\"a\":1", b"{\"a\":[1,}", b"{\"a\":1} x", b"\xff", b""] {
+            let err = decode("/k", bad, 3).expect_err("invalid");
+            assert!(err.to_string().contains("etcd value of /k is not valid JSON"), "{err}");
+        }
     }
 
     #[test]
