@@ -153,6 +153,7 @@ impl EtcdStore {
             Err(StoreError::TooLargeResourceVersion { requested: rev, current: self.cache.revision() })
         }
     }
+
     /// Connects to etcd at `endpoints` (`http://host:port`), lists the prefix, and starts following
     /// it (and compacting, if configured). Must be called within a Tokio runtime, which runs the
     /// background tasks. Fails with `Backend` if etcd does not answer within the request timeout.

@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-/// An object's compact JSON text, shared (cloning is a reference count). It always parses: it is
-/// either serialized from a `Value` ([`Json::encode`]) or checked when read back ([`Json::from_text`],
-/// or the etcd backend's read that parses the top level and `metadata`, and checks the rest).
+/// An object's JSON text, shared (cloning is a reference count); compact for every object this
+/// server wrote. It always parses: it is either serialized from a `Value` ([`Json::encode`]) or
+/// checked when read back ([`Json::from_text`], or the etcd backend's read that parses the top
+/// level and `metadata` and checks the rest, keeping that text as it was stored).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Json(Arc<str>);
 
