@@ -69,6 +69,85 @@ impl Json {
     }
 }
 
+/// An object's compact JSON text without its revision: `metadata.resourceVersion` is left out, and
+/// the text remembers where its value goes. The SQLite store serializes a write's object this way
+/// on the caller's thread, before the revision is known, so its single writer thread only splices
+/// the revision in ([`Unversioned::at`]) instead of serializing every object of every batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unversioned {
+    text: String,
+    /// The byte offset in `text` where the resourceVersion's value goes (after its key and colon);
+    /// `None` for a value that is not an object, which takes no resourceVersion.
+    hole: Option<usize>,
+}
+
+impl Unversioned {
+    /// `value` with `metadata.resourceVersion` to be set as [`set_resource_version`] sets it:
+    /// `metadata` is created when missing or not an object.
+    pub(crate) fn new(mut value: Value) -> Result<Unversioned, serde_json::Error> {
+        let Value::Object(fields) = &mut value else {
+            return Ok(Unversioned { text: serde_json::to_string(&value)?, hole: None });
+        };
+        let metadata = fields.entry("metadata").or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if !metadata.is_object() {
+            *metadata = Value::Object(serde_json::Map::new());
+        }
+        if let Value::Object(metadata) = metadata {
+            // A placeholder, so the key takes its place in the map's order; its value is not written.
+            metadata.insert("resourceVersion".to_owned(), Value::Null);
+        }
+        // The members are written as serde_json's compact serializer writes a map, so the result
+        // is what `Json::encode` gives for the value with its resourceVersion set.
+        let mut out = Vec::with_capacity(256);
+        let mut hole = None;
+        out.push(b'{');
+        for (i, (key, field)) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, key)?;
+            out.push(b':');
+            match (key.as_str(), field) {
+                ("metadata", Value::Object(metadata)) => {
+                    out.push(b'{');
+                    for (j, (key, field)) in metadata.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        serde_json::to_writer(&mut out, key)?;
+                        out.push(b':');
+                        if key == "resourceVersion" {
+                            hole = Some(out.len());
+                        } else {
+                            serde_json::to_writer(&mut out, field)?;
+                        }
+                    }
+                    out.push(b'}');
+                }
+                _ => serde_json::to_writer(&mut out, field)?,
+            }
+        }
+        out.push(b'}');
+        // serde_json writes UTF-8 only; the check cannot fail.
+        let text = String::from_utf8(out).map_err(|e| serde::ser::Error::custom(e.to_string()))?;
+        Ok(Unversioned { text, hole })
+    }
+
+    /// The object's text at revision `rev`.
+    pub(crate) fn at(&self, rev: crate::Revision) -> Json {
+        let Some(hole) = self.hole else { return Json(Arc::from(self.text.as_str())) };
+        let (head, tail) = self.text.split_at(hole);
+        let rev = rev.to_string();
+        let mut text = String::with_capacity(self.text.len() + rev.len() + 2);
+        text.push_str(head);
+        text.push('"');
+        text.push_str(&rev);
+        text.push('"');
+        text.push_str(tail);
+        Json(Arc::from(text))
+    }
+}
+
 /// Which fields of an object to decode ([`Json::parse_fields`]): a tree of keys. The default
 /// keeps nothing; [`Fields::add`] adds a field with everything under it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,6 +319,33 @@ mod tests {
             let mut got = input.clone();
             set_resource_version(&mut got, 7);
             assert_eq!(got, want, "input {input}");
+        }
+    }
+
+    /// The text with its revision spliced in is, byte for byte, the value with its resourceVersion
+    /// set and serialized whole.
+    #[test]
+    fn unversioned_at_a_revision_is_the_encoded_value() {
+        let values = [
+            json!({}),
+            json!({"metadata": {"name": "a"}}),
+            json!({"metadata": {"resourceVersion": "3", "name": "a", "uid": "u"}}),
+            json!({"metadata": {"a": 1, "zz": {"resourceVersion": "nested"}}, "spec": {"metadata": {"x": 1}}}),
+            json!({"metadata": null, "x": 1}),
+            json!({"metadata": "nope", "apiVersion": "v1"}),
+            json!({"kind": "ConfigMap", "data": {"k\"ey\n": "va\u{0}l\u{e9}", "résumé": "✓"}, "metadata": {"labels": {"a\\b": "c"}}}),
+            json!({"\u{1}": [1, 2.5, null, true], "metadata": {"\"": "q"}}),
+            json!([1, 2]),
+            json!("text"),
+            json!(null),
+        ];
+        for value in values {
+            for rev in [0, 7, 1_234_567_890_123] {
+                let mut want = value.clone();
+                set_resource_version(&mut want, rev);
+                let got = Unversioned::new(value.clone()).expect("serializable").at(rev);
+                assert_eq!(got.as_str(), Json::encode(&want).as_str(), "{value} at {rev}");
+            }
         }
     }
 

@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{broadcast, oneshot};
 
-use self::apply::Objects;
+use self::apply::{Objects, Prepared};
 use self::writer::{Msg, Writer};
 use crate::{Event, Object, Revision, Snapshot, Store, StoreError, Watch, Write};
 
@@ -139,6 +139,8 @@ impl Drop for SqliteStore {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn write(&self, write: Write) -> Result<Object, StoreError> {
+        // Serialized here, on the caller's thread, not on the writer's.
+        let write = Prepared::new(write)?;
         let (reply, answer) = oneshot::channel();
         self.writes.send(Msg::Write(write, reply)).map_err(|_| StoreError::Closed)?;
         // The reply is dropped unanswered only when the writer stopped before reaching this write.

@@ -1,16 +1,36 @@
-//! Checking one [`Write`] against the latest state and turning it into a change. Pure: no I/O, no
-//! locks. The writer thread runs it for every write of a batch in order, on a working copy of the
-//! map, so a later write of the batch sees the earlier ones.
+//! Checking one [`Prepared`] write against the latest state and turning it into a change. Pure:
+//! no I/O, no locks. The writer thread runs it for every write of a batch in order, on a working
+//! copy of the map, so a later write of the batch sees the earlier ones.
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
-use crate::json::set_resource_version;
+use crate::json::{Unversioned, set_resource_version};
 use crate::{Event, EventKind, Json, Object, Revision, StoreError, Write};
 
 /// The latest state of every object, by key.
 pub(super) type Objects = imbl::OrdMap<Arc<str>, Object>;
+
+/// A [`Write`] with its object already serialized ([`Unversioned`]): the caller's thread does
+/// that, so the single writer thread only splices in each revision.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Prepared {
+    Create { key: String, value: Unversioned },
+    Update { key: String, value: Unversioned, expected: Option<Revision> },
+    Delete { key: String, expected: Option<Revision> },
+}
+
+impl Prepared {
+    /// Serializes the write's object; an error only if serde_json cannot write the value.
+    pub fn new(write: Write) -> Result<Prepared, StoreError> {
+        let unversioned =
+            |value| Unversioned::new(value).map_err(|e| StoreError::Backend(format!("serializing the object: {e}")));
+        Ok(match write {
+            Write::Create { key, value } => Prepared::Create { key, value: unversioned(value)? },
+            Write::Update { key, value, expected } => Prepared::Update { key, value: unversioned(value)?, expected },
+            Write::Delete { key, expected } => Prepared::Delete { key, expected },
+        })
+    }
+}
 
 /// A write that passed its checks, at its revision.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,21 +47,19 @@ pub(super) struct Change {
 /// Applies `write` at revision `rev` to `objects`: checks it (`AlreadyExists`, `NotFound`,
 /// `Conflict`), sets `metadata.resourceVersion` to `rev`, updates `objects`, and returns the change.
 /// On error `objects` is left untouched.
-pub(super) fn apply(objects: &mut Objects, write: Write, rev: Revision) -> Result<Change, StoreError> {
+pub(super) fn apply(objects: &mut Objects, write: Prepared, rev: Revision) -> Result<Change, StoreError> {
     match write {
-        Write::Create { key, mut value } => {
+        Prepared::Create { key, value } => {
             if objects.contains_key(key.as_str()) {
                 return Err(StoreError::AlreadyExists(key));
             }
-            set_resource_version(&mut value, rev);
-            Ok(store(objects, Arc::from(key), &value, rev, None))
+            Ok(store(objects, Arc::from(key), value.at(rev), rev, None))
         }
-        Write::Update { key, mut value, expected } => {
+        Prepared::Update { key, value, expected } => {
             let current = current(objects, &key, expected)?;
-            set_resource_version(&mut value, rev);
-            Ok(store(objects, current.key.clone(), &value, rev, Some(current)))
+            Ok(store(objects, current.key.clone(), value.at(rev), rev, Some(current)))
         }
-        Write::Delete { key, expected } => {
+        Prepared::Delete { key, expected } => {
             let current = current(objects, &key, expected)?;
             objects.remove(key.as_str());
             let mut last = current.value.parse();
@@ -74,10 +92,8 @@ fn current(objects: &Objects, key: &str, expected: Option<Revision>) -> Result<O
     }
 }
 
-/// Stores `value` (whose resourceVersion is already set) at `key`, as its text, and builds the
-/// Added or Modified change.
-fn store(objects: &mut Objects, key: Arc<str>, value: &Value, rev: Revision, prev: Option<Object>) -> Change {
-    let value = Json::encode(value);
+/// Stores `value` (the text at `rev`) at `key` and builds the Added or Modified change.
+fn store(objects: &mut Objects, key: Arc<str>, value: Json, rev: Revision, prev: Option<Object>) -> Change {
     let object = Object { key: key.clone(), rev, value: value.clone() };
     objects.insert(key.clone(), object.clone());
     let (kind, prev_rev, prev) = match prev {
@@ -89,9 +105,14 @@ fn store(objects: &mut Objects, key: Arc<str>, value: &Value, rev: Revision, pre
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
+
+    /// `super::apply` of `write` as the store prepares it.
+    fn apply(objects: &mut Objects, write: Write, rev: Revision) -> Result<Change, StoreError> {
+        super::apply(objects, Prepared::new(write).expect("serializable"), rev)
+    }
 
     fn object(key: &str, rev: Revision, value: Value) -> Object {
         Object { key: Arc::from(key), rev, value: Json::encode(&value) }

@@ -29,7 +29,7 @@ use super::apply::{Change, Objects};
 use crate::json::set_resource_version;
 use crate::{Event, EventKind, Json, Object, Revision, StoreError};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS log (
@@ -54,6 +54,8 @@ const UPSERT_OBJECT: &str =
 const DELETE_OBJECT: &str = "DELETE FROM objects WHERE key = ?1";
 const INSERT_LOG: &str = "INSERT INTO log (rev, key, kind, value, prev_rev) VALUES (?1, ?2, ?3, ?4, ?5)";
 const DELETE_LOG_ROW: &str = "DELETE FROM log WHERE rev = ?1";
+const BEGIN: &str = "BEGIN IMMEDIATE";
+const COMMIT: &str = "COMMIT";
 const SET_META: &str =
     "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value";
 /// Rows in `(?1, ?2]` that are no live object's current value.
@@ -190,6 +192,9 @@ fn meta(conn: &Connection, name: &str) -> Result<Revision, StoreError> {
 /// the revision the log is pruned to on disk; with `prune_to`, rows in `(compacted, prune_to]` that
 /// no live object needs are pruned in the same transaction. Nothing is persisted unless this
 /// returns `Ok`.
+///
+/// `BEGIN` and `COMMIT` are cached statements like the rest: SQLite would otherwise parse their
+/// text again for every batch (rusqlite's `Transaction` runs them with `execute_batch`).
 pub(super) fn commit<'a>(
     conn: &mut Connection,
     changes: impl IntoIterator<Item = &'a Change>,
@@ -197,38 +202,56 @@ pub(super) fn commit<'a>(
     compacted: Revision,
     prune_to: Option<Revision>,
 ) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    {
-        let mut log = tx.prepare_cached(INSERT_LOG)?;
-        let mut upsert = tx.prepare_cached(UPSERT_OBJECT)?;
-        let mut delete = tx.prepare_cached(DELETE_OBJECT)?;
-        for change in changes {
-            let event = &change.event;
-            let rev = Rev(event.rev);
-            log.execute(params![
-                rev,
-                &*event.key,
-                kind_code(event.kind),
-                change.object.value.as_str(),
-                change.prev_rev.map(Rev)
-            ])?;
-            match event.kind {
-                EventKind::Added | EventKind::Modified => upsert.execute(params![&*event.key, rev])?,
-                EventKind::Deleted => delete.execute(params![&*event.key])?,
-            };
-            // The replaced value was kept below `compacted` only because it was current.
-            if let Some(prev_rev) = change.prev_rev.filter(|&p| p <= compacted) {
-                tx.prepare_cached(DELETE_LOG_ROW)?.execute([Rev(prev_rev)])?;
-            }
-        }
-        if let Some(prune_to) = prune_to {
-            tx.prepare_cached(PRUNE_LOG)?.execute([Rev(compacted), Rev(prune_to)])?;
-            let mut set_meta = tx.prepare_cached(SET_META)?;
-            set_meta.execute(params!["compacted", Rev(prune_to)])?;
-            set_meta.execute(params!["revision", Rev(revision)])?;
+    conn.prepare_cached(BEGIN)?.execute([])?;
+    let written = write_batch(conn, changes, revision, compacted, prune_to)
+        .and_then(|()| conn.prepare_cached(COMMIT)?.execute([]).map(drop));
+    if written.is_err() && !conn.is_autocommit() {
+        // Still inside the transaction (a statement or the commit failed): undo all of it. If even
+        // that fails, the connection is unusable and the next batch's BEGIN reports it.
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "store rollback failed");
         }
     }
-    tx.commit()
+    written
+}
+
+/// The statements of one batch, inside [`commit`]'s transaction.
+fn write_batch<'a>(
+    conn: &Connection,
+    changes: impl IntoIterator<Item = &'a Change>,
+    revision: Revision,
+    compacted: Revision,
+    prune_to: Option<Revision>,
+) -> rusqlite::Result<()> {
+    let mut log = conn.prepare_cached(INSERT_LOG)?;
+    let mut upsert = conn.prepare_cached(UPSERT_OBJECT)?;
+    let mut delete = conn.prepare_cached(DELETE_OBJECT)?;
+    for change in changes {
+        let event = &change.event;
+        let rev = Rev(event.rev);
+        log.execute(params![
+            rev,
+            &*event.key,
+            kind_code(event.kind),
+            change.object.value.as_str(),
+            change.prev_rev.map(Rev)
+        ])?;
+        match event.kind {
+            EventKind::Added | EventKind::Modified => upsert.execute(params![&*event.key, rev])?,
+            EventKind::Deleted => delete.execute(params![&*event.key])?,
+        };
+        // The replaced value was kept below `compacted` only because it was current.
+        if let Some(prev_rev) = change.prev_rev.filter(|&p| p <= compacted) {
+            conn.prepare_cached(DELETE_LOG_ROW)?.execute([Rev(prev_rev)])?;
+        }
+    }
+    if let Some(prune_to) = prune_to {
+        conn.prepare_cached(PRUNE_LOG)?.execute([Rev(compacted), Rev(prune_to)])?;
+        let mut set_meta = conn.prepare_cached(SET_META)?;
+        set_meta.execute(params!["compacted", Rev(prune_to)])?;
+        set_meta.execute(params!["revision", Rev(revision)])?;
+    }
+    Ok(())
 }
 
 /// A revision as SQLite holds it: an INTEGER, so at most `i64::MAX` (a limit no store reaches).

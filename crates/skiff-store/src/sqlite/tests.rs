@@ -113,12 +113,12 @@ fn writer_for(path: &Path, options: &SqliteOptions) -> (Arc<Shared>, Writer) {
 
 type Answer = oneshot::Receiver<Result<Object, StoreError>>;
 
-fn batch(writes: Vec<Write>) -> (Vec<(Write, Reply)>, Vec<Answer>) {
+fn batch(writes: Vec<Write>) -> (Vec<(Prepared, Reply)>, Vec<Answer>) {
     writes
         .into_iter()
         .map(|w| {
             let (tx, rx) = oneshot::channel();
-            ((w, tx), rx)
+            ((Prepared::new(w).expect("serializable"), tx), rx)
         })
         .unzip()
 }

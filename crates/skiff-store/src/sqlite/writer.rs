@@ -13,9 +13,9 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::Shared;
-use super::apply::{Change, Objects, apply};
+use super::apply::{Change, Objects, Prepared, apply};
 use super::db;
-use crate::{Object, Revision, StoreError, Write};
+use crate::{Object, Revision, StoreError};
 
 /// The most writes committed in one transaction, so one huge burst cannot hold every waiter back
 /// until all of it is applied.
@@ -26,7 +26,7 @@ pub(super) type Reply = oneshot::Sender<Result<Object, StoreError>>;
 
 /// What the store sends the writer thread.
 pub(super) enum Msg {
-    Write(Write, Reply),
+    Write(Prepared, Reply),
     /// Finish the writes received before this message, then stop.
     Close,
 }
@@ -73,7 +73,7 @@ impl Writer {
     }
 
     /// Applies, commits, publishes and answers one batch.
-    pub fn process(&mut self, batch: Vec<(Write, Reply)>) {
+    pub fn process(&mut self, batch: Vec<(Prepared, Reply)>) {
         let mut objects = self.objects.clone();
         let mut revision = self.revision;
         let mut outcomes: Vec<(Reply, Result<Change, StoreError>)> = Vec::with_capacity(batch.len());
