@@ -66,7 +66,7 @@ impl FieldValidation {
 pub fn check(resource: &ResourceInfo, obj: &Value) -> Result<Vec<String>, ApiError> {
     let Some(schema) = schema_for(resource) else { return Ok(Vec::new()) };
     let mut walk = Walk { defs: defs(schema), unknown: Vec::new() };
-    let root = Ctx { go_parent: resource.kind.to_string(), go_path: String::new(), path: String::new() };
+    let root = Ctx { up: None, step: Step::Root { kind: resource.kind } };
     walk.value(schema, obj, &root).map_err(|detail| decode_error(resource, &detail))?;
     Ok(walk.unknown)
 }
@@ -180,25 +180,95 @@ fn defs(root: &Value) -> &Map<String, Value> {
     root.get("$defs").and_then(Value::as_object).unwrap_or_else(|| EMPTY.get_or_init(Map::new))
 }
 
-/// Where the walk is: the strict-error path (`a.b[0].c`), Go's error path (`a.b.c`, no indices) and the
-/// Go struct that holds the current field.
-#[derive(Clone)]
-struct Ctx {
-    go_parent: String,
-    go_path: String,
-    path: String,
+/// Where the walk is: a chain of steps from the value being checked up to the root. The paths an
+/// error or an unknown field names are rendered from it only then (most bodies have neither): the
+/// strict-error path (`a.b[0].c`, [`Ctx::path`]), Go's error path (`a.b.c`, no indices) and the Go
+/// struct that holds the current field.
+struct Ctx<'c> {
+    up: Option<&'c Ctx<'c>>,
+    step: Step<'c>,
 }
 
-impl Ctx {
-    fn field(&self, key: &str, parent: &str) -> Ctx {
-        let join = |p: &str| if p.is_empty() { key.to_string() } else { format!("{p}.{key}") };
-        Ctx { go_parent: parent.to_string(), go_path: join(&self.go_path), path: join(&self.path) }
+#[derive(Clone, Copy)]
+enum Step<'c> {
+    /// The object itself, a `kind`.
+    Root { kind: &'c str },
+    /// Field `key` of the Go struct `parent`.
+    Field { key: &'c str, parent: &'c str },
+    /// Element `i` of a list.
+    Index(usize),
+    /// The value at `key` of a map.
+    MapValue(&'c str),
+}
+
+impl<'c> Ctx<'c> {
+    fn field(&'c self, key: &'c str, parent: &'c str) -> Ctx<'c> {
+        Ctx { up: Some(self), step: Step::Field { key, parent } }
     }
-    fn index(&self, i: usize) -> Ctx {
-        Ctx { path: format!("{}[{i}]", self.path), ..self.clone() }
+
+    fn index(&'c self, i: usize) -> Ctx<'c> {
+        Ctx { up: Some(self), step: Step::Index(i) }
     }
-    fn map_value(&self, key: &str) -> Ctx {
-        Ctx { path: format!("{}[{key}]", self.path), ..self.clone() }
+
+    fn map_value(&'c self, key: &'c str) -> Ctx<'c> {
+        Ctx { up: Some(self), step: Step::MapValue(key) }
+    }
+
+    /// The steps from the root down to this one.
+    fn steps(&self) -> Vec<Step<'c>> {
+        let mut steps = vec![self.step];
+        let mut at = self.up;
+        while let Some(ctx) = at {
+            steps.push(ctx.step);
+            at = ctx.up;
+        }
+        steps.reverse();
+        steps
+    }
+
+    /// The Go struct holding the current field: that of the nearest field step, else the kind.
+    fn go_parent(&self) -> &'c str {
+        let mut at = Some(self);
+        while let Some(ctx) = at {
+            match ctx.step {
+                Step::Field { parent, .. } => return parent,
+                Step::Root { kind } => return kind,
+                Step::Index(_) | Step::MapValue(_) => at = ctx.up,
+            }
+        }
+        ""
+    }
+
+    /// `spec.template.spec.containers[0].image`, `data[key]`.
+    fn path(&self) -> String {
+        let mut path = String::new();
+        for step in self.steps() {
+            match step {
+                Step::Root { .. } => {}
+                Step::Field { key, .. } => {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                }
+                Step::Index(i) => path.push_str(&format!("[{i}]")),
+                Step::MapValue(key) => path.push_str(&format!("[{key}]")),
+            }
+        }
+        path
+    }
+
+    /// Go's path: the field names only, `spec.template.spec.containers.image`.
+    fn go_path(&self) -> String {
+        let fields: Vec<&str> = self
+            .steps()
+            .into_iter()
+            .filter_map(|step| match step {
+                Step::Field { key, .. } => Some(key),
+                _ => None,
+            })
+            .collect();
+        fields.join(".")
     }
 }
 
@@ -263,20 +333,21 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn type_error(&self, v: &Value, schema: &'a Value, ctx: &Ctx) -> String {
-        if ctx.go_path.is_empty() {
+    fn type_error(&self, v: &Value, schema: &'a Value, ctx: &Ctx<'_>) -> String {
+        let go_path = ctx.go_path();
+        if go_path.is_empty() {
             return format!("json: cannot unmarshal {} into Go value of type {}", json_kind(v), self.go_type(schema));
         }
         format!(
             "json: cannot unmarshal {} into Go struct field {}.{} of type {}",
             json_kind(v),
-            ctx.go_parent,
-            ctx.go_path,
+            ctx.go_parent(),
+            go_path,
             self.go_type(schema)
         )
     }
 
-    fn value(&mut self, schema: &'a Value, v: &Value, ctx: &Ctx) -> Result<(), String> {
+    fn value(&mut self, schema: &'a Value, v: &Value, ctx: &Ctx<'_>) -> Result<(), String> {
         if v.is_null() {
             return Ok(());
         }
@@ -302,11 +373,11 @@ impl<'a> Walk<'a> {
             Some("object") => {
                 let Value::Object(obj) = v else { return Err(self.type_error(v, schema, ctx)) };
                 if let Some(props) = s.get("properties").and_then(Value::as_object) {
-                    let parent = name.map(short_name).unwrap_or(&ctx.go_parent).to_string();
+                    let parent = name.map(short_name).unwrap_or_else(|| ctx.go_parent());
                     for (k, val) in obj {
                         match props.get(k) {
-                            Some(ps) => self.value(ps, val, &ctx.field(k, &parent))?,
-                            None => self.unknown.push(ctx.field(k, &parent).path),
+                            Some(ps) => self.value(ps, val, &ctx.field(k, parent))?,
+                            None => self.unknown.push(ctx.field(k, parent).path()),
                         }
                     }
                 } else if let Some(ap) = s.get("additionalProperties") {

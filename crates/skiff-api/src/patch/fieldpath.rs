@@ -34,9 +34,15 @@ impl Set {
         match path {
             [] => {}
             [last] => {
-                self.members.insert(last.clone());
+                if !self.members.contains(last) {
+                    self.members.insert(last.clone());
+                }
             }
-            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
+            // The key is cloned only when the child is new (most inserts share their parents).
+            [first, rest @ ..] => match self.children.get_mut(first) {
+                Some(child) => child.insert(rest),
+                None => self.children.entry(first.clone()).or_default().insert(rest),
+            },
         }
     }
 
@@ -266,7 +272,10 @@ pub fn path_string(path: &[String]) -> String {
 
 /// `f:<name>`
 pub fn field_pe(name: &str) -> String {
-    format!("f:{name}")
+    let mut pe = String::with_capacity(name.len() + 2);
+    pe.push_str("f:");
+    pe.push_str(name);
+    pe
 }
 
 /// `k:{"a":1,"b":"x"}`, the key fields sorted by name.

@@ -196,7 +196,20 @@ pub fn root(kind: &str) -> TypeName {
 /// The schema of `field` inside an object of type `owner`, if the table knows it.
 pub fn field(owner: TypeName, name: &str) -> Option<FieldSchema> {
     let owner = owner?;
-    ROWS.iter().find(|r| r.owner == owner && r.field == name).map(|r| r.schema)
+    let index = sorted_rows();
+    index.binary_search_by(|r| (r.owner, r.field).cmp(&(owner, name))).ok().map(|i| index[i].schema)
+}
+
+/// The rows sorted by `(owner, field)`, for [`field`]'s binary search: every field of every
+/// object a write touches is looked up (managed fields, patches), and a scan of the table
+/// compared strings row by row.
+fn sorted_rows() -> &'static [&'static Row] {
+    static SORTED: std::sync::OnceLock<Vec<&'static Row>> = std::sync::OnceLock::new();
+    SORTED.get_or_init(|| {
+        let mut rows: Vec<&'static Row> = ROWS.iter().collect();
+        rows.sort_by_key(|r| (r.owner, r.field));
+        rows
+    })
 }
 
 /// The schema at a JSON path below a kind (list elements are skipped: the path names fields only),
@@ -280,6 +293,18 @@ mod tests {
         for (kind, path, want) in cases {
             assert_eq!(smp_list(lookup(kind, path)), *want, "{kind} {path:?}");
         }
+    }
+
+    /// Each row is the one `field` finds for its owner and name: no two rows share both.
+    #[test]
+    fn every_row_is_found_by_its_owner_and_field() {
+        for r in ROWS {
+            assert_eq!(field(Some(r.owner), r.field), Some(r.schema), "{}.{}", r.owner, r.field);
+            assert_eq!(ROWS.iter().filter(|o| (o.owner, o.field) == (r.owner, r.field)).count(), 1);
+        }
+        assert_eq!(field(Some("PodSpec"), "nope"), None);
+        assert_eq!(field(Some("Nope"), "containers"), None);
+        assert_eq!(field(None, "containers"), None);
     }
 
     #[test]
