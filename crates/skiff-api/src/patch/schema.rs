@@ -182,10 +182,10 @@ static ROWS: &[Row] = &[
 /// writing them never "adds" the field itself.
 static ALWAYS_PRESENT: &[(&str, &str)] = &[("PodSpec", "containers")];
 
-/// Whether `owner.name` is always present in the typed form (a by-value struct or a required list).
-pub fn always_present(owner: TypeName, name: &str) -> bool {
-    matches!(field(owner, name).map(|f| f.shape), Some(Shape::Struct))
-        || owner.is_some_and(|o| ALWAYS_PRESENT.contains(&(o, name)))
+/// Whether `owner.name`, whose schema is `schema` (what [`field`] gives for it), is always present
+/// in the typed form (a by-value struct or a required list).
+pub fn always_present(owner: TypeName, name: &str, schema: Option<FieldSchema>) -> bool {
+    matches!(schema.map(|f| f.shape), Some(Shape::Struct)) || owner.is_some_and(|o| ALWAYS_PRESENT.contains(&(o, name)))
 }
 
 /// The root type of a kind, `None` for kinds the table does not describe.

@@ -156,7 +156,7 @@ fn compare_walk(
                 }
                 let child = schema::field(ty, k);
                 let blank = match child.map(|s| s.shape) {
-                    _ if !schema::always_present(ty, k) => None,
+                    _ if !schema::always_present(ty, k, child) => None,
                     Some(Shape::Struct | Shape::Object | Shape::AtomicObject) => Some(&blank_object),
                     _ => Some(&blank_list),
                 };

@@ -707,3 +707,43 @@ mod conformance {
         conformance::sync_reaches_the_last_write(&store(&dir)).await;
     }
 }
+
+/// A write with no other in flight commits on its own thread; one that overlaps it goes to the
+/// writer thread, which commits it after the first releases the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock, reason = "the test holds the writer on purpose while the writes start")]
+async fn a_lone_write_commits_itself_and_an_overlapping_one_goes_to_the_writer_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(&db_path(&dir), SqliteOptions::default()).expect("open"));
+    let wait_in_flight = |n: usize| {
+        let store = store.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while store.in_flight.load(std::sync::atomic::Ordering::Acquire) != n {
+                assert!(Instant::now() < deadline, "never {n} writes in flight");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    // Hold the writer so both writes wait for it.
+    let held = store.slot.lock();
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { store.write(create("/a", json!({}))).await }
+    });
+    wait_in_flight(1).await;
+    let second = tokio::spawn({
+        let store = store.clone();
+        async move { store.write(create("/b", json!({}))).await }
+    });
+    wait_in_flight(2).await;
+    drop(held);
+    let mut revs = [first.await.expect("join").expect("a").rev, second.await.expect("join").expect("b").rev];
+    revs.sort_unstable();
+    assert_eq!(revs, [1, 2]);
+    assert_eq!(store.in_flight.load(std::sync::atomic::Ordering::Acquire), 0);
+    assert_eq!(store.snapshot().objects.len(), 2);
+
+    // Alone again: committed here, at the next revision.
+    assert_eq!(store.write(create("/c", json!({}))).await.expect("c").rev, 3);
+}
