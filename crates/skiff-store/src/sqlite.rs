@@ -75,6 +75,9 @@ struct Shared {
     retained: Mutex<BTreeMap<Revision, Snapshot>>,
     retained_cap: usize,
     history_len: usize,
+    /// How many writes the writer's last batch held: more than one means writes overlap, and then
+    /// every write goes to the writer thread to share its batches.
+    last_batch: AtomicUsize,
 }
 
 /// The committed state readers and watchers see, changed only by [`Shared::publish`].
@@ -139,6 +142,12 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Whether a write commits on its caller's thread: when no other write was in flight as it
+    /// began and the writer's last batch held at most one write.
+    fn commits_here(&self, write: &InFlight<'_>) -> bool {
+        write.alone && self.shared.last_batch.load(Ordering::Acquire) <= 1
+    }
+
     /// Commits `write` under the writer's lock on this thread; `Closed` once the store is closed.
     fn commit_alone(&self, write: Prepared) -> Result<Object, StoreError> {
         let mut writer = self.slot.lock();
@@ -181,11 +190,12 @@ impl Store for SqliteStore {
         // Serialized here, on the caller's thread, not on the writer's.
         let write = Prepared::new(write)?;
         let in_flight = InFlight::enter(&self.in_flight);
-        if in_flight.alone {
-            // No other write to share a commit with: commit here, as a batch of one. This blocks
-            // the calling thread for the commit and its fsync (the caller awaits them anyway), and
-            // saves waking the writer thread and being woken by it. Writes that arrive meanwhile
-            // go to the writer thread, which takes the lock after this commit.
+        if self.commits_here(&in_flight) {
+            // No other write to share a commit with, now or in the last batch (one client writing
+            // at a time): commit here, as a batch of one. This blocks the calling thread for the
+            // commit and its fsync (the caller awaits them anyway), and saves waking the writer
+            // thread and being woken by it. Writes that arrive meanwhile go to the writer thread,
+            // which takes the lock after this commit; while writes overlap, all of them do.
             return self.commit_alone(write);
         }
         let (reply, answer) = oneshot::channel();
@@ -307,6 +317,7 @@ fn prepare(path: &Path, options: &SqliteOptions) -> Result<(Arc<Shared>, Writer)
         retained: Mutex::new(BTreeMap::new()),
         retained_cap: options.retained_snapshots,
         history_len,
+        last_batch: AtomicUsize::new(0),
     });
     let history_len = Revision::try_from(history_len).unwrap_or(Revision::MAX);
     let writer = Writer {

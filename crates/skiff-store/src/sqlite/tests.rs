@@ -747,3 +747,28 @@ async fn a_lone_write_commits_itself_and_an_overlapping_one_goes_to_the_writer_t
     // Alone again: committed here, at the next revision.
     assert_eq!(store.write(create("/c", json!({}))).await.expect("c").rev, 3);
 }
+
+/// Writes commit on their own thread only while they do not overlap: not when another is in
+/// flight, and not while the writer's batches hold more than one write.
+#[tokio::test]
+async fn only_writes_that_do_not_overlap_commit_on_their_own_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&db_path(&dir), SqliteOptions::default()).expect("open");
+    let first = InFlight::enter(&store.in_flight);
+    let second = InFlight::enter(&store.in_flight);
+    assert!(store.commits_here(&first), "alone, and nothing committed yet");
+    assert!(!store.commits_here(&second), "another write is in flight");
+    drop((first, second));
+
+    // A batch of two on the writer: the next write, though alone, goes to the writer thread.
+    let (writes, answers) = batch(vec![create("/a", json!({})), create("/b", json!({}))]);
+    store.slot.lock().as_mut().expect("open").process(writes);
+    let revs: Vec<Revision> =
+        answers.into_iter().map(|mut a| a.try_recv().expect("answered").expect("committed").rev).collect();
+    assert_eq!(revs, [1, 2]);
+    assert!(!store.commits_here(&InFlight::enter(&store.in_flight)), "the last batch held two");
+    // That write is a batch of one, after which writes commit on their own threads again.
+    assert_eq!(store.write(create("/c", json!({}))).await.expect("c").rev, 3);
+    assert!(store.commits_here(&InFlight::enter(&store.in_flight)));
+    assert_eq!(store.write(create("/d", json!({}))).await.expect("d").rev, 4);
+}

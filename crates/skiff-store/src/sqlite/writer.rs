@@ -7,11 +7,12 @@
 //! concurrent clients therefore share one fsync, while every acknowledged write is durable.
 //!
 //! The [`Writer`] sits behind a lock ([`Slot`]) that its thread takes for each batch. A write that
-//! finds no other write in flight takes the lock itself and commits as a batch of one on its own
-//! thread (see `SqliteStore::write`): a lone client then pays no hand-off to the writer thread and
-//! back.
+//! finds no other write in flight, when the last batch also held one write, takes the lock itself
+//! and commits as a batch of one on its own thread (see `SqliteStore::write`): a lone client then
+//! pays no hand-off to the writer thread and back, and overlapping writes still share batches.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
 use parking_lot::Mutex;
@@ -87,6 +88,7 @@ impl Writer {
 
     /// Applies, commits, publishes and answers one batch.
     pub fn process(&mut self, batch: Vec<(Prepared, Reply)>) {
+        self.shared.last_batch.store(batch.len(), Ordering::Release);
         let mut objects = self.objects.clone();
         let mut revision = self.revision;
         let mut outcomes: Vec<(Reply, Result<Change, StoreError>)> = Vec::with_capacity(batch.len());
