@@ -85,37 +85,24 @@ impl Unversioned {
     /// `value` with `metadata.resourceVersion` to be set as [`set_resource_version`] sets it:
     /// `metadata` is created when missing or not an object.
     pub(crate) fn new(mut value: Value) -> Result<Unversioned, serde_json::Error> {
-        let Value::Object(fields) = &mut value else {
+        // Sets a placeholder revision, so `metadata` is what it will be and the key takes its place
+        // in the map's order; the placeholder's value is not written.
+        set_resource_version(&mut value, 0);
+        let Value::Object(fields) = &value else {
             return Ok(Unversioned { text: serde_json::to_string(&value)?, hole: None });
         };
-        let metadata = fields.entry("metadata").or_insert_with(|| Value::Object(serde_json::Map::new()));
-        if !metadata.is_object() {
-            *metadata = Value::Object(serde_json::Map::new());
-        }
-        if let Value::Object(metadata) = metadata {
-            // A placeholder, so the key takes its place in the map's order; its value is not written.
-            metadata.insert("resourceVersion".to_owned(), Value::Null);
-        }
         // The members are written as serde_json's compact serializer writes a map, so the result
         // is what `Json::encode` gives for the value with its resourceVersion set.
         let mut out = Vec::with_capacity(256);
         let mut hole = None;
         out.push(b'{');
         for (i, (key, field)) in fields.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            serde_json::to_writer(&mut out, key)?;
-            out.push(b':');
+            write_key(&mut out, i, key)?;
             match (key.as_str(), field) {
                 ("metadata", Value::Object(metadata)) => {
                     out.push(b'{');
                     for (j, (key, field)) in metadata.iter().enumerate() {
-                        if j > 0 {
-                            out.push(b',');
-                        }
-                        serde_json::to_writer(&mut out, key)?;
-                        out.push(b':');
+                        write_key(&mut out, j, key)?;
                         if key == "resourceVersion" {
                             hole = Some(out.len());
                         } else {
@@ -146,6 +133,17 @@ impl Unversioned {
         text.push_str(tail);
         Json(Arc::from(text))
     }
+}
+
+/// Writes the `index`-th member's key of a map being serialized: the separating comma, the quoted
+/// key, the colon.
+fn write_key(out: &mut Vec<u8>, index: usize, key: &str) -> Result<(), serde_json::Error> {
+    if index > 0 {
+        out.push(b',');
+    }
+    serde_json::to_writer(&mut *out, key)?;
+    out.push(b':');
+    Ok(())
 }
 
 /// Which fields of an object to decode ([`Json::parse_fields`]): a tree of keys. The default
