@@ -65,12 +65,10 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 /// Resolves when a namespace object changes.
 async fn namespace_changed(app: &App) {
     let store = &app.registry.store;
-    let Ok(mut w) = store.watch(store.revision()) else { return };
-    while let Ok(e) = w.live.recv().await {
-        if e.key.starts_with("/core/namespaces/") {
-            return;
-        }
-    }
+    let Ok(prefix) = namespaces_target(None).map(|t| t.resource.key_prefix()) else { return };
+    let Ok(mut w) = store.watch_prefix(&prefix, store.revision()) else { return };
+    // Every change under the prefix is a namespace's.
+    let _ = w.live.recv().await;
 }
 
 /// Deletes the content of every terminating namespace; removes those that are empty. Returns

@@ -1227,8 +1227,11 @@ mod tests {
         fn snapshot_at(&self, rev: Revision) -> Result<Snapshot, StoreError> {
             self.inner.snapshot_at(rev)
         }
-        fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
-            self.inner.watch(after)
+        fn watch_prefix(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError> {
+            self.inner.watch_prefix(prefix, after)
+        }
+        fn live_revision(&self) -> Revision {
+            self.inner.live_revision()
         }
         fn revision(&self) -> Revision {
             self.inner.revision()

@@ -151,10 +151,10 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
         if watch_list {
             first.push(enc.bookmark(snapshot.rev, true));
         }
-        (store.watch(snapshot.rev), snapshot.rev)
+        (store.watch_prefix(&filter.prefix, snapshot.rev), snapshot.rev)
     } else {
         let rev = start_rev.unwrap_or_else(|| store.revision());
-        (store.watch(rev), rev)
+        (store.watch_prefix(&filter.prefix, rev), rev)
     };
     let watch = match watch {
         Ok(w) => w,
@@ -181,15 +181,11 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
             }
         }
         let mut segment = watch;
+        // The revision of the last bookmark sent: bookmarks never go back.
+        let mut bookmarked = last_rev;
         loop {
             for e in segment.backlog {
-                if e.rev <= last_rev {
-                    continue;
-                }
-                last_rev = e.rev;
-                if let Some(kind) = filter.translate(&e)
-                    && tx.send(Ok(enc.line(kind, &e.object))).await.is_err()
-                {
+                if !deliver(&e, &mut last_rev, &filter, &mut enc, &tx).await {
                     return;
                 }
             }
@@ -198,20 +194,36 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
                 tokio::select! {
                     _ = &mut deadline => return,
                     _ = tick.tick(), if bookmarks => {
-                        if tx.send(Ok(enc.bookmark(last_rev, false))).await.is_err() {
+                        // Changes under other prefixes never reach this watch, so its last change
+                        // can be far behind the store. Every change the store has sent up to
+                        // `sent` is in this watch's channel: delivered first, the bookmark can
+                        // carry `sent` (so a client resuming from it skips the others' changes).
+                        let sent = store.live_revision();
+                        let lagged = loop {
+                            match live.try_recv() {
+                                Ok(e) => {
+                                    if !deliver(&e, &mut last_rev, &filter, &mut enc, &tx).await {
+                                        return;
+                                    }
+                                }
+                                Err(broadcast::error::TryRecvError::Empty) => break None,
+                                Err(broadcast::error::TryRecvError::Lagged(missed)) => break Some(missed),
+                                Err(broadcast::error::TryRecvError::Closed) => return,
+                            }
+                        };
+                        if let Some(missed) = lagged {
+                            break missed;
+                        }
+                        bookmarked = bookmarked.max(last_rev).max(sent);
+                        if tx.send(Ok(enc.bookmark(bookmarked, false))).await.is_err() {
                             return;
                         }
                     }
                     ev = live.recv() => match ev {
                         Ok(e) => {
-                            if e.rev <= last_rev {
-                                continue;
+                            if !deliver(&e, &mut last_rev, &filter, &mut enc, &tx).await {
+                                return;
                             }
-                            last_rev = e.rev;
-                            if let Some(kind) = filter.translate(&e)
-                                && tx.send(Ok(enc.line(kind, &e.object))).await.is_err() {
-                                    return;
-                                }
                         }
                         Err(broadcast::error::RecvError::Lagged(missed)) => break missed,
                         Err(broadcast::error::RecvError::Closed) => return,
@@ -219,11 +231,11 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
                     _ = tx.closed() => return,
                 }
             };
-            // This watcher fell behind the live stream (every change of every resource passes
-            // through it): it catches up from the store's history, which holds far more changes.
+            // This watcher fell behind the live stream of its prefix: it catches up from the
+            // store's history, which holds far more changes.
             // Once the history no longer has what it missed, it is closed, and its client resumes
             // or lists again (kube-apiserver closes a watcher that cannot keep up).
-            segment = match store.watch(last_rev) {
+            segment = match store.watch_prefix(&filter.prefix, last_rev) {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::warn!(prefix = %filter.prefix, last_rev, missed, error = %e, "closing a watch that fell behind");
@@ -233,6 +245,25 @@ pub fn start(store: Arc<dyn Store>, t: &Target, q: &Query, accept: Accept) -> Re
         }
     });
     Ok(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)))
+}
+
+/// Sends the line for `e` if the watcher sees it and has not had it yet; false once the client is
+/// gone.
+async fn deliver(
+    e: &Event,
+    last_rev: &mut Revision,
+    filter: &Filter,
+    enc: &mut Encoder,
+    tx: &mpsc::Sender<Result<Bytes, Infallible>>,
+) -> bool {
+    if e.rev <= *last_rev {
+        return true;
+    }
+    *last_rev = e.rev;
+    match filter.translate(e) {
+        Some(kind) => tx.send(Ok(enc.line(kind, &e.object))).await.is_ok(),
+        None => true,
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +360,52 @@ mod tests {
         assert!(got.len() < n, "ended early: {} events", got.len());
         let want: Vec<String> = (0..got.len()).map(|i| format!("cm-{i}")).collect();
         assert_eq!(got, want, "in order, without a gap, up to where it was closed");
+    }
+
+    /// A pod watch is not sent the ConfigMaps written after its pod, yet its periodic bookmark
+    /// carries their revision: the store's, not its last pod's. Time is paused: the 30 s bookmark
+    /// ticks come as soon as the test waits.
+    #[tokio::test(start_paused = true)]
+    async fn bookmarks_carry_the_store_revision_past_other_resources_changes() {
+        use futures::StreamExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("db"), SqliteOptions::default()).expect("open"));
+        let pods = lookup("", "v1", "pods").expect("pods");
+        let maps = lookup("", "v1", "configmaps").expect("configmaps");
+        let t = Target { resource: pods, namespace: Some("default".into()), name: None, subresource: None };
+        let q = Query::parse(Some(&format!("watch=1&allowWatchBookmarks=true&resourceVersion={}", store.revision())))
+            .expect("query");
+        let mut body = start(store.clone(), &t, &q, Accept::Json).expect("watch").into_data_stream();
+        let pod = json!({"kind": "Pod", "metadata": {"name": "p"}});
+        let pod_rev =
+            store.write(Write::Create { key: pods.key(Some("default"), "p"), value: pod }).await.expect("pod").rev;
+        for i in 0..3 {
+            let value = json!({"kind": "ConfigMap", "metadata": {"name": format!("cm-{i}")}});
+            store.write(Write::Create { key: maps.key(Some("default"), &format!("cm-{i}")), value }).await.expect("cm");
+        }
+        let last = store.revision();
+        assert_eq!(last, pod_rev + 3);
+        let mut seen = Vec::new();
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(100), body.next()).await.expect("the watch answers");
+            let event: Value = serde_json::from_slice(&next.expect("open").expect("a line")).expect("JSON");
+            let rv: Revision = event["object"]["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .expect("a resourceVersion");
+            seen.push((event["type"].as_str().unwrap_or_default().to_owned(), rv));
+            if rv == last {
+                break;
+            }
+            assert!(rv < last, "nothing past the store's revision: {seen:?}");
+        }
+        assert_eq!(
+            seen.iter().filter(|(kind, _)| kind != "BOOKMARK").collect::<Vec<_>>(),
+            [&("ADDED".to_owned(), pod_rev)]
+        );
+        assert_eq!(seen.last().map(|(kind, _)| kind.as_str()), Some("BOOKMARK"));
+        assert!(seen.windows(2).all(|w| w[0].1 <= w[1].1), "revisions never go back: {seen:?}");
     }
 
     #[test]

@@ -187,6 +187,40 @@ pub(crate) async fn watch_from_a_future_revision_waits<S: Store>(store: &S) {
     assert!(store.watch(base + 1).expect("watch").backlog.is_empty());
 }
 
+/// A watch of a prefix has only the changes under it, in its backlog and live; the empty prefix
+/// has every change; `live_revision` covers every change sent.
+pub(crate) async fn watch_prefix_sees_only_its_prefix<S: Store>(store: &S) {
+    let base = store.revision();
+    for key in ["/p/a/1", "/q/a/1", "/p/b/1"] {
+        store.write(create(key, json!({}))).await.expect("create");
+    }
+    let keys = |events: &[Arc<Event>]| events.iter().map(|e| e.key.to_string()).collect::<Vec<_>>();
+    let mut p = store.watch_prefix("/p/", base).expect("watch /p/");
+    let mut pa = store.watch_prefix("/p/a/", base).expect("watch /p/a/");
+    let mut all = store.watch_prefix("", base).expect("watch everything");
+    assert_eq!(keys(&p.backlog), ["/p/a/1", "/p/b/1"]);
+    assert_eq!(keys(&pa.backlog), ["/p/a/1"]);
+    assert_eq!(keys(&all.backlog), ["/p/a/1", "/q/a/1", "/p/b/1"]);
+    for key in ["/q/a/2", "/p/a/2", "/q/b/2", "/p/b/2"] {
+        store.write(create(key, json!({}))).await.expect("create");
+    }
+    assert_eq!(store.live_revision(), base + 7);
+    assert_eq!([next_key(&mut p).await, next_key(&mut p).await], ["/p/a/2", "/p/b/2"]);
+    assert_eq!(next_key(&mut pa).await, "/p/a/2");
+    let mut live_all = Vec::new();
+    for _ in 0..4 {
+        live_all.push(next_key(&mut all).await);
+    }
+    assert_eq!(live_all, ["/q/a/2", "/p/a/2", "/q/b/2", "/p/b/2"]);
+    assert!(p.live.try_recv().is_err() && pa.live.try_recv().is_err(), "nothing else under the prefixes");
+}
+
+/// The key of a watch's next live event.
+async fn next_key(watch: &mut Watch) -> String {
+    let event = tokio::time::timeout(Duration::from_secs(20), watch.live.recv()).await.expect("in time");
+    event.expect("event").key.to_string()
+}
+
 /// A wait for a future revision ends with the write that reaches it; one for a revision nobody
 /// writes ends after its timeout with `TooLargeResourceVersion`; a reached one answers at once.
 pub(crate) async fn wait_for_a_future_revision<S: Store>(store: Arc<S>) {

@@ -353,8 +353,12 @@ impl Store for EtcdStore {
         self.cache.snapshot_at(rev)
     }
 
-    fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
-        self.cache.watch(after)
+    fn watch_prefix(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError> {
+        self.cache.watch_prefix(prefix, after)
+    }
+
+    fn live_revision(&self) -> Revision {
+        self.cache.last_event()
     }
 
     fn revision(&self) -> Revision {

@@ -18,6 +18,7 @@ use serde_json::Value;
 mod conformance;
 #[cfg(feature = "etcd")]
 mod etcd;
+mod hub;
 mod json;
 mod sqlite;
 #[cfg(any(test, feature = "testing"))]
@@ -105,9 +106,9 @@ impl Snapshot {
     }
 }
 
-/// A live watch: the changes after the requested revision that the store still held when the watch
-/// started (`backlog`), then every later change from `live`, in revision order, with no gap between
-/// the two. Changes are not filtered: the consumer keeps those under its prefix.
+/// A live watch of a key prefix: the changes under it after the requested revision that the store
+/// still held when the watch started (`backlog`), then every later one from `live`, in revision
+/// order, with no gap between the two.
 pub struct Watch {
     pub backlog: Vec<Arc<Event>>,
     pub live: tokio::sync::broadcast::Receiver<Arc<Event>>,
@@ -165,11 +166,25 @@ pub trait Store: Send + Sync + 'static {
     /// A snapshot kept by [`Store::retain_snapshot`], or `SnapshotExpired`.
     fn snapshot_at(&self, rev: Revision) -> Result<Snapshot, StoreError>;
 
-    /// Changes after `after` (exclusive). `Compacted` if some of them are no longer held.
-    fn watch(&self, after: Revision) -> Result<Watch, StoreError>;
+    /// Changes after `after` (exclusive) to keys that start with `prefix` (`""`: every key).
+    /// `Compacted` if some changes after `after` are no longer held. A change under another prefix
+    /// never reaches the watch, not even to wake it.
+    fn watch_prefix(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError>;
+
+    /// Every change after `after`: [`Store::watch_prefix`] with the empty prefix.
+    fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+        self.watch_prefix("", after)
+    }
 
     /// The latest revision.
     fn revision(&self) -> Revision;
+
+    /// The revision up to which every change has been sent to live watches: a watch has each
+    /// change under its prefix up to it in its backlog or its channel. The latest revision, except
+    /// on etcd after a progress notification moved the revision past changes still to come.
+    fn live_revision(&self) -> Revision {
+        self.revision()
+    }
 
     /// The oldest revision a watch can still start after.
     fn oldest_watchable(&self) -> Revision;

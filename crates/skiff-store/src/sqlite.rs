@@ -10,7 +10,7 @@
 //!   ever visible to readers and watchers.
 //! - Revisions are contiguous: every committed write takes the next one, and the log holds one row
 //!   per revision, so the in-memory history is a contiguous run ending at the latest revision.
-//! - The snapshot, the history and the broadcast of live events change together under one lock, and
+//! - The snapshot, the history and the live events (see `hub`) change together under one lock, and
 //!   a watch reads its backlog and subscribes under the same lock: no gap, no duplicate.
 
 mod apply;
@@ -31,6 +31,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use self::apply::{Objects, Prepared};
 use self::writer::{Msg, Writer};
+use crate::hub::Hub;
 use crate::{Event, Object, Revision, Snapshot, Store, StoreError, Watch, Write};
 
 /// Tuning of a [`SqliteStore`].
@@ -42,8 +43,8 @@ pub struct SqliteOptions {
     /// How many snapshots [`Store::retain_snapshot`] keeps for list continuation; the oldest is
     /// dropped first.
     pub retained_snapshots: usize,
-    /// Capacity of the live-event channel: a watcher that falls this many events behind sees
-    /// `RecvError::Lagged`. At least 1.
+    /// Capacity of each prefix's live-event channel: a watcher that falls this many events of its
+    /// prefix behind sees `RecvError::Lagged`. At least 1.
     pub broadcast_capacity: usize,
 }
 
@@ -80,7 +81,7 @@ struct Published {
     /// `history` (or the latest revision when the history is empty).
     oldest: Revision,
     /// Live events; `None` once the store is closed.
-    events: Option<broadcast::Sender<Arc<Event>>>,
+    events: Option<Hub>,
 }
 
 impl Shared {
@@ -88,13 +89,12 @@ impl Shared {
     /// watchers, all under the lock watches start under.
     fn publish(&self, objects: Objects, rev: Revision, events: impl IntoIterator<Item = Arc<Event>>) {
         let mut published = self.published.write();
+        let published = &mut *published;
         published.snapshot = Snapshot { rev, objects };
-        for event in events {
-            if let Some(sender) = &published.events {
-                // An error only means nobody is watching right now.
-                let _ = sender.send(event.clone());
-            }
-            published.history.push_back(event);
+        let first = published.history.len();
+        published.history.extend(events);
+        if let Some(hub) = &published.events {
+            hub.send(published.history.range(first..));
         }
         while published.history.len() > self.history_len {
             if let Some(dropped) = published.history.pop_front() {
@@ -208,18 +208,18 @@ impl Store for SqliteStore {
         if current.rev == rev { Ok(current) } else { Err(StoreError::SnapshotExpired(rev)) }
     }
 
-    /// Changes after `after`. A revision later than the latest gives an empty backlog: the watch
-    /// simply waits for it (as etcd does). `live` is the raw broadcast of every change, so in that
-    /// case the consumer skips live events at or below `after`.
-    fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+    /// Changes under `prefix` after `after`. A revision later than the latest gives an empty
+    /// backlog: the watch simply waits for it (as etcd does), so in that case the consumer skips
+    /// live events at or below `after`.
+    fn watch_prefix(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError> {
         let published = self.shared.published.read();
-        let Some(sender) = &published.events else { return Err(StoreError::Closed) };
+        let Some(hub) = &published.events else { return Err(StoreError::Closed) };
         if after < published.oldest {
             return Err(StoreError::Compacted { requested: after, oldest: published.oldest });
         }
         let start = published.history.partition_point(|event| event.rev <= after);
-        let backlog = published.history.range(start..).cloned().collect();
-        Ok(Watch { backlog, live: sender.subscribe() })
+        let backlog = published.history.range(start..).filter(|e| e.key.starts_with(prefix)).cloned().collect();
+        Ok(Watch { backlog, live: hub.subscribe(prefix) })
     }
 
     fn revision(&self) -> Revision {
@@ -249,13 +249,12 @@ fn prepare(path: &Path, options: &SqliteOptions) -> Result<(Arc<Shared>, Writer)
         "store opened"
     );
 
-    let (events, _) = broadcast::channel(options.broadcast_capacity.max(1));
     let shared = Arc::new(Shared {
         published: RwLock::new(Published {
             snapshot: Snapshot { rev: loaded.revision, objects: loaded.objects.clone() },
             history: loaded.history,
             oldest,
-            events: Some(events),
+            events: Some(Hub::new(options.broadcast_capacity)),
         }),
         retained: Mutex::new(BTreeMap::new()),
         retained_cap: options.retained_snapshots,

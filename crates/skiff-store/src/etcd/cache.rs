@@ -1,9 +1,9 @@
 //! The in-memory view of the prefix that the [`Store`](crate::Store) methods read: the latest state
-//! as a persistent map, the recent changes, and the live broadcast, kept up to date by the
+//! as a persistent map, the recent changes, and the live events, kept up to date by the
 //! reflector's etcd watch (the same design as kube-apiserver's watch cache).
 //!
 //! Invariants (as in the SQLite backend):
-//! - The snapshot, the history and the broadcast change together under one lock, and a watch reads
+//! - The snapshot, the history and the live events change together under one lock, and a watch reads
 //!   its backlog and subscribes under the same lock: no gap, no duplicate.
 //! - The history holds every change in `(oldest, snapshot.rev]`, in revision order (etcd revisions
 //!   are global, so there are gaps where other keys changed).
@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use super::codec::{self, Change, EtcdKind, Keys, Kv};
 use super::reflector::Replay;
-use crate::{Event, EventKind, Object, Revision, Snapshot, StoreError, Watch};
+use crate::hub::Hub;
+use crate::{EventKind, Object, Revision, Snapshot, StoreError, Watch};
 
 /// One event of an etcd watch response, as the reflector hands it over.
 pub(crate) type RawEvent = (EtcdKind, Kv, Option<Kv>);
@@ -59,13 +60,12 @@ struct Published {
     /// `snapshot.rev`; lower after a progress notification moved `snapshot.rev` past it.
     last_event: Revision,
     /// Live events; `None` once the store is closed.
-    events: Option<broadcast::Sender<Arc<Event>>>,
+    events: Option<Hub>,
 }
 
 impl Cache {
     /// A cache holding `objects` as of revision `rev`, with no history yet.
     pub fn new(keys: Keys, limits: Limits, rev: Revision, objects: imbl::OrdMap<Arc<str>, Object>) -> Cache {
-        let (events, _) = broadcast::channel(limits.broadcast_capacity.max(1));
         Cache {
             keys,
             limits,
@@ -74,7 +74,7 @@ impl Cache {
                 history: VecDeque::new(),
                 oldest: rev,
                 last_event: rev,
-                events: Some(events),
+                events: Some(Hub::new(limits.broadcast_capacity)),
             }),
             retained: Mutex::new(BTreeMap::new()),
             seen: watch::Sender::new(rev),
@@ -210,12 +210,11 @@ impl Cache {
         let mut published = self.published.write();
         published.snapshot = Snapshot { rev, objects };
         published.last_event = last_event;
-        for change in changes {
-            if let Some(sender) = &published.events {
-                // An error only means nobody is watching right now.
-                let _ = sender.send(change.event.clone());
-            }
-            published.history.push_back(change);
+        let published_ref = &mut *published;
+        let first = published_ref.history.len();
+        published_ref.history.extend(changes);
+        if let Some(hub) = &published_ref.events {
+            hub.send(published_ref.history.range(first..).map(|change| &change.event));
         }
         while published.history.len() > self.limits.history_len.max(1) {
             if let Some(dropped) = published.history.pop_front() {
@@ -236,7 +235,7 @@ impl Cache {
         published.oldest = rev;
         published.last_event = rev;
         if published.events.is_some() {
-            published.events = Some(broadcast::channel(self.limits.broadcast_capacity.max(1)).0);
+            published.events = Some(Hub::new(self.limits.broadcast_capacity));
         }
         drop(published);
         self.retained.lock().clear();
@@ -283,17 +282,29 @@ impl Cache {
         rewind(&published.snapshot, &published.history, rev).ok_or(StoreError::SnapshotExpired(rev))
     }
 
-    /// Changes after `after`; `Compacted` if some are no longer held. A revision later than the
-    /// latest gives an empty backlog (the consumer skips live events at or below `after`).
-    pub fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+    /// Changes under `prefix` after `after`; `Compacted` if some changes after `after` are no
+    /// longer held. A revision later than the latest gives an empty backlog (the consumer skips
+    /// live events at or below `after`).
+    pub fn watch_prefix(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError> {
         let published = self.published.read();
-        let Some(sender) = &published.events else { return Err(StoreError::Closed) };
+        let Some(hub) = &published.events else { return Err(StoreError::Closed) };
         if after < published.oldest {
             return Err(StoreError::Compacted { requested: after, oldest: published.oldest });
         }
         let start = published.history.partition_point(|change| change.event.rev <= after);
-        let backlog = published.history.range(start..).map(|change| change.event.clone()).collect();
-        Ok(Watch { backlog, live: sender.subscribe() })
+        let backlog = published
+            .history
+            .range(start..)
+            .filter(|change| change.event.key.starts_with(prefix))
+            .map(|change| change.event.clone())
+            .collect();
+        Ok(Watch { backlog, live: hub.subscribe(prefix) })
+    }
+
+    /// Every change after `after`: [`Cache::watch_prefix`] with the empty prefix.
+    #[cfg(test)]
+    pub fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+        self.watch_prefix("", after)
     }
 
     /// Ends live watches and refuses new ones; consistent reads still waiting fail with `Closed`.
@@ -392,7 +403,8 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::Json;
+    use crate::{Event, Json};
+    use tokio::sync::broadcast;
 
     const LIMITS: Limits = Limits { history_len: 100, retained_snapshots: 2, broadcast_capacity: 16 };
 

@@ -52,6 +52,12 @@ async fn conformance_watch_from_a_future_revision_waits() {
 }
 
 #[tokio::test]
+async fn conformance_watch_prefix_sees_only_its_prefix() {
+    let etcd = EtcdServer::start();
+    conformance::watch_prefix_sees_only_its_prefix(&connect(&etcd).await).await;
+}
+
+#[tokio::test]
 async fn conformance_snapshots_keep_their_revision() {
     let etcd = EtcdServer::start();
     conformance::snapshots_keep_their_revision(&connect(&etcd).await).await;

@@ -678,6 +678,12 @@ mod conformance {
     }
 
     #[tokio::test]
+    async fn watch_prefix_sees_only_its_prefix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::watch_prefix_sees_only_its_prefix(&store(&dir)).await;
+    }
+
+    #[tokio::test]
     async fn watch_from_a_future_revision_waits() {
         let dir = tempfile::tempdir().expect("tempdir");
         conformance::watch_from_a_future_revision_waits(&store(&dir)).await;
