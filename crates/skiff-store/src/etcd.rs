@@ -95,8 +95,8 @@ pub struct EtcdOptions {
     pub history_len: usize,
     /// How many snapshots [`Store::retain_snapshot`] keeps for list continuation.
     pub retained_snapshots: usize,
-    /// Capacity of the live-event channel: a watcher that falls this many events behind sees
-    /// `RecvError::Lagged`.
+    /// Capacity of each prefix's live-event channel: a watcher that falls this many events of its
+    /// prefix behind sees `RecvError::Lagged`.
     pub broadcast_capacity: usize,
 }
 
@@ -109,7 +109,7 @@ impl Default for EtcdOptions {
             connect_timeout: Duration::from_secs(5),
             history_len: 100_000,
             retained_snapshots: 64,
-            broadcast_capacity: 16_384,
+            broadcast_capacity: crate::hub::DEFAULT_CAPACITY,
         }
     }
 }

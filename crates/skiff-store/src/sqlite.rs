@@ -31,7 +31,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use self::apply::{Objects, Prepared};
 use self::writer::{Msg, Writer};
-use crate::hub::Hub;
+use crate::hub::{self, Hub};
 use crate::{Event, Object, Revision, Snapshot, Store, StoreError, Watch, Write};
 
 /// Tuning of a [`SqliteStore`].
@@ -50,7 +50,7 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { history_len: 100_000, retained_snapshots: 64, broadcast_capacity: 16_384 }
+        SqliteOptions { history_len: 100_000, retained_snapshots: 64, broadcast_capacity: hub::DEFAULT_CAPACITY }
     }
 }
 
