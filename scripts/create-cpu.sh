@@ -6,6 +6,8 @@
 #
 #   scripts/create-cpu.sh ROUNDS BIN [BIN...]
 #
+# SKIFF_SERVER_FLAGS replaces `--no-controllers --no-agent` (e.g. `--no-agent`: with the
+# controllers, whose watches a create may wake).
 # A maintainer's tool for comparing two builds (BENCHMARKS.md, "API creates"); needs python3.
 set -euo pipefail
 rounds=${1:?usage: create-cpu.sh ROUNDS BIN [BIN...]}
@@ -52,7 +54,8 @@ hz=$(getconf CLK_TCK)
 for round in $(seq "$rounds"); do
     for bin in "$@"; do
         rm -rf "$work/data"
-        "$bin" server --no-controllers --no-agent --port "$port" --data-dir "$work/data" > "$work/server.log" 2>&1 &
+        # shellcheck disable=SC2086 # the flags are words
+        "$bin" server ${SKIFF_SERVER_FLAGS:---no-controllers --no-agent} --port "$port" --data-dir "$work/data" > "$work/server.log" 2>&1 &
         server=$!
         for _ in $(seq 100); do [ -s "$work/data/kubeconfig.yaml" ] && break; sleep 0.05; done
         sleep 0.5
