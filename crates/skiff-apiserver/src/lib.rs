@@ -7,7 +7,6 @@
 //! scheduler enter at the router, in memory, through the [`loopback`] client.
 
 pub mod handlers;
-mod lanes;
 pub mod loopback;
 pub mod metrics;
 pub mod namespaces;

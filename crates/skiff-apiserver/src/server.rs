@@ -1,5 +1,4 @@
-//! Starting and stopping the server: credentials, store, bootstrap objects, the TLS listener
-//! (whose connections are served on `lanes`).
+//! Starting and stopping the server: credentials, store, bootstrap objects, the TLS listener.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -9,11 +8,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use skiff_store::{SqliteOptions, SqliteStore, Store};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::lanes::{self, Lanes};
 use crate::{App, metrics, namespaces, node_proxy, pki, registry, router};
 
 /// How to run the server.
@@ -41,8 +39,6 @@ pub enum ServerError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot create the built-in namespaces: {0}")]
     Bootstrap(skiff_api::ApiError),
-    #[error("cannot start the connection lanes")]
-    Lanes(#[source] std::io::Error),
 }
 
 /// A server that is accepting connections.
@@ -115,17 +111,6 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<R
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let service = router::router(app.clone());
     let cleaner = tokio::spawn(namespaces::run(app.clone(), shutdown.subscribe()));
-    let serve = move |tcp: TcpStream| {
-        let acceptor = acceptor.clone();
-        let service = service.clone();
-        async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
-            let svc = TowerToHyperService::new(service);
-            let _ =
-                auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(tls), svc).await;
-        }
-    };
-    let mut lanes = Lanes::start(lanes::per_core(), serve).map_err(ServerError::Lanes)?;
     let task = tokio::spawn(async move {
         loop {
             let (tcp, _) = tokio::select! {
@@ -139,7 +124,15 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<R
                 },
             };
             let _ = tcp.set_nodelay(true);
-            lanes.hand(tcp);
+            let acceptor = acceptor.clone();
+            let service = service.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = TowerToHyperService::new(service);
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                    .await;
+            });
         }
         cleaner.abort();
     });
