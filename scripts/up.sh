@@ -6,18 +6,22 @@
 #
 # SKIFF_UP_CHECK=1 (scripts/test.sh sets it): the same run, on its own bridge, pod range, ports and
 # data directory, ending after `skiff get all` and removing everything it made (the test that the
-# README's first command works).
+# README's first command works), which also checks that the binary matches the code-order list
+# (scripts/check-code-order.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/agent-leftovers.sh
 ./scripts/install-deps.sh
 kubectl=$(./scripts/fetch-kubectl.sh)
-cargo build --release --locked
+# Only the binary: built with the workspace's test support, its features and so its symbol names
+# differ, and the code-order list (crates/skiff/build.rs) would not apply.
+cargo build --release --locked -p skiff
 skiff="${CARGO_TARGET_DIR:-target}/release/skiff"
 data_dir="${SKIFF_DATA_DIR:-/var/lib/skiff}"
 server_args=()
 check="${SKIFF_UP_CHECK:-}"
 if [ -n "$check" ]; then
+  ./scripts/check-code-order.sh "$skiff"
   data_dir=$(mktemp -d /tmp/skiff-up-check.XXXXXX)
   bridge=skupck0 cluster_cidr=10.237.0.0/16
   server_args=(--port 0 --kubelet-port 0 --bridge "$bridge" --pod-cidr 10.237.0.0/24 --cluster-cidr "$cluster_cidr")
