@@ -19,7 +19,9 @@
 //! before the commit returns, and in exclusive locking mode: one store owns the file, and a second
 //! process opening it fails instead of corrupting the revision sequence. A write costs one log
 //! page and one small `objects` page, which keeps the single-client commit rate close to the disk's
-//! fsync rate.
+//! fsync rate. SQLite syncs with `fdatasync` (`HAVE_FDATASYNC`, set for the bundled SQLite in
+//! `.cargo/config.toml`): its source otherwise calls `fsync`, which also writes the inode for the
+//! new modification time, a second synchronous write per commit.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -300,6 +302,14 @@ pub(super) fn backend(doing: &'static str) -> impl Fn(rusqlite::Error) -> StoreE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bundled SQLite is compiled from the environment the workspace's crates are: the flag
+    /// that makes it sync with `fdatasync` (see `.cargo/config.toml`) must be in it.
+    #[test]
+    fn sqlite_is_built_to_sync_with_fdatasync() {
+        let flags = option_env!("LIBSQLITE3_FLAGS").unwrap_or_default();
+        assert!(flags.split_whitespace().any(|f| f == "-DHAVE_FDATASYNC=1"), "LIBSQLITE3_FLAGS={flags:?}");
+    }
 
     #[test]
     fn kind_codes_round_trip() {
