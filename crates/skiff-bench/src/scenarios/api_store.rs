@@ -2,13 +2,16 @@
 //! writes), first on its embedded SQLite store (WAL, fsync'd), then on a real etcd on loopback
 //! (`--datastore-endpoint`):
 //!
-//! - ConfigMap creates, one at a time on one keep-alive connection (the `kube` client, HTTP/1.1):
+//! - ConfigMap creates, one at a time on one keep-alive connection (the `kube` client, HTTP/1.1, on
+//!   single-threaded runtimes, one per core, see [`creates`]):
 //!   rate and per-request latency;
 //! - the same with 16 and 256 requests in flight (as many connections, opened before timing);
 //! - watch fan-out (SQLite only): 100 watches of the same ConfigMaps, 10,000 creates; every event
 //!   counted on every watch (the raw newline-delimited stream, so the client's decoding does not
 //!   compete with the server for the two cores).
 
+use std::path::Path;
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
@@ -60,40 +63,92 @@ fn config_map(name: &str) -> ConfigMap {
     serde_json::from_value(v).unwrap_or_default()
 }
 
-/// One run: `total` creates with `in_flight` requests at a time on one client; (rate per s,
-/// latencies in ms).
-async fn creates(
-    client: &kube::Client,
-    prefix: &str,
-    total: usize,
-    in_flight: usize,
-) -> anyhow::Result<(f64, Vec<f64>)> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
-    // Open the connections before timing (a GET of an absent object: no scan of the store).
-    let warm = (0..in_flight).map(|_| {
-        let api = api.clone();
-        async move { api.get_opt("skiff-bench-warm-up").await }
-    });
-    futures::future::try_join_all(warm).await?;
+/// One run: `total` creates with `in_flight` requests at a time; (rate per s, latencies in ms).
+///
+/// The requests are spread over client threads (one per core, at most one per request in flight),
+/// each a single-threaded runtime with its own `kube` client and connections, as a load generator
+/// such as wrk runs its connections. On one multi-threaded runtime a request crossed threads
+/// several times in the client alone (the calling task, kube's tower buffer, hyper's connection
+/// task), and those wake-ups were timed as the server's latency.
+fn creates(kubeconfig: &Path, prefix: &str, total: usize, in_flight: usize) -> anyhow::Result<(f64, Vec<f64>)> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = cores.min(in_flight).max(1);
     let per_task = total.div_ceil(in_flight);
-    let t0 = Instant::now();
-    let tasks = (0..in_flight).map(|t| {
-        let api = api.clone();
-        let prefix = prefix.to_string();
-        async move {
-            let mut lat = Vec::with_capacity(per_task);
-            for i in 0..per_task {
-                let cm = config_map(&format!("{prefix}-{t}-{i}"));
-                let s = Instant::now();
-                api.create(&PostParams::default(), &cm).await?;
-                lat.push(ms(s.elapsed()));
+    // Every client thread has its connections open before the clock starts.
+    let start = Barrier::new(threads + 1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|th| {
+                let tasks: Vec<usize> = (th..in_flight).step_by(threads).collect();
+                let start = &start;
+                scope.spawn(move || client_thread(kubeconfig, prefix, &tasks, per_task, start))
+            })
+            .collect();
+        start.wait();
+        let t0 = Instant::now();
+        let mut lats = Vec::with_capacity(total);
+        let mut failed = None;
+        for w in workers {
+            match w.join() {
+                Ok(Ok(l)) => lats.extend(l),
+                Ok(Err(e)) => failed = Some(e),
+                Err(_) => failed = Some(anyhow::anyhow!("a client thread panicked")),
             }
-            anyhow::Ok(lat)
         }
-    });
-    let lats: Vec<f64> = futures::future::try_join_all(tasks).await?.into_iter().flatten().collect();
-    let took = t0.elapsed().as_secs_f64();
-    Ok((lats.len() as f64 / took, lats))
+        let took = t0.elapsed().as_secs_f64();
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((lats.len() as f64 / took, lats)),
+        }
+    })
+}
+
+/// One client thread of [`creates`]: tasks `tasks` (numbers of the run's requests in flight), each
+/// `per_task` creates one after another; waits at `start` once its connections are open, whether
+/// or not that worked, so the other threads never wait for it.
+fn client_thread(
+    kubeconfig: &Path,
+    prefix: &str,
+    tasks: &[usize],
+    per_task: usize,
+    start: &Barrier,
+) -> anyhow::Result<Vec<f64>> {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            start.wait();
+            return Err(e.into());
+        }
+    };
+    rt.block_on(async {
+        let ready = async {
+            let c = client(kubeconfig).await?;
+            let api: Api<ConfigMap> = Api::namespaced(c, NS);
+            // Open the connections (a GET of an absent object: no scan of the store).
+            let warm = tasks.iter().map(|_| api.get_opt("skiff-bench-warm-up"));
+            futures::future::try_join_all(warm).await?;
+            anyhow::Ok(api)
+        }
+        .await;
+        // Blocks this thread, and with it this runtime's connection tasks, which have nothing to
+        // do until the first request.
+        start.wait();
+        let api = ready?;
+        let runs = tasks.iter().map(|&t| {
+            let api = api.clone();
+            async move {
+                let mut lat = Vec::with_capacity(per_task);
+                for i in 0..per_task {
+                    let cm = config_map(&format!("{prefix}-{t}-{i}"));
+                    let s = Instant::now();
+                    api.create(&PostParams::default(), &cm).await?;
+                    lat.push(ms(s.elapsed()));
+                }
+                anyhow::Ok(lat)
+            }
+        });
+        Ok(futures::future::try_join_all(runs).await?.into_iter().flatten().collect())
+    })
 }
 
 /// Rates (per run) and pooled latencies of one in-flight level.
@@ -114,18 +169,15 @@ async fn ensure_namespace(client: &kube::Client) -> anyhow::Result<()> {
     }
 }
 
-async fn store_levels(
-    kubeconfig: &std::path::Path,
-    levels: &[(usize, usize, usize)],
-    tag: &str,
-) -> anyhow::Result<Vec<Level>> {
+async fn store_levels(kubeconfig: &Path, levels: &[(usize, usize, usize)], tag: &str) -> anyhow::Result<Vec<Level>> {
     let mut out = Vec::new();
     for &(in_flight, total, runs) in levels {
         let mut level = Level { in_flight, ..Level::default() };
         for r in 0..runs {
-            // A fresh client per run: with one request in flight it holds exactly one connection.
-            let c = client(kubeconfig).await?;
-            let (rate, lats) = creates(&c, &format!("{tag}-c{in_flight}-r{r}"), total, in_flight).await?;
+            // Fresh clients per run: with one request in flight there is exactly one connection.
+            let (kubeconfig, prefix) = (kubeconfig.to_path_buf(), format!("{tag}-c{in_flight}-r{r}"));
+            let (rate, lats) =
+                tokio::task::spawn_blocking(move || creates(&kubeconfig, &prefix, total, in_flight)).await??;
             level.rates.push(rate);
             level.latencies.extend(lats);
         }
@@ -174,7 +226,7 @@ async fn count_events(mut body: kube::client::Body, want: usize) -> anyhow::Resu
     Ok((events, last))
 }
 
-async fn fanout(kubeconfig: &std::path::Path, watchers: usize, changes: usize, run: usize) -> anyhow::Result<Fanout> {
+async fn fanout(kubeconfig: &Path, watchers: usize, changes: usize, run: usize) -> anyhow::Result<Fanout> {
     let c = client(kubeconfig).await?;
     let api: Api<ConfigMap> = Api::namespaced(c.clone(), NS);
     let label = format!("f{run}");
@@ -267,7 +319,9 @@ pub async fn run(env: &Env, out: &Output) -> anyhow::Result<Section> {
         "How: `skiff server --no-controllers` on a fresh data directory (nothing else writes); ConfigMaps of \
          about 200 bytes created through the HTTPS API with the `kube` client (HTTP/1.1). \"1 in flight\" is \
          one request at a time on one keep-alive connection; 16 and 256 are that many concurrent requests on \
-         as many connections (opened before timing). Rates are per run (median and range over runs); \
+         as many connections (opened before timing). The client runs on one thread per core (at most one \
+         per request in flight), each a single-threaded runtime with its own `kube` client, as wrk runs its \
+         connections. Rates are per run (median and range over runs); \
          latencies are every request of every run pooled. SQLite is the embedded store (WAL, \
          `synchronous=FULL`: every acknowledged write is fsync'd, concurrent writes share fsyncs); etcd is \
          Debian's etcd 3.4 on loopback with its defaults (fsync'd WAL) behind `--datastore-endpoint`.\n",
