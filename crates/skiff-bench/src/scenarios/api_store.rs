@@ -107,9 +107,27 @@ fn creates(kubeconfig: &Path, prefix: &str, total: usize, in_flight: usize) -> a
     })
 }
 
+/// A client thread's place at the start barrier: taken once, or on drop (an error or a panic
+/// before the start), so the other threads never wait for a thread that will not come.
+struct Arrival<'a>(Option<&'a Barrier>);
+
+impl Arrival<'_> {
+    fn arrive(&mut self) {
+        if let Some(barrier) = self.0.take() {
+            barrier.wait();
+        }
+    }
+}
+
+impl Drop for Arrival<'_> {
+    fn drop(&mut self) {
+        self.arrive();
+    }
+}
+
 /// One client thread of [`creates`]: tasks `tasks` (numbers of the run's requests in flight), each
 /// `per_task` creates one after another; waits at `start` once its connections are open, whether
-/// or not that worked, so the other threads never wait for it.
+/// or not that worked.
 fn client_thread(
     kubeconfig: &Path,
     prefix: &str,
@@ -117,13 +135,8 @@ fn client_thread(
     per_task: usize,
     start: &Barrier,
 ) -> anyhow::Result<Vec<f64>> {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            start.wait();
-            return Err(e.into());
-        }
-    };
+    let mut arrival = Arrival(Some(start));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let ready = async {
             let c = client(kubeconfig).await?;
@@ -136,7 +149,7 @@ fn client_thread(
         .await;
         // Blocks this thread, and with it this runtime's connection tasks, which have nothing to
         // do until the first request.
-        start.wait();
+        arrival.arrive();
         let api = ready?;
         let runs = tasks.iter().map(|&t| {
             let api = api.clone();
