@@ -364,7 +364,9 @@ mod tests {
 
     /// A pod watch is not sent the ConfigMaps written after its pod, yet its periodic bookmark
     /// carries their revision: the store's, not its last pod's. Time is paused: the 30 s bookmark
-    /// ticks come as soon as the test waits.
+    /// ticks come as soon as the test waits. The writes wait for the store's writer thread from a
+    /// blocking task, which holds the paused clock still: awaited on the runtime, a slow write let
+    /// the clock run on through the watch's ticks, whose channel nobody read yet, to its timeout.
     #[tokio::test(start_paused = true)]
     async fn bookmarks_carry_the_store_revision_past_other_resources_changes() {
         use futures::StreamExt;
@@ -377,12 +379,22 @@ mod tests {
         let q = Query::parse(Some(&format!("watch=1&allowWatchBookmarks=true&resourceVersion={}", store.revision())))
             .expect("query");
         let mut body = start(store.clone(), &t, &q, Accept::Json).expect("watch").into_data_stream();
+        let write = |w: Write| {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || futures::executor::block_on(store.write(w)))
+        };
         let pod = json!({"kind": "Pod", "metadata": {"name": "p"}});
-        let pod_rev =
-            store.write(Write::Create { key: pods.key(Some("default"), "p"), value: pod }).await.expect("pod").rev;
+        let pod_rev = write(Write::Create { key: pods.key(Some("default"), "p"), value: pod })
+            .await
+            .expect("joined")
+            .expect("pod")
+            .rev;
         for i in 0..3 {
             let value = json!({"kind": "ConfigMap", "metadata": {"name": format!("cm-{i}")}});
-            store.write(Write::Create { key: maps.key(Some("default"), &format!("cm-{i}")), value }).await.expect("cm");
+            write(Write::Create { key: maps.key(Some("default"), &format!("cm-{i}")), value })
+                .await
+                .expect("joined")
+                .expect("cm");
         }
         let last = store.revision();
         assert_eq!(last, pod_rev + 3);
