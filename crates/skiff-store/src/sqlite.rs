@@ -2,8 +2,9 @@
 //!
 //! The whole current state lives in memory as a persistent map (a snapshot is an O(1) clone) next
 //! to the recent changes; SQLite holds the durable copy of both (see `db` for the layout). One
-//! writer thread owns the connection and commits writes in batches (group commit, see `writer`);
-//! readers and watchers never touch SQLite.
+//! writer owns the connection and commits writes in batches (group commit, see `writer`), on its
+//! thread or, for a write with no other in flight, on the caller's; readers and watchers never
+//! touch SQLite.
 //!
 //! Invariants:
 //! - A write is answered only after its batch is committed and fsync'd, and only committed state is
@@ -23,6 +24,7 @@ mod tests;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -30,7 +32,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{broadcast, oneshot};
 
 use self::apply::{Objects, Prepared};
-use self::writer::{Msg, Writer};
+use self::writer::{Msg, Slot, Writer};
 use crate::hub::{self, Hub};
 use crate::{Event, Object, Revision, Snapshot, Store, StoreError, Watch, Write};
 
@@ -62,6 +64,12 @@ pub struct SqliteStore {
     shared: Arc<Shared>,
     writes: mpsc::Sender<Msg>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer, shared with its thread.
+    slot: Slot,
+    /// Writes between their call and their answer (or cancellation).
+    in_flight: AtomicUsize,
+    /// Writes committed on their caller's thread so far (tests read it).
+    lone_commits: AtomicU64,
 }
 
 /// What the store and its writer thread share.
@@ -70,6 +78,9 @@ struct Shared {
     retained: Mutex<BTreeMap<Revision, Snapshot>>,
     retained_cap: usize,
     history_len: usize,
+    /// How many writes the writer's last batch held: more than one means writes overlap, and then
+    /// every write goes to the writer thread to share its batches.
+    last_batch: AtomicUsize,
 }
 
 /// The committed state readers and watchers see, changed only by [`Shared::publish`].
@@ -109,12 +120,21 @@ impl SqliteStore {
     /// current objects and the last `history_len` changes, and starts the writer thread.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         let (shared, writer) = prepare(path, &options)?;
+        let slot: Slot = Arc::new(Mutex::new(Some(writer)));
         let (writes, rx) = mpsc::channel();
+        let thread_slot = slot.clone();
         let handle = std::thread::Builder::new()
             .name("skiff-store-writer".to_owned())
-            .spawn(move || writer.run(rx))
+            .spawn(move || Writer::run(&thread_slot, rx))
             .map_err(|e| StoreError::Backend(format!("starting writer thread: {e}")))?;
-        Ok(SqliteStore { shared, writes, writer: Mutex::new(Some(handle)) })
+        Ok(SqliteStore {
+            shared,
+            writes,
+            writer: Mutex::new(Some(handle)),
+            slot,
+            in_flight: AtomicUsize::new(0),
+            lone_commits: AtomicU64::new(0),
+        })
     }
 
     /// Finishes the writes already sent, stops the writer thread and closes the database. Later
@@ -130,6 +150,52 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Whether a write commits on its caller's thread: when no other write was in flight as it
+    /// began and the writer's last batch held at most one write.
+    fn commits_here(&self, write: &InFlight<'_>) -> bool {
+        write.alone && self.shared.last_batch.load(Ordering::Acquire) <= 1
+    }
+
+    /// Commits `write` under the writer's lock on this thread; `Closed` once the store is closed.
+    fn commit_alone(&self, write: Prepared) -> Result<Object, StoreError> {
+        let mut writer = self.slot.lock();
+        let Some(writer) = writer.as_mut() else { return Err(StoreError::Closed) };
+        let (reply, mut answer) = oneshot::channel();
+        writer.process(vec![(write, reply)]);
+        self.lone_commits.fetch_add(1, Ordering::Relaxed);
+        // `process` answers every write of its batch before it returns.
+        answer.try_recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Whether the calling task runs on a tokio runtime with more than one worker, so that while this
+/// thread blocks in a commit, another worker runs (and steals) the other tasks.
+fn other_workers_run_meanwhile() -> bool {
+    tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+        runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread && runtime.metrics().num_workers() > 1
+    })
+}
+
+/// Counts a write in flight while it lives; `alone` when no other write was in flight as it began.
+struct InFlight<'a> {
+    count: &'a AtomicUsize,
+    alone: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> InFlight<'a> {
+        let alone = count.fetch_add(1, Ordering::AcqRel) == 0;
+        InFlight { count, alone }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.close();
@@ -141,6 +207,17 @@ impl Store for SqliteStore {
     async fn write(&self, write: Write) -> Result<Object, StoreError> {
         // Serialized here, on the caller's thread, not on the writer's.
         let write = Prepared::new(write)?;
+        let in_flight = InFlight::enter(&self.in_flight);
+        if self.commits_here(&in_flight) && other_workers_run_meanwhile() {
+            // No other write to share a commit with, now or in the last batch (one client writing
+            // at a time): commit here, as a batch of one, which saves waking the writer thread and
+            // being woken by it (two thread hand-offs on the write's path). This blocks one worker
+            // for the commit and its fsync, and only one: writes that arrive meanwhile are not
+            // alone and go to the writer thread, which takes the lock after this commit. The other
+            // workers run and steal the blocked worker's tasks. (`block_in_place` would hand them
+            // over explicitly, but it woke three threads per write and cost more than it saved.)
+            return self.commit_alone(write);
+        }
         let (reply, answer) = oneshot::channel();
         self.writes.send(Msg::Write(write, reply)).map_err(|_| StoreError::Closed)?;
         // The reply is dropped unanswered only when the writer stopped before reaching this write.
@@ -259,6 +336,7 @@ fn prepare(path: &Path, options: &SqliteOptions) -> Result<(Arc<Shared>, Writer)
         retained: Mutex::new(BTreeMap::new()),
         retained_cap: options.retained_snapshots,
         history_len,
+        last_batch: AtomicUsize::new(0),
     });
     let history_len = Revision::try_from(history_len).unwrap_or(Revision::MAX);
     let writer = Writer {

@@ -713,3 +713,90 @@ mod conformance {
         conformance::sync_reaches_the_last_write(&store(&dir)).await;
     }
 }
+
+/// A write with no other in flight commits on its own thread; one that overlaps it goes to the
+/// writer thread, which commits it after the first releases the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock, reason = "the test holds the writer on purpose while the writes start")]
+async fn a_lone_write_commits_itself_and_an_overlapping_one_goes_to_the_writer_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(&db_path(&dir), SqliteOptions::default()).expect("open"));
+    let lone_commits = |store: &SqliteStore| store.lone_commits.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(store.write(create("/first", json!({}))).await.expect("first").rev, 1);
+    assert_eq!(lone_commits(&store), 1, "alone: committed on the caller's thread");
+
+    let wait_in_flight = |n: usize| {
+        let store = store.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while store.in_flight.load(std::sync::atomic::Ordering::Acquire) != n {
+                assert!(Instant::now() < deadline, "never {n} writes in flight");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    // Hold the writer so both writes wait for it.
+    let held = store.slot.lock();
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { store.write(create("/a", json!({}))).await }
+    });
+    wait_in_flight(1).await;
+    let second = tokio::spawn({
+        let store = store.clone();
+        async move { store.write(create("/b", json!({}))).await }
+    });
+    wait_in_flight(2).await;
+    drop(held);
+    let mut revs = [first.await.expect("join").expect("a").rev, second.await.expect("join").expect("b").rev];
+    revs.sort_unstable();
+    assert_eq!(revs, [2, 3]);
+    assert_eq!(lone_commits(&store), 2, "the overlapping write went to the writer thread");
+    assert_eq!(store.in_flight.load(std::sync::atomic::Ordering::Acquire), 0);
+    assert_eq!(store.snapshot().objects.len(), 3);
+
+    // Alone again: committed here, at the next revision. Once closed, a lone write is refused.
+    assert_eq!(store.write(create("/c", json!({}))).await.expect("c").rev, 4);
+    assert_eq!(lone_commits(&store), 3);
+    store.close();
+    assert!(matches!(store.write(create("/d", json!({}))).await, Err(StoreError::Closed)));
+}
+
+/// Writes commit on their own thread only while they do not overlap: not when another is in
+/// flight, and not while the writer's batches hold more than one write. On a single-threaded
+/// runtime, which has no other worker to run its tasks during a commit, every write goes to the
+/// writer thread.
+#[tokio::test]
+async fn only_writes_that_do_not_overlap_commit_on_their_own_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&db_path(&dir), SqliteOptions::default()).expect("open");
+    let first = InFlight::enter(&store.in_flight);
+    let second = InFlight::enter(&store.in_flight);
+    assert!(store.commits_here(&first), "alone, and nothing committed yet");
+    assert!(!store.commits_here(&second), "another write is in flight");
+    drop((first, second));
+
+    // A batch of two on the writer: the next write, though alone, goes to the writer thread.
+    let (writes, answers) = batch(vec![create("/a", json!({})), create("/b", json!({}))]);
+    store.slot.lock().as_mut().expect("open").process(writes);
+    let revs: Vec<Revision> =
+        answers.into_iter().map(|mut a| a.try_recv().expect("answered").expect("committed").rev).collect();
+    assert_eq!(revs, [1, 2]);
+    assert!(!store.commits_here(&InFlight::enter(&store.in_flight)), "the last batch held two");
+    // That write is a batch of one, after which writes would commit on their own threads again.
+    assert_eq!(store.write(create("/c", json!({}))).await.expect("c").rev, 3);
+    assert!(store.commits_here(&InFlight::enter(&store.in_flight)));
+    assert_eq!(store.write(create("/d", json!({}))).await.expect("d").rev, 4);
+    assert_eq!(store.lone_commits.load(std::sync::atomic::Ordering::Relaxed), 0, "a single-threaded runtime");
+}
+
+/// A multi-threaded runtime with one worker has no other worker to run its tasks during a commit:
+/// its writes go to the writer thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_runtime_with_one_worker_leaves_commits_to_the_writer_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&db_path(&dir), SqliteOptions::default()).expect("open");
+    assert_eq!(store.write(create("/a", json!({}))).await.expect("a").rev, 1);
+    assert_eq!(store.write(create("/b", json!({}))).await.expect("b").rev, 2);
+    assert_eq!(store.lone_commits.load(std::sync::atomic::Ordering::Relaxed), 0);
+}

@@ -1,14 +1,21 @@
-//! The single writer thread: group commit.
+//! The writer: group commit.
 //!
-//! Writes arrive on a channel, each with a oneshot for its answer. The thread takes everything
-//! pending as one batch, checks and applies each write in order against a working copy of the
-//! latest state, commits the whole batch in one SQLite transaction (one fsync), and only once the
-//! commit succeeded publishes the new state and events and answers every waiter. Many concurrent
-//! clients therefore share one fsync, while every acknowledged write is durable.
+//! Writes arrive on a channel, each with a oneshot for its answer. The writer thread takes
+//! everything pending as one batch, checks and applies each write in order against a working copy
+//! of the latest state, commits the whole batch in one SQLite transaction (one fsync), and only
+//! once the commit succeeded publishes the new state and events and answers every waiter. Many
+//! concurrent clients therefore share one fsync, while every acknowledged write is durable.
+//!
+//! The [`Writer`] sits behind a lock ([`Slot`]) that its thread takes for each batch. A write that
+//! finds no other write in flight, when the last batch also held one write, takes the lock itself
+//! and commits as a batch of one on its own thread (see `SqliteStore::write`): a lone client then
+//! pays no hand-off to the writer thread and back, and overlapping writes still share batches.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
+use parking_lot::Mutex;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
@@ -45,16 +52,20 @@ pub(super) struct Writer {
     pub prune_step: Revision,
 }
 
+/// The writer behind its lock, shared by the writer thread and lone writes; `None` once the store
+/// is closed (dropping the writer closes the database).
+pub(super) type Slot = Arc<Mutex<Option<Writer>>>;
+
 impl Writer {
-    /// Runs until the store sends `Close` or drops its sender.
-    pub fn run(mut self, rx: Receiver<Msg>) {
+    /// The writer thread: runs until the store sends `Close` or drops its sender, then empties the
+    /// slot.
+    pub fn run(slot: &Mutex<Option<Writer>>, rx: Receiver<Msg>) {
         let mut batch = Vec::new();
         loop {
-            let Ok(first) = rx.recv() else { return };
             let mut closing = false;
-            match first {
-                Msg::Write(write, reply) => batch.push((write, reply)),
-                Msg::Close => closing = true,
+            match rx.recv() {
+                Ok(Msg::Write(write, reply)) => batch.push((write, reply)),
+                Ok(Msg::Close) | Err(_) => closing = true,
             }
             while !closing && batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -63,10 +74,12 @@ impl Writer {
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
-            if !batch.is_empty() {
-                self.process(std::mem::take(&mut batch));
+            let mut writer = slot.lock();
+            if let Some(writer) = writer.as_mut().filter(|_| !batch.is_empty()) {
+                writer.process(std::mem::take(&mut batch));
             }
             if closing {
+                *writer = None;
                 return;
             }
         }
@@ -74,6 +87,7 @@ impl Writer {
 
     /// Applies, commits, publishes and answers one batch.
     pub fn process(&mut self, batch: Vec<(Prepared, Reply)>) {
+        self.shared.last_batch.store(batch.len(), Ordering::Release);
         let mut objects = self.objects.clone();
         let mut revision = self.revision;
         let mut outcomes: Vec<(Reply, Result<Change, StoreError>)> = Vec::with_capacity(batch.len());
