@@ -13,6 +13,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::created;
 use super::fieldpath::Set;
 use super::schema;
 use super::structured;
@@ -185,6 +186,58 @@ pub fn record_update(
     subresource: Option<&str>,
     now: &str,
 ) {
+    if old.is_none() && subresource.is_none() && carries_no_entries(new) {
+        record_create(resource, new, manager, now);
+    } else {
+        record_any(resource, old, new, manager, subresource, now);
+    }
+}
+
+/// No `managedFields` of its own (absent, `null` or `[]`): a create of it starts from no entries.
+fn carries_no_entries(obj: &Value) -> bool {
+    match meta::at(obj, &["metadata", "managedFields"]) {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(items)) => items.is_empty(),
+        Some(_) => false,
+    }
+}
+
+/// [`record_update`] of a create with no entries to start from, which [`record_any`] would answer
+/// with one entry holding everything the object sets: that entry, with its `fieldsV1` written
+/// straight from the object (see `created`) instead of through a [`Set`].
+fn record_create(resource: &ResourceInfo, new: &mut Value, manager: &str, now: &str) {
+    let reset = match reset_tree(resource, None) {
+        None => None,
+        Some([field]) => Some(*field),
+        Some(_) => return record_any(resource, None, new, manager, None, now),
+    };
+    let unowned = created::Unowned { paths: &STRIPPED, reset };
+    let fields = created::created_fields_v1(schema::root(resource.kind), new, &unowned);
+    if fields.is_empty() {
+        encode_into(new, Vec::new());
+        return;
+    }
+    let mut entry = Map::new();
+    if !manager.is_empty() {
+        entry.insert("manager".into(), json!(manager));
+    }
+    entry.insert("operation".into(), json!("Update"));
+    entry.insert("apiVersion".into(), json!(resource.api_version()));
+    entry.insert("time".into(), json!(now));
+    entry.insert("fieldsType".into(), json!("FieldsV1"));
+    entry.insert("fieldsV1".into(), Value::Object(fields));
+    meta::set_meta(new, "managedFields", Value::Array(vec![Value::Object(entry)]));
+}
+
+/// [`record_update`] for any write, through field sets.
+fn record_any(
+    resource: &ResourceInfo,
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+    now: &str,
+) {
     let mut entries = base_entries(old, new, subresource);
     let root = schema::root(resource.kind);
     let empty = Value::Object(Map::new());
@@ -334,5 +387,176 @@ mod tests {
         reset["metadata"]["managedFields"] = json!([{}]);
         record_update(deployments(), Some(&created), &mut reset, "kubectl", None, "2026-01-01T00:05:00Z");
         assert!(reset["metadata"].get("managedFields").is_none());
+    }
+
+    /// A small deterministic generator (xorshift64), for the objects below.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len() as u64) as usize]
+        }
+    }
+
+    /// A scalar, sometimes one equal to another's (to make repeated keys and set values).
+    fn scalar(rng: &mut Rng) -> Value {
+        match rng.below(6) {
+            0 => json!(rng.below(3)),
+            1 => json!(rng.below(2) == 0),
+            2 => Value::Null,
+            _ => json!(rng.pick(&["a", "b", "web", "TCP", "UDP", "x\"y"])),
+        }
+    }
+
+    /// A value for a field of schema `schema`: mostly of its shape, sometimes null, a scalar where
+    /// an object belongs, or an object where a list belongs.
+    fn value(rng: &mut Rng, schema: Option<schema::FieldSchema>, depth: u32) -> Value {
+        use schema::Shape;
+        if depth > 5 || rng.below(12) == 0 {
+            return scalar(rng);
+        }
+        if rng.below(15) == 0 {
+            return object(rng, None, depth + 1);
+        }
+        match schema.map(|s| (s.shape, s)) {
+            Some((Shape::Struct | Shape::Object | Shape::AtomicObject, s)) => object(rng, s.ty, depth + 1),
+            Some((Shape::MapList { .. }, s)) => {
+                let keys = s.list_keys().unwrap_or_default();
+                let items = (0..rng.below(4))
+                    .map(|_| {
+                        let mut item = object(rng, s.ty, depth + 1);
+                        if let Value::Object(m) = &mut item {
+                            for k in &keys {
+                                // Now and then an element without its key (or with a null one).
+                                if rng.below(10) != 0 {
+                                    m.insert((*k).to_owned(), json!(rng.pick(&["a", "b", "80", "TCP"])));
+                                }
+                            }
+                        }
+                        item
+                    })
+                    .collect();
+                Value::Array(items)
+            }
+            Some((Shape::SetList { .. }, _)) => Value::Array((0..rng.below(4)).map(|_| scalar(rng)).collect()),
+            Some((Shape::AtomicList, _)) => {
+                Value::Array((0..rng.below(3)).map(|_| value(rng, None, depth + 1)).collect())
+            }
+            None => match rng.below(5) {
+                0 => object(rng, None, depth + 1),
+                1 => Value::Array((0..rng.below(3)).map(|_| scalar(rng)).collect()),
+                _ => scalar(rng),
+            },
+        }
+    }
+
+    /// An object of type `ty`: some of the fields the schema table describes for it, and some it
+    /// does not.
+    fn object(rng: &mut Rng, ty: schema::TypeName, depth: u32) -> Value {
+        let mut m = Map::new();
+        if let Some(ty) = ty {
+            for (name, field) in schema::fields_of(ty) {
+                if rng.below(3) != 0 {
+                    m.insert(name.to_owned(), value(rng, Some(field), depth));
+                }
+            }
+        }
+        for _ in 0..rng.below(3) {
+            let name = rng.pick(&["x", "y", "name", "spec", "status", "labels"]);
+            m.insert(name.to_owned(), value(rng, None, depth));
+        }
+        Value::Object(m)
+    }
+
+    /// An object of the resource's kind, with the metadata a create carries.
+    fn created_object(rng: &mut Rng, resource: &ResourceInfo) -> Value {
+        let mut obj = object(rng, schema::root(resource.kind), 0);
+        if let Value::Object(m) = &mut obj {
+            m.insert("apiVersion".into(), json!(resource.api_version()));
+            m.insert("kind".into(), json!(resource.kind));
+            if rng.below(8) != 0 {
+                let mut meta = match m.remove("metadata") {
+                    Some(Value::Object(meta)) => meta,
+                    _ => Map::new(),
+                };
+                for (k, v) in [
+                    ("name", json!("web")),
+                    ("namespace", json!("default")),
+                    ("uid", json!("u1")),
+                    ("creationTimestamp", json!("2026-01-01T00:00:00Z")),
+                    ("resourceVersion", json!("1")),
+                    ("generation", json!(1)),
+                    ("labels", json!({"app": "web"})),
+                ] {
+                    if rng.below(4) != 0 {
+                        meta.insert(k.to_owned(), v);
+                    }
+                }
+                match rng.below(6) {
+                    0 => {
+                        meta.insert("managedFields".into(), Value::Null);
+                    }
+                    1 => {
+                        meta.insert("managedFields".into(), json!([]));
+                    }
+                    _ => {}
+                }
+                m.insert("metadata".into(), Value::Object(meta));
+            }
+        }
+        obj
+    }
+
+    /// A create's entry written straight from the object is the one the field sets give, for every
+    /// resource kind, on generated objects: known and unknown fields, map lists with repeated and
+    /// missing keys, sets with repeated values, nulls, and values of the wrong shape.
+    #[test]
+    fn a_creates_entry_written_directly_matches_the_field_sets() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut with_entry = 0;
+        for resource in crate::resource::RESOURCES {
+            for i in 0..300 {
+                let obj = created_object(&mut rng, resource);
+                let manager = if i % 50 == 0 { "" } else { "kubectl-create" };
+                let mut expected = obj.clone();
+                record_any(resource, None, &mut expected, manager, None, "2026-01-01T00:00:00Z");
+                let mut got = obj.clone();
+                record_update(resource, None, &mut got, manager, None, "2026-01-01T00:00:00Z");
+                assert_eq!(got, expected, "{} from {obj}", resource.kind);
+                with_entry += usize::from(meta::at(&got, &["metadata", "managedFields"]).is_some());
+            }
+        }
+        // Most objects set some owned field, so most creates record an entry.
+        assert!(with_entry > crate::resource::RESOURCES.len() * 200, "{with_entry} entries");
+    }
+
+    /// The fast path is taken only when the create starts from no entries: a create that carries
+    /// its own entries keeps them (through the field sets).
+    #[test]
+    fn a_create_with_its_own_entries_keeps_them() {
+        let mut obj = deployment("nginx", 1);
+        obj["metadata"]["managedFields"] = json!([{
+            "manager": "before", "operation": "Update", "apiVersion": "apps/v1",
+            "time": "2025-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {"f:annotations": {".": {}, "f:a": {}}}}
+        }]);
+        assert!(!carries_no_entries(&obj));
+        record_update(deployments(), None, &mut obj, "kubectl-create", None, "2026-01-01T00:00:00Z");
+        let managers: Vec<&str> = obj["metadata"]["managedFields"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter_map(|e| e["manager"].as_str())
+            .collect();
+        assert_eq!(managers, ["before", "kubectl-create"]);
     }
 }

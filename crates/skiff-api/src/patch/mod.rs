@@ -9,9 +9,11 @@
 //!
 //! Module map: [`schema`] (which list merges by which key: one table), [`fieldpath`] (the
 //! `FieldsV1` set notation), `structured` (field sets, comparison and the apply merge over a
-//! value), [`strategic`], [`managed_fields`], [`apply`].
+//! value), `created` (a create's fields straight as `FieldsV1`), [`strategic`], [`managed_fields`],
+//! [`apply`].
 
 pub mod apply;
+mod created;
 pub mod fieldpath;
 pub mod managed_fields;
 pub mod schema;

@@ -264,6 +264,12 @@ pub fn smp_list(schema: Option<FieldSchema>) -> SmpList {
     }
 }
 
+/// The fields the table describes for `owner` (tests generate objects from them).
+#[cfg(test)]
+pub(crate) fn fields_of(owner: &str) -> Vec<(&'static str, FieldSchema)> {
+    ROWS.iter().filter(|r| r.owner == owner).map(|r| (r.field, r.schema)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ pub struct KeyError {
 }
 
 /// The shape used for a value of unknown schema: objects merge field by field, lists are atomic.
-fn effective(schema: Option<FieldSchema>, v: Option<&Value>) -> Option<FieldSchema> {
+pub(super) fn effective(schema: Option<FieldSchema>, v: Option<&Value>) -> Option<FieldSchema> {
     schema.or(match v {
         Some(Value::Object(_)) => Some(FieldSchema { shape: Shape::Object, ty: None }),
         Some(Value::Array(_)) => Some(FieldSchema { shape: Shape::AtomicList, ty: None }),
@@ -47,7 +47,7 @@ pub fn element_key(list: &FieldSchema, item: &Value) -> Result<String, String> {
 }
 
 /// The path elements of a map list's elements, or `None` when one lacks its key.
-fn element_keys(list: &FieldSchema, items: &[Value]) -> Option<Vec<String>> {
+pub(super) fn element_keys(list: &FieldSchema, items: &[Value]) -> Option<Vec<String>> {
     items.iter().map(|i| element_key(list, i).ok()).collect()
 }
 
@@ -210,7 +210,7 @@ fn compare_walk(
 
 /// A field of a present parent for comparison: a `null` field is an absent one, as in the typed
 /// form, and a field the typed form always carries is `blank` (`{}` or `[]`) when absent.
-fn pick<'a>(m: Option<&'a Map<String, Value>>, k: &str, blank: Option<&'a Value>) -> Option<&'a Value> {
+pub(super) fn pick<'a>(m: Option<&'a Map<String, Value>>, k: &str, blank: Option<&'a Value>) -> Option<&'a Value> {
     match m?.get(k) {
         Some(v) if !v.is_null() => Some(v),
         _ => blank,
