@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::fieldpath::{field_pe, value_pe};
 use super::schema::{self, FieldSchema, Shape, TypeName};
-use super::structured::{effective, element_keys, pick};
+use super::structured::{Blanks, effective, element_keys, pick};
 
 /// What a create's entry leaves out: the paths nobody owns (`Set::remove` of each: the path stops
 /// being a member, what lies below it stays), given as `fieldsV1` paths of one or two elements, the
@@ -126,7 +126,7 @@ fn walk(
         {
             let lm = lv.and_then(Value::as_object);
             let ty = schema.and_then(|s| s.ty);
-            let (blank_object, blank_list) = (Value::Object(Map::new()), Value::Array(Vec::new()));
+            let blanks = Blanks::new();
             // The old side is empty: the keys are the new side's.
             for (k, v) in rv.and_then(Value::as_object).into_iter().flatten() {
                 let reset = level == Level::Root && unowned.reset.and_then(|pe| pe.strip_prefix("f:")) == Some(k);
@@ -134,11 +134,7 @@ fn walk(
                     continue;
                 }
                 let child = schema::field(ty, k);
-                let blank = match child.map(|s| s.shape) {
-                    _ if !schema::always_present(ty, k, child) => None,
-                    Some(Shape::Struct | Shape::Object | Shape::AtomicObject) => Some(&blank_object),
-                    _ => Some(&blank_list),
-                };
+                let blank = blanks.of(ty, k, child);
                 let r_child = if v.is_null() { blank } else { Some(v) };
                 let below_level =
                     if level == Level::Root && k == "metadata" { Level::RootMetadata } else { Level::Below };

@@ -149,17 +149,13 @@ fn compare_walk(
             let mut keys: Vec<&String> = lm.unwrap_or(&empty).keys().chain(rm.unwrap_or(&empty).keys()).collect();
             keys.sort();
             keys.dedup();
-            let (blank_object, blank_list) = (Value::Object(Map::new()), Value::Array(Vec::new()));
+            let blanks = Blanks::new();
             for k in keys {
                 if k == "managedFields" && path.len() == 1 && path[0] == "f:metadata" {
                     continue;
                 }
                 let child = schema::field(ty, k);
-                let blank = match child.map(|s| s.shape) {
-                    _ if !schema::always_present(ty, k, child) => None,
-                    Some(Shape::Struct | Shape::Object | Shape::AtomicObject) => Some(&blank_object),
-                    _ => Some(&blank_list),
-                };
+                let blank = blanks.of(ty, k, child);
                 path.push(field_pe(k));
                 compare_walk(child, pick(lm, k, blank), pick(rm, k, blank), path, c);
                 path.pop();
@@ -205,6 +201,28 @@ fn compare_walk(
             presence(c, path);
         }
         _ => leaf(c, path),
+    }
+}
+
+/// The values an absent field takes under a present parent in the typed form, for comparison.
+pub(super) struct Blanks {
+    object: Value,
+    list: Value,
+}
+
+impl Blanks {
+    pub(super) fn new() -> Blanks {
+        Blanks { object: Value::Object(Map::new()), list: Value::Array(Vec::new()) }
+    }
+
+    /// `{}` or `[]` for a field the typed form always carries (field `k` of type `ty`, schema
+    /// `child`), none for any other.
+    pub(super) fn of(&self, ty: TypeName, k: &str, child: Option<FieldSchema>) -> Option<&Value> {
+        match child.map(|s| s.shape) {
+            _ if !schema::always_present(ty, k, child) => None,
+            Some(Shape::Struct | Shape::Object | Shape::AtomicObject) => Some(&self.object),
+            _ => Some(&self.list),
+        }
     }
 }
 
