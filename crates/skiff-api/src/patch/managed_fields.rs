@@ -40,21 +40,8 @@ impl Entry {
     }
 
     fn to_value(&self) -> Value {
-        let mut m = Map::new();
-        if !self.manager.is_empty() {
-            m.insert("manager".into(), json!(self.manager));
-        }
-        m.insert("operation".into(), json!(self.operation));
-        m.insert("apiVersion".into(), json!(self.api_version));
-        if let Some(t) = &self.time {
-            m.insert("time".into(), json!(t));
-        }
-        m.insert("fieldsType".into(), json!("FieldsV1"));
-        m.insert("fieldsV1".into(), self.set.to_fields_v1());
-        if !self.subresource.is_empty() {
-            m.insert("subresource".into(), json!(self.subresource));
-        }
-        Value::Object(m)
+        let fields = self.set.to_fields_v1();
+        entry_value(&self.manager, &self.operation, &self.api_version, self.time.as_deref(), fields, &self.subresource)
     }
 
     fn from_value(v: &Value) -> Option<Entry> {
@@ -74,6 +61,33 @@ impl Entry {
             subresource: s("subresource").unwrap_or_default(),
         })
     }
+}
+
+/// An entry as it is stored, its `fieldsV1` already written; an empty manager or subresource is
+/// left out.
+fn entry_value(
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+    time: Option<&str>,
+    fields_v1: Value,
+    subresource: &str,
+) -> Value {
+    let mut m = Map::new();
+    if !manager.is_empty() {
+        m.insert("manager".into(), json!(manager));
+    }
+    m.insert("operation".into(), json!(operation));
+    m.insert("apiVersion".into(), json!(api_version));
+    if let Some(t) = time {
+        m.insert("time".into(), json!(t));
+    }
+    m.insert("fieldsType".into(), json!("FieldsV1"));
+    m.insert("fieldsV1".into(), fields_v1);
+    if !subresource.is_empty() {
+        m.insert("subresource".into(), json!(subresource));
+    }
+    Value::Object(m)
 }
 
 /// The entries of an object; `None` when `managedFields` is present but not decodable.
@@ -122,11 +136,12 @@ const STRIPPED: [&[&str]; 12] = [
     &["f:metadata", "f:resourceVersion"],
 ];
 
-/// The subtree a write on `subresource` does not own because the strategy resets it.
-fn reset_tree(resource: &ResourceInfo, subresource: Option<&str>) -> Option<&'static [&'static str]> {
+/// The root field whose subtree a write on `subresource` does not own because the strategy resets
+/// it.
+fn reset_field(resource: &ResourceInfo, subresource: Option<&str>) -> Option<&'static str> {
     match subresource {
-        None if resource.has_status() => Some(&["f:status"]),
-        Some("status") => Some(&["f:spec"]),
+        None if resource.has_status() => Some("f:status"),
+        Some("status") => Some("f:spec"),
         _ => None,
     }
 }
@@ -136,8 +151,8 @@ pub(crate) fn strip_unowned(set: &mut Set, resource: &ResourceInfo, subresource:
     for p in STRIPPED {
         set.remove(p);
     }
-    if let Some(tree) = reset_tree(resource, subresource) {
-        set.remove_tree(tree);
+    if let Some(field) = reset_field(resource, subresource) {
+        set.remove_tree(&[field]);
     }
 }
 
@@ -206,27 +221,14 @@ fn carries_no_entries(obj: &Value) -> bool {
 /// with one entry holding everything the object sets: that entry, with its `fieldsV1` written
 /// straight from the object (see `created`) instead of through a [`Set`].
 fn record_create(resource: &ResourceInfo, new: &mut Value, manager: &str, now: &str) {
-    let reset = match reset_tree(resource, None) {
-        None => None,
-        Some([field]) => Some(*field),
-        Some(_) => return record_any(resource, None, new, manager, None, now),
-    };
-    let unowned = created::Unowned { paths: &STRIPPED, reset };
+    let unowned = created::Unowned { paths: &STRIPPED, reset: reset_field(resource, None) };
     let fields = created::created_fields_v1(schema::root(resource.kind), new, &unowned);
     if fields.is_empty() {
         encode_into(new, Vec::new());
         return;
     }
-    let mut entry = Map::new();
-    if !manager.is_empty() {
-        entry.insert("manager".into(), json!(manager));
-    }
-    entry.insert("operation".into(), json!("Update"));
-    entry.insert("apiVersion".into(), json!(resource.api_version()));
-    entry.insert("time".into(), json!(now));
-    entry.insert("fieldsType".into(), json!("FieldsV1"));
-    entry.insert("fieldsV1".into(), Value::Object(fields));
-    meta::set_meta(new, "managedFields", Value::Array(vec![Value::Object(entry)]));
+    let entry = entry_value(manager, "Update", &resource.api_version(), Some(now), Value::Object(fields), "");
+    meta::set_meta(new, "managedFields", Value::Array(vec![entry]));
 }
 
 /// [`record_update`] for any write, through field sets.
