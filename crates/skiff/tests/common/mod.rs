@@ -555,9 +555,15 @@ pub fn cells(line: &str) -> Vec<String> {
     line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect()
 }
 
-/// The line of `output` whose first cell is `first`.
+/// The finished lines of `output`: those that end in a newline. A process still writing (`kubectl
+/// get -w`) may have half a line at the end.
+pub fn complete_lines(output: &str) -> impl Iterator<Item = &str> {
+    output.split_inclusive('\n').filter_map(|l| l.strip_suffix('\n'))
+}
+
+/// The finished line of `output` whose first cell is `first`.
 pub fn row<'a>(output: &'a str, first: &str) -> Option<&'a str> {
-    output.lines().find(|l| l.split_whitespace().next() == Some(first))
+    complete_lines(output).find(|l| l.split_whitespace().next() == Some(first))
 }
 
 /// A kubectl AGE cell for something just created (`0s`, `5s`, `2m5s`...).
