@@ -99,9 +99,10 @@ pub fn parse_time(s: &str) -> Option<k8s_openapi::jiff::Timestamp> {
     s.parse().ok()
 }
 
-/// A new object UID (UUID v4).
+/// A new object UID (UUID v4), from the thread's CSPRNG (`rand::rng`, seeded and reseeded from the
+/// OS): `Uuid::new_v4` asks the kernel for every UID, one `getrandom` system call per create.
 pub fn new_uid() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
 }
 
 /// The alphabet of generated name suffixes (no vowels, no confusable digits): `apiserver
@@ -121,6 +122,18 @@ pub fn generate_name(prefix: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn new_uids_are_distinct_version_4_uuids() {
+        let uids: std::collections::HashSet<String> = (0..1000).map(|_| new_uid()).collect();
+        assert_eq!(uids.len(), 1000);
+        for u in &uids {
+            let parsed = uuid::Uuid::parse_str(u).expect("a UUID");
+            assert_eq!(parsed.get_version(), Some(uuid::Version::Random), "{u}");
+            assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122, "{u}");
+            assert_eq!(u, &parsed.hyphenated().to_string(), "lower-case, hyphenated");
+        }
+    }
 
     #[test]
     fn reads_and_creates_metadata() {

@@ -138,3 +138,52 @@ pub async fn start_with_store(config: Config, store: Arc<dyn Store>) -> Result<R
     });
     Ok(RunningServer { addr, kubeconfig, app, shutdown, task })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::{Bytes, Incoming};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// hyper (vendored, `vendor/hyper`) used to wake a connection's task when that task's own
+    /// handler took the request body, so that tokio requeued the running task as a yield and woke
+    /// another worker for it: one wasted wake-up of an idle thread per request with a body.
+    #[tokio::test]
+    async fn a_handler_reading_its_body_does_not_wake_its_own_connection() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let body = br#"{"kind":"ConfigMap"}"#;
+        let head = format!("POST / HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", body.len());
+        client.write_all(head.as_bytes()).await.expect("write");
+        client.write_all(body).await.expect("write");
+        let echo = hyper::service::service_fn(|req: hyper::Request<Incoming>| async move {
+            let body = req.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>(hyper::Response::new(Full::<Bytes>::new(body)))
+        });
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(server), echo));
+        let wakes = std::sync::Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        // One poll reads the request, runs the handler and writes the answer.
+        assert!(matches!(conn.as_mut().poll(&mut Context::from_waker(&waker)), Poll::Pending));
+        let mut answer = vec![0; 4096];
+        let n = client.read(&mut answer).await.expect("read");
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with(r#"{"kind":"ConfigMap"}"#), "{answer}");
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "the connection woke itself");
+    }
+}

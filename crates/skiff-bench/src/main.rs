@@ -60,6 +60,17 @@ struct Args {
     /// A sentence recorded with the results (what else ran on the machine, for instance).
     #[arg(long)]
     note: Option<String>,
+    /// Instead of the scenarios: ConfigMap creates on one connection (the lean client) against the
+    /// running server of this kubeconfig; prints the rate and latencies (for comparing builds by
+    /// hand, as scripts/create-interleaved.py does with a Python client).
+    #[arg(long, value_name = "KUBECONFIG")]
+    creates_against: Option<PathBuf>,
+    /// How many creates --creates-against sends.
+    #[arg(long, default_value_t = 2000)]
+    creates: usize,
+    /// The client --creates-against uses.
+    #[arg(long, value_enum, default_value = "hyper")]
+    creates_via: scenarios::api_store::Via,
     /// The scenarios to run (default: all).
     #[arg(value_enum)]
     scenarios: Vec<Scenario>,
@@ -186,6 +197,9 @@ async fn run_scenario(s: Scenario, env: &Env, out: &Output) -> anyhow::Result<Se
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Some(kubeconfig) = &args.creates_against {
+        return scenarios::api_store::creates_against(kubeconfig, args.creates, args.creates_via).await;
+    }
     let out_dir = args.out.clone().unwrap_or_else(repo_root);
     let charts = out_dir.join("docs/bench");
     std::fs::create_dir_all(&charts)?;

@@ -4,6 +4,7 @@
 
 pub mod api_store;
 pub mod cold_start;
+mod lean;
 pub mod pod_start;
 pub mod rollout;
 pub mod self_heal;
