@@ -13,10 +13,16 @@ switches (all its threads) per create; then each build's median ratio against th
 
 A maintainer's tool for comparing builds (BENCHMARKS.md, "What limits"); the client is Python's
 http.client, slower than the benchmark's, so rates are lower than `skiff-bench api-store`'s.
+
+With SKIFF_BENCH=path/to/skiff-bench, each turn is instead a run of that binary's
+`--creates-against` (the benchmark's clients): VIA=hyper (the lean client, default) or kube, and
+IN_FLIGHT=N requests at a time on as many connections (default 1). Latencies are then each
+turn's p50 and p99, and the medians over turns are printed.
 """
 import http.client
 import json
 import os
+import re
 import shutil
 import ssl
 import statistics
@@ -67,10 +73,23 @@ def connect(data, port):
     sys.exit('server on port %d never answered' % port)
 
 
+def bench_turn(bench, data, per_turn):
+    """One turn by `skiff-bench --creates-against`: (rate, p50 s, p99 s)."""
+    out = subprocess.run([bench, '--creates-against', data + '/kubeconfig.yaml', '--creates', str(per_turn),
+                          '--creates-via', os.environ.get('VIA', 'hyper'),
+                          '--creates-in-flight', os.environ.get('IN_FLIGHT', '1')],
+                         check=True, capture_output=True, text=True).stdout
+    m = re.search(r'([\d.]+)/s, p50 ([\d.]+) ms, p99 ([\d.]+) ms', out)
+    if not m:
+        sys.exit('skiff-bench printed: %s' % out)
+    return float(m.group(1)), float(m.group(2)) / 1e3, float(m.group(3)) / 1e3
+
+
 def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
     rounds, per_turn, bins = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+    bench = os.environ.get('SKIFF_BENCH')
     work = tempfile.mkdtemp(prefix='skiff-interleaved-')
     servers = []
     try:
@@ -86,6 +105,14 @@ def main():
             for i, (conn, headers) in enumerate(conns):
                 pid = servers[i][0].pid
                 t0, cpu0, cs0 = time.perf_counter(), cpu_ticks(pid), switches(pid)
+                if bench:
+                    rate, p50, p99 = bench_turn(bench, servers[i][1], per_turn)
+                    if r >= 0:
+                        rates[i].append(rate)
+                        lats[i].append((p50, p99))
+                        cpus[i].append((cpu_ticks(pid) - cpu0) / HZ / per_turn * 1e6)
+                        css[i].append((switches(pid) - cs0) / per_turn)
+                    continue
                 for _ in range(per_turn):
                     n += 1
                     body = json.dumps({
@@ -106,10 +133,14 @@ def main():
                     cpus[i].append((cpu_ticks(pid) - cpu0) / HZ / per_turn * 1e6)
                     css[i].append((switches(pid) - cs0) / per_turn)
         for i, binary in enumerate(bins):
-            lat = sorted(lats[i])
+            if bench:
+                p50, p99 = (statistics.median(t[k] for t in lats[i]) for k in (0, 1))
+            else:
+                lat = sorted(lats[i])
+                p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
             print('%s: median %.0f creates/s (%s), p50 %.3f ms, p99 %.3f ms' % (
                 binary, statistics.median(rates[i]), ' '.join('%.0f' % x for x in rates[i]),
-                lat[len(lat) // 2] * 1e3, lat[int(len(lat) * 0.99)] * 1e3))
+                p50 * 1e3, p99 * 1e3))
             print('    server CPU per create median %.0f us (%s); context switches per create median %.2f' % (
                 statistics.median(cpus[i]), ' '.join('%.0f' % x for x in cpus[i]), statistics.median(css[i])))
         for i in range(1, len(bins)):

@@ -68,6 +68,9 @@ struct Args {
     /// How many creates --creates-against sends.
     #[arg(long, default_value_t = 2000)]
     creates: usize,
+    /// Requests in flight for --creates-against (as many connections).
+    #[arg(long, default_value_t = 1)]
+    creates_in_flight: usize,
     /// The client --creates-against uses.
     #[arg(long, value_enum, default_value = "hyper")]
     creates_via: scenarios::api_store::Via,
@@ -198,7 +201,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
     if let Some(kubeconfig) = &args.creates_against {
-        return scenarios::api_store::creates_against(kubeconfig, args.creates, args.creates_via).await;
+        return scenarios::api_store::creates_against(
+            kubeconfig,
+            args.creates,
+            args.creates_in_flight,
+            args.creates_via,
+        )
+        .await;
     }
     let out_dir = args.out.clone().unwrap_or_else(repo_root);
     let charts = out_dir.join("docs/bench");

@@ -342,12 +342,13 @@ async fn store_levels(
     Ok(out)
 }
 
-/// `total` creates on one connection from `via` against a running server; prints the rate, p50,
-/// p99 and the client's CPU per create (`skiff-bench --creates-against`).
-pub async fn creates_against(kubeconfig: &Path, total: usize, via: Via) -> anyhow::Result<()> {
+/// `total` creates, `in_flight` at a time, from `via` against a running server; prints the rate,
+/// p50, p99 and the client's CPU per create (`skiff-bench --creates-against`).
+pub async fn creates_against(kubeconfig: &Path, total: usize, in_flight: usize, via: Via) -> anyhow::Result<()> {
     ensure_namespace(&client(kubeconfig).await?).await?;
     let (kubeconfig, prefix) = (kubeconfig.to_path_buf(), format!("by-hand-{}", std::process::id()));
-    let mut run = tokio::task::spawn_blocking(move || creates(&kubeconfig, via, &prefix, total, 1)).await??;
+    let in_flight = in_flight.max(1);
+    let mut run = tokio::task::spawn_blocking(move || creates(&kubeconfig, via, &prefix, total, in_flight)).await??;
     run.latencies.sort_by(f64::total_cmp);
     let lats = &run.latencies;
     let at = |q: f64| lats.get(((lats.len() as f64 * q) as usize).min(lats.len().saturating_sub(1))).copied();
