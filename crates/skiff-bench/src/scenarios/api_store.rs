@@ -227,18 +227,8 @@ fn client_thread(
             }
             Via::Hyper => {
                 let path = format!("/api/v1/namespaces/{NS}/configmaps");
-                let ready = async {
-                    let target = lean::Target::from_kubeconfig(kubeconfig).await?;
-                    anyhow::Ok(target)
-                }
-                .await;
-                let target = match ready {
-                    Ok(t) => t,
-                    Err(e) => {
-                        arrival.arrive();
-                        return Err(e);
-                    }
-                };
+                // On an error `arrival` is dropped, which takes this thread's place at the barrier.
+                let target = lean::Target::from_kubeconfig(kubeconfig).await?;
                 // One connection per task, each through one create before the clock starts.
                 let opened = futures::future::try_join_all(tasks.iter().map(|&t| {
                     let (target, path) = (&target, &path);
