@@ -31,28 +31,12 @@ const MASQ_COMMENT: &str = "skiff: pod-to-pod traffic keeps its source address";
 /// How often routes are checked again without a Node change (someone may have removed one).
 const RESYNC: Duration = Duration::from_secs(30);
 
-/// An IPv4 network in `a.b.c.d/n` form, host bits cleared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Ipv4Net {
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
-}
+pub use ipnet::Ipv4Net;
 
-impl Ipv4Net {
-    /// Parses `a.b.c.d/n` (host bits are cleared); `None` for anything else (IPv6 too).
-    pub fn parse(text: &str) -> Option<Ipv4Net> {
-        let (addr, prefix) = text.trim().split_once('/')?;
-        let addr: Ipv4Addr = addr.parse().ok()?;
-        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
-        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
-        Some(Ipv4Net { addr: Ipv4Addr::from(u32::from(addr) & mask), prefix })
-    }
-}
-
-impl std::fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
+/// Parses `a.b.c.d/n` with the host bits cleared (`10.1.2.3/16` is `10.1.0.0/16`); `None` for
+/// anything else (IPv6 too).
+pub fn parse_net(text: &str) -> Option<Ipv4Net> {
+    text.trim().parse::<Ipv4Net>().ok().map(|n| n.trunc())
 }
 
 /// The routes this node wants: destination → gateway.
@@ -72,7 +56,7 @@ pub fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
 /// The IPv4 pod range of a Node: `spec.podCIDR`, else the first IPv4 entry of `spec.podCIDRs`.
 pub fn pod_cidr(node: &Node) -> Option<Ipv4Net> {
     let spec = node.spec.as_ref()?;
-    spec.pod_cidr.iter().chain(spec.pod_cidrs.iter().flatten()).find_map(|c| Ipv4Net::parse(c))
+    spec.pod_cidr.iter().chain(spec.pod_cidrs.iter().flatten()).find_map(|c| parse_net(c))
 }
 
 /// For every other Node with an IPv4 pod range and an IPv4 `InternalIP`: `podCIDR via InternalIP`.
@@ -119,9 +103,9 @@ pub fn parse_routes(text: &str) -> Vec<ShownRoute> {
         }
         let Some(dst) = words.next() else { continue };
         let dst = match dst {
-            "default" => Some(Ipv4Net { addr: Ipv4Addr::UNSPECIFIED, prefix: 0 }),
-            d if d.contains('/') => Ipv4Net::parse(d),
-            d => d.parse::<Ipv4Addr>().ok().map(|addr| Ipv4Net { addr, prefix: 32 }),
+            "default" => Some(Ipv4Net::default()),
+            d if d.contains('/') => parse_net(d),
+            d => d.parse::<Ipv4Addr>().ok().map(Ipv4Net::from),
         };
         let Some(dst) = dst else { continue };
         let rest: Vec<&str> = words.collect();
@@ -286,8 +270,8 @@ async fn sync(config: &RouteConfig, desired: &RouteTable, prepared: &mut bool) -
     };
     if !desired.is_empty() && !*prepared {
         enable_forwarding();
-        let own = config.pod_cidr.as_deref().and_then(Ipv4Net::parse);
-        let cluster = config.cluster_cidr.as_deref().and_then(Ipv4Net::parse);
+        let own = config.pod_cidr.as_deref().and_then(parse_net);
+        let cluster = config.cluster_cidr.as_deref().and_then(parse_net);
         match (own, cluster) {
             (Some(own), Some(cluster)) => match ensure_masquerade_exemption(own, cluster).await {
                 Ok(()) => *prepared = true,
@@ -323,7 +307,7 @@ pub async fn run(client: Client, config: RouteConfig) {
     let mut applied: Option<RouteTable> = None;
     let mut prepared = false;
     let mut resync = tokio::time::interval(RESYNC);
-    let own = config.pod_cidr.as_deref().and_then(Ipv4Net::parse);
+    let own = config.pod_cidr.as_deref().and_then(parse_net);
     loop {
         let force = tokio::select! {
             event = stream.next() => {
@@ -379,7 +363,7 @@ mod tests {
     }
 
     fn net(s: &str) -> Ipv4Net {
-        Ipv4Net::parse(s).expect("cidr")
+        parse_net(s).expect("cidr")
     }
 
     fn ip4(s: &str) -> Ipv4Addr {
@@ -397,9 +381,15 @@ mod tests {
             ("10.0.0.0", None),
             ("fd00::/64", None),
             ("", None),
+            (" 10.244.2.0/24\n", Some("10.244.2.0/24")),
+            ("300.0.0.0/8", None),
+            ("10.0.0.0/8/9", None),
+            ("10.0.0.0/-1", None),
+            ("10.0.0.0/", None),
+            ("/8", None),
         ];
         for (text, want) in cases {
-            assert_eq!(Ipv4Net::parse(text).map(|n| n.to_string()).as_deref(), want, "{text}");
+            assert_eq!(parse_net(text).map(|n| n.to_string()).as_deref(), want, "{text}");
         }
     }
 
