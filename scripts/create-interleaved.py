@@ -15,7 +15,7 @@ A maintainer's tool for comparing builds (BENCHMARKS.md, "What limits"); the cli
 http.client, slower than the benchmark's, so rates are lower than `skiff-bench api-store`'s.
 
 With SKIFF_BENCH=path/to/skiff-bench, each turn is instead a run of that binary's
-`--creates-against` (the benchmark's clients): VIA=hyper (the lean client, default) or kube, and
+`--creates-against` (the benchmark's clients): VIA=lean (the lean client, default) or kube, and
 IN_FLIGHT=N requests at a time on as many connections (default 1). Latencies are then each
 turn's p50 and p99, and the medians over turns are printed.
 """
@@ -76,7 +76,7 @@ def connect(data, port):
 def bench_turn(bench, data, per_turn):
     """One turn by `skiff-bench --creates-against`: (rate, p50 s, p99 s)."""
     out = subprocess.run([bench, '--creates-against', data + '/kubeconfig.yaml', '--creates', str(per_turn),
-                          '--creates-via', os.environ.get('VIA', 'hyper'),
+                          '--creates-via', os.environ.get('VIA', 'lean'),
                           '--creates-in-flight', os.environ.get('IN_FLIGHT', '1')],
                          check=True, capture_output=True, text=True).stdout
     m = re.search(r'([\d.]+)/s, p50 ([\d.]+) ms, p99 ([\d.]+) ms', out)

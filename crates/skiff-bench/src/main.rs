@@ -72,7 +72,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     creates_in_flight: usize,
     /// The client --creates-against uses.
-    #[arg(long, value_enum, default_value = "hyper")]
+    #[arg(long, value_enum, default_value = "lean")]
     creates_via: scenarios::api_store::Via,
     /// The scenarios to run (default: all).
     #[arg(value_enum)]

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, cells, complete_lines, is_recent_age, poll, row};
+use common::{Server, cells, is_recent_age, poll, row, rows};
 use serde_json::{Value, json};
 
 /// A fresh server with the Deployment `kubectl create deployment web --image=nginx --replicas=3`
@@ -153,13 +153,9 @@ fn get_watch_prints_rows_for_later_changes() {
 
     s.kubectl_ok(&["patch", "configmap", "watched", "--type", "merge", "-p", r#"{"data":{"b":"2"}}"#]);
     let out = w.wait_for_stdout(Duration::from_secs(30), "a second row for the modified configmap", |o| {
-        complete_lines(o).filter(|l| l.split_whitespace().next() == Some("watched")).count() >= 2
+        rows(o, "watched").count() >= 2
     });
-    let modified = complete_lines(&out)
-        .filter(|l| l.split_whitespace().next() == Some("watched"))
-        .nth(1)
-        .map(cells)
-        .unwrap_or_default();
+    let modified = rows(&out, "watched").nth(1).map(cells).unwrap_or_default();
     assert_eq!(&modified[..2], ["watched", "2"], "{out}");
     // Only the first table carried column definitions: one header line in all.
     assert_eq!(out.lines().filter(|l| l.starts_with("NAME")).count(), 1, "{out}");

@@ -46,7 +46,7 @@ fn sizes(quick: bool) -> Sizes {
         Sizes {
             sqlite: vec![
                 (1, 20, 1, Via::Kube),
-                (1, 20, 1, Via::Hyper),
+                (1, 20, 1, Via::Lean),
                 (16, 32, 1, Via::Kube),
                 (256, 256, 1, Via::Kube),
             ],
@@ -58,7 +58,7 @@ fn sizes(quick: bool) -> Sizes {
         Sizes {
             sqlite: vec![
                 (1, 2000, 3, Via::Kube),
-                (1, 2000, 3, Via::Hyper),
+                (1, 2000, 3, Via::Lean),
                 (16, 8000, 3, Via::Kube),
                 (256, 16000, 3, Via::Kube),
             ],
@@ -93,13 +93,13 @@ pub enum Via {
     #[default]
     Kube,
     /// [`lean`]: hyper's HTTP/1.1 connection API, the answer checked but not decoded whole.
-    Hyper,
+    Lean,
 }
 
 /// One run: `total` creates with `in_flight` requests at a time; (rate per s, latencies in ms).
 ///
 /// The requests are spread over client threads (one per core, at most one per request in flight),
-/// each a single-threaded runtime with its own `kube` client and connections, as a load generator
+/// each a single-threaded runtime with its own client (`with`) and connections, as a load generator
 /// such as wrk runs its connections. On one multi-threaded runtime a request crossed threads
 /// several times in the client alone (the calling task, kube's tower buffer, hyper's connection
 /// task), and those wake-ups were timed as the server's latency.
@@ -225,7 +225,7 @@ fn client_thread(
                 let lats = futures::future::try_join_all(runs).await?.into_iter().flatten().collect();
                 Ok((lats, thread_cpu().saturating_sub(cpu0)))
             }
-            Via::Hyper => {
+            Via::Lean => {
                 let path = format!("/api/v1/namespaces/{NS}/configmaps");
                 // On an error `arrival` is dropped, which takes this thread's place at the barrier.
                 let target = lean::Target::from_kubeconfig(kubeconfig).await?;
@@ -517,8 +517,8 @@ pub async fn run(env: &Env, out: &Output) -> anyhow::Result<Section> {
                     format!("{}_c{}", store.to_lowercase(), l.in_flight),
                     format!("{store}, {} in flight", l.in_flight),
                 ),
-                Via::Hyper => (
-                    format!("{}_c{}_hyper", store.to_lowercase(), l.in_flight),
+                Via::Lean => (
+                    format!("{}_c{}_lean", store.to_lowercase(), l.in_flight),
                     format!("{store}, {} in flight, lean client", l.in_flight),
                 ),
             };
@@ -530,7 +530,7 @@ pub async fn run(env: &Env, out: &Output) -> anyhow::Result<Section> {
             series.push(Series::new(
                 match l.via {
                     Via::Kube => format!("{store} ×{}", l.in_flight),
-                    Via::Hyper => format!("{store} ×{} lean", l.in_flight),
+                    Via::Lean => format!("{store} ×{} lean", l.in_flight),
                 },
                 &l.latencies,
             ));

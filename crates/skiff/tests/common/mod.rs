@@ -561,9 +561,14 @@ pub fn complete_lines(output: &str) -> impl Iterator<Item = &str> {
     output.split_inclusive('\n').filter_map(|l| l.strip_suffix('\n'))
 }
 
-/// The finished line of `output` whose first cell is `first`.
-pub fn row<'a>(output: &'a str, first: &str) -> Option<&'a str> {
-    complete_lines(output).find(|l| l.split_whitespace().next() == Some(first))
+/// The finished lines of `output` whose first cell is `first`.
+pub fn rows<'a>(output: &'a str, first: &'a str) -> impl Iterator<Item = &'a str> {
+    complete_lines(output).filter(move |l| l.split_whitespace().next() == Some(first))
+}
+
+/// The first finished line of `output` whose first cell is `first`.
+pub fn row<'a>(output: &'a str, first: &'a str) -> Option<&'a str> {
+    rows(output, first).next()
 }
 
 /// A kubectl AGE cell for something just created (`0s`, `5s`, `2m5s`...).
