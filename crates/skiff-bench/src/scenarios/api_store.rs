@@ -92,7 +92,8 @@ pub enum Via {
     /// The `kube` client's typed `Api::create`.
     #[default]
     Kube,
-    /// [`lean`]: hyper's HTTP/1.1 connection API, the answer checked but not decoded whole.
+    /// The lean client (`scenarios/lean.rs`): hyper's HTTP/1.1 connection API, the answer
+    /// checked but not decoded whole.
     Lean,
 }
 
