@@ -37,7 +37,7 @@ use crate::runtime::{
 };
 use crate::server::{self, BoundPod, BoundPods, KubeletServer, StreamingConfig};
 use crate::status::pod_status;
-use crate::volumes;
+use crate::{sysctl, volumes};
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -61,6 +61,9 @@ pub struct AgentConfig {
     pub sync_interval: Duration,
     /// Sweeps for runtime pods without an API object.
     pub housekeeping_interval: Duration,
+    /// How often a running pod's configMap and secret volumes are rewritten from the objects as
+    /// they are then (the kubelet's `syncFrequency`, 1 min, bounds its own delay).
+    pub volume_refresh_interval: Duration,
     /// Crash-loop and image-pull back-off (10 s doubling to 300 s).
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
@@ -118,6 +121,7 @@ impl AgentConfig {
             node_status_interval: Duration::from_secs(300),
             sync_interval: Duration::from_secs(1),
             housekeeping_interval: Duration::from_secs(30),
+            volume_refresh_interval: Duration::from_secs(10),
             backoff_initial: crate::backoff::INITIAL,
             backoff_max: crate::backoff::MAX,
             runtime_version: "skiff://0.1.0".to_string(),
@@ -415,7 +419,7 @@ async fn kill_runtime_pod(ctx: &Ctx, pod_uid: &str) {
     if let Err(e) = ctx.runtime.stop_sandbox(pod_uid).await {
         tracing::warn!(pod = %pod_uid, error = %e, "cannot stop an orphaned sandbox");
     }
-    let _ = std::fs::remove_dir_all(volumes::pod_dir(&ctx.config.root_dir, pod_uid));
+    volumes::remove_pod_dir(&ctx.config.root_dir, pod_uid);
 }
 
 fn field_selector(ctx: &Ctx) -> String {
@@ -588,6 +592,8 @@ struct PodWorker {
     last_status: Option<Value>,
     /// The last pod seen, for cleanup after the object is gone.
     last_pod: Option<Pod>,
+    /// When the configMap and secret volumes were last written.
+    volumes_written: Option<std::time::Instant>,
 }
 
 /// Whether the worker is finished.
@@ -656,6 +662,7 @@ impl PodWorker {
             probe_tasks: HashMap::new(),
             last_status: None,
             last_pod: None,
+            volumes_written: None,
         }
     }
 
@@ -743,12 +750,19 @@ impl PodWorker {
         if let Some(deadline) = self.deadline_exceeded(pod) {
             return self.fail_deadline(pod, observed, deadline).await;
         }
+        if observed.sandbox.is_none()
+            && !is_terminal(pod)
+            && let Some(message) = sysctl::forbidden(pod)
+        {
+            return self.reject(pod, observed, sysctl::FORBIDDEN_REASON, &message).await;
+        }
         self.report_probe_failures(pod).await;
         let probes = self.sink.results.lock().clone();
         let now = Timestamp::now();
         let actions = compute_pod_actions(pod, &observed, &self.backoff, &probes, now);
         self.execute(pod, &observed, actions, now).await;
         let Ok(observed) = self.observe(Some(pod)).await else { return Sync::Continue };
+        self.refresh_volumes(pod, &observed).await;
         self.manage_probes(pod, &observed);
         self.gc_instances(&observed).await;
         let probes = self.sink.results.lock().clone();
@@ -777,6 +791,19 @@ impl PodWorker {
         status.phase = Some("Failed".into());
         status.reason = Some("DeadlineExceeded".into());
         status.message = Some(message.into());
+        self.write_status(pod, serde_json::to_value(&status).unwrap_or(Value::Null)).await;
+        Sync::Continue
+    }
+
+    /// Does not admit the pod, as the kubelet's `rejectPod`: a Warning event, and the pod `Failed`
+    /// with `reason` and the message `Pod was rejected: <message>`. Nothing of it ever runs.
+    async fn reject(&mut self, pod: &Pod, observed: ObservedPod, reason: &str, message: &str) -> Sync {
+        self.event(pod, None, EventType::Warning, reason, message).await;
+        let probes = self.sink.results.lock().clone();
+        let mut status = pod_status(pod, &observed, &probes, Timestamp::now());
+        status.phase = Some("Failed".into());
+        status.reason = Some(reason.into());
+        status.message = Some(format!("Pod was rejected: {message}"));
         self.write_status(pod, serde_json::to_value(&status).unwrap_or(Value::Null)).await;
         Sync::Continue
     }
@@ -861,6 +888,29 @@ impl PodWorker {
         Ok(out)
     }
 
+    /// Rewrites the configMap and secret volumes of a pod with a running container when
+    /// `volume_refresh_interval` has passed since they were written, so updates to those objects
+    /// reach the running containers.
+    async fn refresh_volumes(&mut self, pod: &Pod, observed: &ObservedPod) {
+        let due = self.volumes_written.is_none_or(|t| t.elapsed() >= self.ctx.config.volume_refresh_interval);
+        if !due || !observed.any_running() || !volumes::has_source_volumes(pod) {
+            return;
+        }
+        self.volumes_written = Some(std::time::Instant::now());
+        let (cms, secrets) = volumes::referenced(pod);
+        let namespace = pod.namespace().unwrap_or_default();
+        let sources = match self.fetch_sources(&namespace, &cms, &secrets).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(pod = %format_pod(pod), error = %e, "cannot read the pod's configMaps and secrets");
+                return;
+            }
+        };
+        for e in volumes::refresh_volumes(pod, &self.ctx.config.root_dir, &sources) {
+            tracing::warn!(pod = %format_pod(pod), error = %e, "cannot refresh a volume");
+        }
+    }
+
     /// `CreateContainerConfigError`: the container cannot be configured (a missing ConfigMap key,
     /// a bad mount); a `Failed` event says why, as the kubelet's.
     async fn config_error(&mut self, pod: &Pod, field: &str, name: &str, message: String) {
@@ -905,7 +955,10 @@ impl PodWorker {
             }
         };
         let vols = match volumes::prepare_volumes(pod, &self.ctx.config.root_dir, &sources) {
-            Ok(v) => v,
+            Ok(v) => {
+                self.volumes_written = Some(std::time::Instant::now());
+                v
+            }
             Err(e @ volumes::VolumeError::SetUp { .. }) => {
                 let reason = "ContainerCreating";
                 self.hold(pod, &field, &c.name, reason, String::new(), None).await;
@@ -1297,6 +1350,11 @@ impl PodWorker {
 }
 
 /// `spec.terminationGracePeriodSeconds` (default 30).
+/// Whether the pod's phase is final (`Succeeded` or `Failed`).
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
 fn termination_grace(pod: &Pod) -> i64 {
     pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30)
 }

@@ -24,6 +24,7 @@ pub mod runtime;
 pub mod server;
 pub mod simulate;
 pub mod status;
+pub mod sysctl;
 pub mod volumes;
 
 /// A User-Agent like the kubelet's, for the agent's client (real or simulated): the API server

@@ -515,6 +515,15 @@ pub fn runtime_config(config: &ContainerConfig) -> skiff_runtime::ContainerConfi
                 readonly: m.read_only,
             })
             .collect(),
+        sysctls: psc
+            .and_then(|p| p.get("sysctls"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                Some((crate::sysctl::normalize(s.get("name")?.as_str()?), s.get("value")?.as_str()?.to_string()))
+            })
+            .collect(),
     }
 }
 
@@ -840,7 +849,8 @@ mod tests {
             working_dir: Some(String::new()),
             security_context: Some(json!({"runAsUser": 1000, "privileged": true, "allowPrivilegeEscalation": false,
                 "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}})),
-            pod_security_context: Some(json!({"runAsUser": 5, "runAsGroup": 7, "supplementalGroups": [9]})),
+            pod_security_context: Some(json!({"runAsUser": 5, "runAsGroup": 7, "supplementalGroups": [9],
+                "sysctls": [{"name": "kernel/shm_rmid_forced", "value": "1"}]})),
             resources: Some(json!({"limits": {"memory": "64Mi", "cpu": "500m"}, "requests": {"cpu": "0.1"}})),
             ..ContainerConfig::default()
         };
@@ -854,5 +864,6 @@ mod tests {
         assert_eq!((rc.capabilities_add, rc.capabilities_drop), (vec!["NET_ADMIN".into()], vec!["ALL".into()]));
         assert_eq!(rc.memory_limit_bytes, Some(64 * 1024 * 1024));
         assert_eq!((rc.cpu_limit_millis, rc.cpu_request_millis), (Some(500), Some(100)));
+        assert_eq!(rc.sysctls, vec![("kernel.shm_rmid_forced".to_string(), "1".to_string())]);
     }
 }

@@ -1,16 +1,23 @@
 //! Pod volumes the agent materializes on the node and hands to the runtime as bind mounts:
-//! `emptyDir` (a per-pod directory), `configMap` and `secret` (one file per key, rewritten when the
-//! object changes, so updates reach running containers), and each container's `volumeMounts`
-//! (`subPath`, `subPathExpr`).
+//! `emptyDir` (a per-pod directory; a tmpfs mount for `medium: Memory`), `configMap` and `secret`
+//! (one file per key), and each container's `volumeMounts` (`subPath`, `subPathExpr`).
 //!
-//! Layout, like the kubelet's: `<root>/pods/<uid>/volumes/kubernetes.io~<kind>/<volume>`.
-//! `emptyDir.medium: Memory` is a plain directory here (no tmpfs mount).
+//! The files of a configMap or secret volume are written when a container starts and again by
+//! [`refresh_volumes`] while the pod runs, so updates reach running containers as the kubelet's
+//! do (a `subPath` mount of one file keeps the file it was started with, as upstream). Each file is
+//! replaced whole (written beside it, then renamed over it), so a reader sees the old or the new
+//! content, never a part.
+//!
+//! Layout, like the kubelet's: `<root>/pods/<uid>/volumes/kubernetes.io~<kind>/<volume>`. The pod's
+//! tmpfs mounts are unmounted by [`remove_pod_dir`] before its directory goes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod};
+use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use skiff_api::validation::parse_quantity;
 
 use crate::env::{EnvSources, expand};
 use crate::runtime::Mount;
@@ -93,14 +100,14 @@ fn sync_dir(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<(), 
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
+        let mode = std::fs::Permissions::from_mode(*mode & 0o7777);
         if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
-            // The old file may be read-only (its mode comes from the volume).
-            let _ = std::fs::remove_file(&path);
-            std::fs::write(&path, bytes).map_err(io(&path))?;
+            replace_file(&path, bytes, mode)?;
+        } else {
+            std::fs::set_permissions(&path, mode).map_err(io(&path))?;
         }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode & 0o7777)).map_err(io(&path))?;
     }
-    // Remove top-level entries that are no longer projected.
+    // Remove top-level entries that are no longer projected (and any temporary file a crash left).
     let wanted: Vec<&str> = files.keys().filter_map(|k| k.split('/').next()).collect();
     for entry in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -112,63 +119,155 @@ fn sync_dir(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<(), 
     Ok(())
 }
 
+/// Writes `bytes` to `path` with `mode` in one step for readers: a temporary file beside it
+/// (hidden, `..` prefixed, like the kubelet's own names in a volume), renamed over it.
+fn replace_file(path: &Path, bytes: &[u8], mode: std::fs::Permissions) -> Result<(), VolumeError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!("..{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::set_permissions(&tmp, mode).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// The pod's volumes directory.
+fn volumes_dir(pod: &Pod, root: &Path) -> PathBuf {
+    pod_dir(root, pod.metadata.uid.as_deref().unwrap_or("unknown")).join("volumes")
+}
+
 /// Creates or refreshes every volume of the pod; returns volume name → host directory.
 pub fn prepare_volumes(pod: &Pod, root: &Path, sources: &EnvSources) -> Result<HashMap<String, PathBuf>, VolumeError> {
-    let uid = pod.metadata.uid.as_deref().unwrap_or("unknown");
-    let base = pod_dir(root, uid).join("volumes");
+    let base = volumes_dir(pod, root);
     let mut out = HashMap::new();
     for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
-        if v.empty_dir.is_some() {
+        if let Some(empty) = &v.empty_dir {
             let dir = base.join("kubernetes.io~empty-dir").join(&v.name);
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            if empty.medium.as_deref() == Some("Memory") {
+                mount_tmpfs(&dir, empty.size_limit.as_ref())?;
+            }
             // World-writable like the kubelet's emptyDir, so non-root containers can write.
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(io(&dir))?;
             out.insert(v.name.clone(), dir);
-        } else if let Some(cm) = &v.config_map {
-            let dir = base.join("kubernetes.io~configmap").join(&v.name);
-            let data: BTreeMap<String, Vec<u8>> = match sources.config_maps.get(&cm.name).cloned().flatten() {
-                Some(obj) => {
-                    let mut d: BTreeMap<String, Vec<u8>> =
-                        obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-                    d.extend(obj.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
-                    d
-                }
-                None if cm.optional == Some(true) => BTreeMap::new(),
-                None => {
-                    return Err(VolumeError::SetUp {
-                        volume: v.name.clone(),
-                        message: format!("configmap \"{}\" not found", cm.name),
-                    });
-                }
-            };
-            let files =
-                projected_files(&data, cm.items.as_deref(), cm.default_mode.unwrap_or(0o644), &v.name, "configmap")?;
-            sync_dir(&dir, &files)?;
-            out.insert(v.name.clone(), dir);
-        } else if let Some(s) = &v.secret {
-            let name = s.secret_name.clone().unwrap_or_default();
-            let dir = base.join("kubernetes.io~secret").join(&v.name);
-            let data: BTreeMap<String, Vec<u8>> = match sources.secrets.get(&name).cloned().flatten() {
-                Some(obj) => {
-                    let mut d: BTreeMap<String, Vec<u8>> =
-                        obj.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-                    d.extend(obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
-                    d
-                }
-                None if s.optional == Some(true) => BTreeMap::new(),
-                None => {
-                    return Err(VolumeError::SetUp {
-                        volume: v.name.clone(),
-                        message: format!("secret \"{name}\" not found"),
-                    });
-                }
-            };
-            let files = projected_files(&data, s.items.as_deref(), s.default_mode.unwrap_or(0o644), &v.name, "secret")?;
-            sync_dir(&dir, &files)?;
+        } else if v.config_map.is_some() || v.secret.is_some() {
+            let dir = sync_source_volume(v, &base, sources)?;
             out.insert(v.name.clone(), dir);
         }
     }
     Ok(out)
+}
+
+/// Rewrites the configMap and secret volumes of a running pod from `sources`, the objects as
+/// they are now: changed keys are replaced, removed keys go, and an optional source that was
+/// deleted leaves its volume empty. A volume not set up yet (no container started with it) is
+/// left to [`prepare_volumes`]; one whose required source is gone keeps its files, as the
+/// kubelet's does. Returns the volumes that could not be refreshed, with why.
+pub fn refresh_volumes(pod: &Pod, root: &Path, sources: &EnvSources) -> Vec<VolumeError> {
+    let base = volumes_dir(pod, root);
+    let mut errors = Vec::new();
+    for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+        if (v.config_map.is_some() || v.secret.is_some())
+            && source_dir(v, &base).is_some_and(|d| d.is_dir())
+            && let Err(e) = sync_source_volume(v, &base, sources)
+        {
+            errors.push(e);
+        }
+    }
+    errors
+}
+
+/// Whether the pod has a volume [`refresh_volumes`] keeps current.
+pub fn has_source_volumes(pod: &Pod) -> bool {
+    let (cms, secrets) = referenced(pod);
+    !cms.is_empty() || !secrets.is_empty()
+}
+
+/// Where a configMap or secret volume lives.
+fn source_dir(v: &Volume, base: &Path) -> Option<PathBuf> {
+    let kind = if v.config_map.is_some() {
+        "kubernetes.io~configmap"
+    } else if v.secret.is_some() {
+        "kubernetes.io~secret"
+    } else {
+        return None;
+    };
+    Some(base.join(kind).join(&v.name))
+}
+
+/// Writes a configMap or secret volume's files from its source object; returns its directory.
+fn sync_source_volume(v: &Volume, base: &Path, sources: &EnvSources) -> Result<PathBuf, VolumeError> {
+    let dir = source_dir(v, base).ok_or_else(|| VolumeError::Mount(format!("volume {:?} has no source", v.name)))?;
+    if let Some(cm) = &v.config_map {
+        let data: BTreeMap<String, Vec<u8>> = match sources.config_maps.get(&cm.name).cloned().flatten() {
+            Some(obj) => {
+                let mut d: BTreeMap<String, Vec<u8>> =
+                    obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                d.extend(obj.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+                d
+            }
+            None if cm.optional == Some(true) => BTreeMap::new(),
+            None => {
+                return Err(VolumeError::SetUp {
+                    volume: v.name.clone(),
+                    message: format!("configmap \"{}\" not found", cm.name),
+                });
+            }
+        };
+        let files =
+            projected_files(&data, cm.items.as_deref(), cm.default_mode.unwrap_or(0o644), &v.name, "configmap")?;
+        sync_dir(&dir, &files)?;
+    } else if let Some(s) = &v.secret {
+        let name = s.secret_name.clone().unwrap_or_default();
+        let data: BTreeMap<String, Vec<u8>> = match sources.secrets.get(&name).cloned().flatten() {
+            Some(obj) => {
+                let mut d: BTreeMap<String, Vec<u8>> =
+                    obj.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                d.extend(obj.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+                d
+            }
+            None if s.optional == Some(true) => BTreeMap::new(),
+            None => {
+                return Err(VolumeError::SetUp {
+                    volume: v.name.clone(),
+                    message: format!("secret \"{name}\" not found"),
+                });
+            }
+        };
+        let files = projected_files(&data, s.items.as_deref(), s.default_mode.unwrap_or(0o644), &v.name, "secret")?;
+        sync_dir(&dir, &files)?;
+    }
+    Ok(dir)
+}
+
+/// Mounts a tmpfs on `dir` unless one is there already (a container restart, or an agent that
+/// restarted and adopted the pod): `emptyDir.medium: Memory`, sized by `sizeLimit` when given
+/// (otherwise the kernel's default, half the memory).
+fn mount_tmpfs(dir: &Path, size_limit: Option<&Quantity>) -> Result<(), VolumeError> {
+    if skiff_runtime::rootfs::is_mountpoint(dir) {
+        return Ok(());
+    }
+    let mut options = "mode=0777".to_string();
+    if let Some(q) = size_limit {
+        let bytes =
+            parse_quantity(&q.0).map_err(|e| VolumeError::Mount(format!("emptyDir sizeLimit {:?}: {e}", q.0)))?.ceil();
+        options.push_str(&format!(",size={}", bytes.max(4096.0) as u64));
+    }
+    nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::empty(), Some(options.as_str()))
+        .map_err(|e| VolumeError::Io { path: dir.to_path_buf(), source: e.into() })
+}
+
+/// Removes a pod's directory, unmounting its tmpfs volumes first (deepest first; lazily, so a
+/// mount a process still holds open does not keep the rest).
+pub fn remove_pod_dir(root: &Path, pod_uid: &str) {
+    let dir = pod_dir(root, pod_uid);
+    let mut mounts = skiff_runtime::rootfs::mounts_under(&dir);
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+    for m in mounts {
+        if let Err(e) = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!(path = %m.display(), error = %e, "cannot unmount a pod volume");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Checks a `subPath` (after expansion): relative, without `..`.

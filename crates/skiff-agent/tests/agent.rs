@@ -437,3 +437,124 @@ async fn init_containers_then_app_and_config_errors() {
     .await;
     env.stop().await;
 }
+
+#[tokio::test]
+async fn unsafe_sysctls_are_rejected_before_anything_runs() {
+    let mut env = Env::new().await;
+    env.start_agent();
+    let safe = json!([{"name": "kernel/shm_rmid_forced", "value": "1"}]);
+    let unsafe_ =
+        json!([{"name": "kernel.shm_rmid_forced", "value": "1"}, {"name": "kernel.msgmax", "value": "10000"}]);
+    for (name, sysctls) in [("safe", safe), ("unsafe", unsafe_)] {
+        env.create_pod(json!({"name": name, "spec": {"securityContext": {"sysctls": sysctls},
+            "containers": [{"name": "app", "image": "busybox:1.36"}]}}))
+            .await;
+    }
+    let pod = env.wait_pod("unsafe", "Failed", |p| p["status"]["phase"] == "Failed").await;
+    assert_eq!(pod["status"]["reason"], "SysctlForbidden");
+    assert_eq!(pod["status"]["message"], "Pod was rejected: forbidden sysctl: \"kernel.msgmax\" not allowlisted");
+    let safe = env.wait_pod("safe", "Running", |p| p["status"]["phase"] == "Running").await;
+    // The safe pod's containers get its sysctls; the rejected pod never got a sandbox.
+    let uid = |p: &Value| p["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let (safe_uid, unsafe_uid) = (uid(&safe), uid(&pod));
+    let calls = env.runtime.calls();
+    assert!(calls.iter().any(|c| matches!(c, Call::RunSandbox { pod_uid } if *pod_uid == safe_uid)), "{calls:?}");
+    assert!(
+        !calls
+            .iter()
+            .any(|c| matches!(c, Call::RunSandbox { pod_uid } | Call::Start { pod_uid, .. } if *pod_uid == unsafe_uid)),
+        "{calls:?}"
+    );
+    let id =
+        safe["status"]["containerStatuses"][0]["containerID"].as_str().unwrap_or("").trim_start_matches("skiff://");
+    let config = env.runtime.config(id).expect("started config");
+    let psc = config.pod_security_context.expect("pod security context");
+    assert_eq!(psc["sysctls"][0]["name"], "kernel/shm_rmid_forced");
+    // The rejection is an event on the pod, as the kubelet's.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !env.events().await.iter().any(|e| {
+        e.reason.as_deref() == Some("SysctlForbidden")
+            && e.type_.as_deref() == Some("Warning")
+            && e.involved_object.name.as_deref() == Some("unsafe")
+            && e.message.as_deref() == Some("forbidden sysctl: \"kernel.msgmax\" not allowlisted")
+    }) {
+        assert!(tokio::time::Instant::now() < deadline, "no SysctlForbidden event: {:?}", env.events().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // It stays Failed: later syncs neither start it nor reject it again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = env.pods().get("unsafe").await.expect("get");
+    assert_eq!(again.status.and_then(|s| s.phase).as_deref(), Some("Failed"));
+    let rejections = env.events().await.iter().filter(|e| e.reason.as_deref() == Some("SysctlForbidden")).count();
+    assert_eq!(rejections, 1);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn config_map_and_secret_volumes_follow_their_objects() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let mut env = Env::new().await;
+    env.start_agent_with(|c| c.volume_refresh_interval = Duration::from_millis(200));
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), NS);
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NS);
+    let cm = |name: &str, data: Value| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": name}, "data": data})).expect("cm")
+    };
+    let pp = PostParams::default();
+    cms.create(&pp, &cm("update", json!({"data-1": "value-1"}))).await.expect("create");
+    cms.create(&pp, &cm("delete", json!({"data-1": "value-1"}))).await.expect("create");
+    cms.create(&pp, &cm("required", json!({"data-1": "value-1"}))).await.expect("create");
+    let secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "s"}, "stringData": {"data-1": "value-1"}}))
+            .expect("secret");
+    secrets.create(&pp, &secret).await.expect("create");
+    env.create_pod(
+        json!({"name": "vols", "spec": {"containers": [{"name": "app", "image": "busybox:1.36"}], "volumes": [
+            {"name": "update", "configMap": {"name": "update", "optional": true}},
+            {"name": "delete", "configMap": {"name": "delete", "optional": true}},
+            {"name": "create", "configMap": {"name": "create", "optional": true}},
+            {"name": "required", "configMap": {"name": "required"}},
+            {"name": "secret", "secret": {"secretName": "s", "optional": true}},
+        ]}}),
+    )
+    .await;
+    let pod = env.wait_pod("vols", "Running", |p| p["status"]["phase"] == "Running").await;
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+    let base = env._dir.path().join("agent/pods").join(&uid).join("volumes");
+    let file = move |kind: &str, vol: &str, key: &str| {
+        std::fs::read_to_string(base.join(format!("kubernetes.io~{kind}")).join(vol).join(key)).ok()
+    };
+    assert_eq!(file("configmap", "update", "data-1").as_deref(), Some("value-1"));
+    assert_eq!(file("configmap", "create", "data-1"), None);
+
+    cms.create(&pp, &cm("create", json!({"data-1": "value-1"}))).await.expect("create");
+    cms.replace("update", &pp, &cm("update", json!({"data-1": "value-1", "data-3": "value-3"}))).await.expect("update");
+    cms.delete("delete", &DeleteParams::default()).await.expect("delete");
+    cms.delete("required", &DeleteParams::default()).await.expect("delete");
+    let mut changed: Secret = secrets.get("s").await.expect("get");
+    changed.data = None;
+    changed.string_data = Some([("data-1".to_string(), "value-2".to_string())].into_iter().collect());
+    secrets.replace("s", &pp, &changed).await.expect("update");
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = (
+            file("configmap", "update", "data-3"),
+            file("configmap", "delete", "data-1"),
+            file("configmap", "create", "data-1"),
+            file("secret", "secret", "data-1"),
+        );
+        if now == (Some("value-3".into()), None, Some("value-1".into()), Some("value-2".into())) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "volumes not refreshed: {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A required ConfigMap that is gone leaves the volume as it was, as the kubelet does.
+    assert_eq!(file("configmap", "required", "data-1").as_deref(), Some("value-1"));
+    // The container was not restarted for any of it.
+    let pod = env.pods().get("vols").await.expect("get");
+    let statuses = pod.status.and_then(|s| s.container_statuses).unwrap_or_default();
+    assert_eq!(statuses.first().map(|s| s.restart_count), Some(0));
+    env.stop().await;
+}

@@ -117,9 +117,22 @@ fn remove_dirs(dir: &Path) -> Result<(), RootfsError> {
 
 /// True when `path` is a mount point (listed in `/proc/self/mountinfo`).
 pub fn is_mountpoint(path: &Path) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let want = path.display().to_string();
-    info.lines().any(|l| l.split(' ').nth(4).is_some_and(|m| unescape_mount_path(m) == want))
+    mount_points().any(|m| m == want)
+}
+
+/// The mount points strictly below `dir`, as listed in `/proc/self/mountinfo` (a path mounted
+/// twice is listed twice).
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let prefix = format!("{}/", dir.display().to_string().trim_end_matches('/'));
+    mount_points().filter(|m| m.starts_with(&prefix)).map(PathBuf::from).collect()
+}
+
+/// Every mount point of this process's mount namespace.
+fn mount_points() -> impl Iterator<Item = String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let points: Vec<String> = info.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape_mount_path).collect();
+    points.into_iter()
 }
 
 /// `/proc` escapes space, tab, newline and backslash in mount paths as octal.
@@ -178,6 +191,8 @@ mod tests {
         let cdir = tmp.path().join("c1");
         let rootfs = mount_overlay(&[base.clone(), top.clone()], &cdir).expect("mount");
         assert!(is_mountpoint(&rootfs.path));
+        assert_eq!(mounts_under(tmp.path()), vec![rootfs.path.clone()]);
+        assert_eq!(mounts_under(&rootfs.path), Vec::<PathBuf>::new(), "strictly below");
         let read = |p: &str| std::fs::read_to_string(rootfs.path.join(p)).ok();
         assert_eq!(read("etc/hosts").as_deref(), Some("new"));
         assert_eq!(read("etc/passwd"), None, "whiteout hides the lower file");
@@ -188,6 +203,7 @@ mod tests {
         assert!(!base.join("new-file").exists() && !top.join("new-file").exists());
         unmount(&cdir).expect("unmount");
         assert!(!is_mountpoint(&rootfs.path));
+        assert_eq!(mounts_under(tmp.path()), Vec::<PathBuf>::new());
         assert!(!cdir.join("upper").exists());
         unmount(&cdir).expect("second unmount is a no-op");
     }

@@ -145,6 +145,9 @@ pub struct ContainerConfig {
     pub cpu_request_millis: Option<i64>,
     /// Volume mounts.
     pub mounts: Vec<BindMount>,
+    /// `securityContext.sysctls` of the pod (name with dots, value), set by the runtime in the
+    /// container's namespaces (the pod's, which its containers share).
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// Where the container lives: the pod's namespaces and files, its root and cgroup.
@@ -384,6 +387,9 @@ pub fn build_spec(
         "resources": resources,
         "cgroupsPath": ctx.cgroups_path,
     });
+    if !config.sysctls.is_empty() {
+        linux["sysctl"] = config.sysctls.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    }
     if !config.privileged {
         linux["maskedPaths"] = json!([
             "/proc/acpi",
@@ -544,6 +550,7 @@ mod tests {
             cpu_limit_millis: Some(500),
             readonly_rootfs: true,
             mounts: vec![BindMount { source: "/v/data".into(), destination: "/data".into(), readonly: true }],
+            sysctls: vec![("kernel.shm_rmid_forced".into(), "1".into())],
             ..Default::default()
         };
         let user = ResolvedUser { uid: 0, gid: 0, additional_gids: vec![] };
@@ -553,6 +560,7 @@ mod tests {
         assert_eq!(spec["root"], json!({"path": "/c/rootfs", "readonly": true}));
         assert_eq!(spec["hostname"], "web-0");
         assert_eq!(spec["linux"]["cgroupsPath"], "/skiff/p1/c1");
+        assert_eq!(spec["linux"]["sysctl"], json!({"kernel.shm_rmid_forced": "1"}));
         assert_eq!(spec["linux"]["resources"]["memory"], json!({"limit": 67108864}));
         assert_eq!(spec["linux"]["resources"]["cpu"], json!({"quota": 50000, "period": 100000, "shares": 512}));
         assert_eq!(

@@ -1171,3 +1171,67 @@ fn agent_pulls_through_a_registry_mirror_and_publishes_host_ports() {
     drop(agent);
     drop(registry);
 }
+
+/// Pod features the kubelet gives real containers: a `configMap` volume follows updates to its
+/// ConfigMap while the container runs, an `emptyDir` with `medium: Memory` is a tmpfs (unmounted
+/// with the pod), a safe sysctl is set in the pod's namespaces, and a pod asking for an unsafe
+/// one is rejected by the node.
+#[test]
+fn config_map_updates_tmpfs_empty_dir_and_sysctls() {
+    let s = Server::start();
+    let agent = Agent::start(&s, "e2e-volumes", 215);
+    wait_node_ready(&s, "e2e-volumes");
+    s.kubectl_ok(&["create", "configmap", "cfg", "--from-literal=data-1=value-1"]);
+    let manifest = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "vols"},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 2,
+            "securityContext": {"sysctls": [{"name": "kernel.shm_rmid_forced", "value": "1"}]},
+            "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"],
+                "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}, {"name": "cache", "mountPath": "/cache"}]}],
+            "volumes": [{"name": "cfg", "configMap": {"name": "cfg"}},
+                        {"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}]},
+    });
+    s.kubectl_stdin_ok(&["create", "-f", "-"], &manifest.to_string());
+    let vols = wait_ready(&s, &agent, "vols");
+    let exec = |script: &str| s.kubectl_ok(&["exec", "vols", "--", "sh", "-c", script]);
+
+    assert_eq!(exec("cat /proc/sys/kernel/shm_rmid_forced"), "1\n", "the pod's sysctl");
+    let host = std::fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").expect("host sysctl");
+    assert_eq!(host, "0\n", "the host's IPC namespace keeps its own value");
+    let mount = exec("grep ' /cache ' /proc/mounts");
+    assert!(mount.starts_with("tmpfs /cache tmpfs "), "{mount}");
+    assert!(mount.contains("size=8192k"), "the sizeLimit: {mount}");
+    assert_eq!(exec("stat -c %a /cache"), "777\n");
+    exec("echo kept > /cache/f");
+    let uid = vols["metadata"]["uid"].as_str().expect("uid").to_string();
+    let pod_dir = agent.data_dir.join("pods").join(&uid);
+    assert_eq!(skiff_runtime::rootfs::mounts_under(&pod_dir).len(), 1, "one tmpfs on the host");
+
+    assert_eq!(exec("cat /etc/cfg/data-1"), "value-1");
+    s.kubectl_ok(&["patch", "configmap", "cfg", "-p", r#"{"data":{"data-1":"value-2","data-3":"value-3"}}"#]);
+    poll(Duration::from_secs(60), "the update to reach the running container", || {
+        (exec("cat /etc/cfg/data-1 /etc/cfg/data-3 2>/dev/null; true") == "value-2value-3").then_some(())
+    });
+    assert_eq!(container_status(&s, "vols")["restartCount"], 0, "no restart for it");
+    assert_eq!(exec("cat /cache/f"), "kept\n");
+
+    // A pod asking for an unsafe sysctl never starts.
+    let rejected = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "msgmax"},
+        "spec": {"securityContext": {"sysctls": [{"name": "kernel.msgmax", "value": "10000"}]},
+            "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "Never", "command": ["sleep", "3600"]}]},
+    });
+    s.kubectl_stdin_ok(&["create", "-f", "-"], &rejected.to_string());
+    let failed = poll(Duration::from_secs(30), "the pod to be rejected", || {
+        pod(&s, "msgmax").filter(|p| p["status"]["phase"] == "Failed")
+    });
+    assert_eq!(failed["status"]["reason"], "SysctlForbidden");
+    assert_eq!(agent.runc_containers().len(), 1, "only the first pod's container runs");
+
+    delete_and_wait(&s, "vols");
+    delete_and_wait(&s, "msgmax");
+    poll(Duration::from_secs(30), "the pod's tmpfs to be unmounted and its directory removed", || {
+        (skiff_runtime::rootfs::mounts_under(&agent.data_dir).is_empty() && !pod_dir.exists()).then_some(())
+    });
+}
