@@ -14,7 +14,7 @@
 //! unknown status (`255`, reason `Unknown`), and the agent's start-up sweep removes the pods the
 //! API no longer has.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -578,10 +578,12 @@ impl ContainerRuntime for RuncRuntime {
             .into_iter()
             .map(|info| Finished { log_path: self.log_path(&info.id), info })
             .collect();
+        // Recorded as finished before they are removed, so a listing (the status, `kubectl logs`)
+        // between the two still sees every container.
+        self.finished.lock().entry(pod_uid.to_string()).or_default().extend(exited);
         for id in &ids {
             self.remove_container(id).await?;
         }
-        self.finished.lock().entry(pod_uid.to_string()).or_default().extend(exited);
         let Some(pod) = self.pods.lock().remove(pod_uid) else { return Ok(()) };
         pod.sandbox.destroy(&self.network()).await.map_err(|e| failed("stop sandbox")(e.to_string()))
     }
@@ -672,7 +674,9 @@ impl ContainerRuntime for RuncRuntime {
     async fn list_containers(&self, pod_uid: &str) -> Result<Vec<ContainerInfo>, RuntimeError> {
         let mut all = self.list_live(pod_uid);
         if let Some(finished) = self.finished.lock().get(pod_uid) {
-            all.extend(finished.iter().map(|f| f.info.clone()));
+            // A container being removed is in both lists for a moment: the live entry counts.
+            let live: HashSet<String> = all.iter().map(|c| c.id.clone()).collect();
+            all.extend(finished.iter().filter(|f| !live.contains(&f.info.id)).map(|f| f.info.clone()));
         }
         Ok(all)
     }

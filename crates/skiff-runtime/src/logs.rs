@@ -118,7 +118,9 @@ impl LogFile {
 }
 
 /// Copies `reader` to `log` until end of file, one entry per line (lines over [`MAX_LINE`] split
-/// into partial entries). A final unterminated line is written as a full entry.
+/// into partial entries). A final unterminated line is written as a partial entry, as containerd
+/// writes it, so readers give it back without a newline (`echo -n DONE` logs `DONE`, which a
+/// `FallbackToLogsOnError` termination message shows as is).
 pub async fn copy_stream(reader: impl AsyncRead + Unpin, stream: Stream, log: SharedLog) {
     let mut reader = BufReader::new(reader);
     let mut line = Vec::new();
@@ -148,7 +150,7 @@ pub async fn copy_stream(reader: impl AsyncRead + Unpin, stream: Stream, log: Sh
         if at_eof && line.is_empty() {
             return;
         }
-        let entry = format_entry(&rfc3339_nano(jiff::Timestamp::now()), stream, partial, &line);
+        let entry = format_entry(&rfc3339_nano(jiff::Timestamp::now()), stream, partial || at_eof, &line);
         let _ = log.lock().write_entry(&entry);
         if at_eof {
             return;
@@ -218,7 +220,7 @@ mod tests {
     #[tokio::test]
     async fn splits_lines_and_long_lines() {
         let e = |tag: &str, c: &str| ("stdout".to_string(), tag.to_string(), c.to_string());
-        assert_eq!(run(b"a\n\nb\nlast").await, vec![e("F", "a"), e("F", ""), e("F", "b"), e("F", "last")]);
+        assert_eq!(run(b"a\n\nb\nlast").await, vec![e("F", "a"), e("F", ""), e("F", "b"), e("P", "last")]);
         assert_eq!(run(b"").await, vec![]);
         let long = "x".repeat(MAX_LINE + 5);
         assert_eq!(run(format!("{long}\n").as_bytes()).await, vec![e("P", &"x".repeat(MAX_LINE)), e("F", "xxxxx")]);

@@ -1174,8 +1174,8 @@ fn agent_pulls_through_a_registry_mirror_and_publishes_host_ports() {
 
 /// Pod features the kubelet gives real containers: a `configMap` volume follows updates to its
 /// ConfigMap while the container runs, an `emptyDir` with `medium: Memory` is a tmpfs (unmounted
-/// with the pod), a safe sysctl is set in the pod's namespaces, and a pod asking for an unsafe
-/// one is rejected by the node.
+/// with the pod), a safe sysctl is set in the pod's namespaces, termination messages come from a
+/// file or the log, and a pod asking for an unsafe sysctl is rejected by the node.
 #[test]
 fn config_map_updates_tmpfs_empty_dir_and_sysctls() {
     let s = Server::start();
@@ -1216,6 +1216,33 @@ fn config_map_updates_tmpfs_empty_dir_and_sysctls() {
     assert_eq!(container_status(&s, "vols")["restartCount"], 0, "no restart for it");
     assert_eq!(exec("cat /cache/f"), "kept\n");
 
+    // Termination messages: the last of the log for a failed container with
+    // FallbackToLogsOnError (a final line without a newline stays without one), and a file at a
+    // custom path written by a non-root user.
+    let messages = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "messages"},
+        "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "fallback", "image": IMAGE, "imagePullPolicy": "Never",
+             "terminationMessagePolicy": "FallbackToLogsOnError", "command": ["sh", "-c", "echo -n DONE; false"]},
+            {"name": "file", "image": IMAGE, "imagePullPolicy": "Never", "securityContext": {"runAsUser": 1000},
+             "terminationMessagePath": "/dev/termination-custom-log",
+             "command": ["sh", "-c", "echo -n DEAR; echo -n FILE > /dev/termination-custom-log"]}]},
+    });
+    s.kubectl_stdin_ok(&["create", "-f", "-"], &messages.to_string());
+    let done = poll(Duration::from_secs(30), "both containers to finish", || {
+        pod(&s, "messages").filter(|p| p["status"]["phase"] == "Failed")
+    });
+    let message = |name: &str| {
+        let statuses = done["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+        let status = statuses.into_iter().find(|c| c["name"] == name).unwrap_or_default();
+        status["state"]["terminated"]["message"].clone()
+    };
+    assert_eq!(message("fallback"), json!("DONE"), "{done}");
+    assert_eq!(message("file"), json!("FILE"), "{done}");
+    // Their logs outlast them (asked for at once: the agent tears the finished pod down meanwhile).
+    assert_eq!(s.kubectl_ok(&["logs", "messages", "-c", "file"]), "DEAR");
+    assert_eq!(s.kubectl_ok(&["logs", "messages", "-c", "fallback"]), "DONE");
+
     // A pod asking for an unsafe sysctl never starts.
     let rejected = json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "msgmax"},
@@ -1231,6 +1258,7 @@ fn config_map_updates_tmpfs_empty_dir_and_sysctls() {
 
     delete_and_wait(&s, "vols");
     delete_and_wait(&s, "msgmax");
+    delete_and_wait(&s, "messages");
     poll(Duration::from_secs(30), "the pod's tmpfs to be unmounted and its directory removed", || {
         (skiff_runtime::rootfs::mounts_under(&agent.data_dir).is_empty() && !pod_dir.exists()).then_some(())
     });
