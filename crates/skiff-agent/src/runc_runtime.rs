@@ -493,11 +493,16 @@ pub fn runtime_config(config: &ContainerConfig) -> skiff_runtime::ContainerConfi
         working_dir: config.working_dir.clone().filter(|w| !w.is_empty()),
         run_as_user: id("runAsUser"),
         run_as_group: id("runAsGroup"),
+        // The pod's supplementalGroups, then its fsGroup, as the kubelet hands them to the runtime.
         supplemental_groups: psc
             .and_then(|p| p.get("supplementalGroups"))
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_u64).filter_map(|n| u32::try_from(n).ok()).collect())
-            .unwrap_or_default(),
+            .into_iter()
+            .flatten()
+            .chain(psc.and_then(|p| p.get("fsGroup")))
+            .filter_map(Value::as_u64)
+            .filter_map(|n| u32::try_from(n).ok())
+            .collect(),
         readonly_rootfs: flag("readOnlyRootFilesystem").unwrap_or(false),
         privileged: flag("privileged").unwrap_or(false),
         no_new_privileges: flag("allowPrivilegeEscalation") == Some(false),
@@ -853,8 +858,10 @@ mod tests {
             working_dir: Some(String::new()),
             security_context: Some(json!({"runAsUser": 1000, "privileged": true, "allowPrivilegeEscalation": false,
                 "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}})),
-            pod_security_context: Some(json!({"runAsUser": 5, "runAsGroup": 7, "supplementalGroups": [9],
-                "sysctls": [{"name": "kernel/shm_rmid_forced", "value": "1"}]})),
+            pod_security_context: Some(
+                json!({"runAsUser": 5, "runAsGroup": 7, "supplementalGroups": [9], "fsGroup": 11,
+                "sysctls": [{"name": "kernel/shm_rmid_forced", "value": "1"}]}),
+            ),
             resources: Some(json!({"limits": {"memory": "64Mi", "cpu": "500m"}, "requests": {"cpu": "0.1"}})),
             ..ContainerConfig::default()
         };
@@ -863,7 +870,7 @@ mod tests {
         assert!(rc.args.is_empty());
         assert_eq!(rc.working_dir, None);
         assert_eq!((rc.run_as_user, rc.run_as_group), (Some(1000), Some(7)));
-        assert_eq!(rc.supplemental_groups, vec![9]);
+        assert_eq!(rc.supplemental_groups, vec![9, 11]);
         assert!(rc.privileged && rc.no_new_privileges && !rc.readonly_rootfs);
         assert_eq!((rc.capabilities_add, rc.capabilities_drop), (vec!["NET_ADMIN".into()], vec!["ALL".into()]));
         assert_eq!(rc.memory_limit_bytes, Some(64 * 1024 * 1024));

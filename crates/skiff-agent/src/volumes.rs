@@ -90,7 +90,8 @@ fn projected_files(
 }
 
 /// Writes `files` into `dir`, leaving unchanged files alone and removing files no longer wanted.
-fn sync_dir(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<(), VolumeError> {
+/// With an fsGroup, each file is that group's and group-readable before it takes its place.
+fn sync_dir(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>, fs_group: Option<u32>) -> Result<(), VolumeError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     for (rel, (bytes, mode)) in files {
         if Path::new(rel).components().any(|c| !matches!(c, Component::Normal(_))) {
@@ -100,9 +101,10 @@ fn sync_dir(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<(), 
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        let mode = std::fs::Permissions::from_mode(*mode & 0o7777);
+        let group_read = if fs_group.is_some() { 0o440 } else { 0 };
+        let mode = std::fs::Permissions::from_mode(*mode & 0o7777 | group_read);
         if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
-            replace_file(&path, bytes, mode)?;
+            replace_file(&path, bytes, mode, fs_group)?;
         } else {
             std::fs::set_permissions(&path, mode).map_err(io(&path))?;
         }
@@ -121,11 +123,14 @@ fn sync_dir(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<(), 
 
 /// Writes `bytes` to `path` with `mode` in one step for readers: a temporary file beside it
 /// (hidden, `..` prefixed, like the kubelet's own names in a volume), renamed over it.
-fn replace_file(path: &Path, bytes: &[u8], mode: std::fs::Permissions) -> Result<(), VolumeError> {
+fn replace_file(path: &Path, bytes: &[u8], mode: std::fs::Permissions, group: Option<u32>) -> Result<(), VolumeError> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!("..{name}.tmp"));
     let _ = std::fs::remove_file(&tmp);
     std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    if group.is_some() {
+        std::os::unix::fs::lchown(&tmp, None, group).map_err(io(&tmp))?;
+    }
     std::fs::set_permissions(&tmp, mode).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
 }
@@ -135,8 +140,20 @@ fn volumes_dir(pod: &Pod, root: &Path) -> PathBuf {
     pod_dir(root, pod.metadata.uid.as_deref().unwrap_or("unknown")).join("volumes")
 }
 
-/// Creates or refreshes every volume of the pod; returns volume name → host directory.
-pub fn prepare_volumes(pod: &Pod, root: &Path, sources: &EnvSources) -> Result<HashMap<String, PathBuf>, VolumeError> {
+/// A prepared volume: its host directory, and whether every mount of it is read-only (the API's
+/// data volumes, configMap and secret, are, as the kubelet's: a container cannot change them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeDir {
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+/// Creates or refreshes every volume of the pod; returns volume name → its directory.
+pub fn prepare_volumes(
+    pod: &Pod,
+    root: &Path,
+    sources: &EnvSources,
+) -> Result<HashMap<String, VolumeDir>, VolumeError> {
     let base = volumes_dir(pod, root);
     let mut out = HashMap::new();
     for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
@@ -148,13 +165,46 @@ pub fn prepare_volumes(pod: &Pod, root: &Path, sources: &EnvSources) -> Result<H
             }
             // World-writable like the kubelet's emptyDir, so non-root containers can write.
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(io(&dir))?;
-            out.insert(v.name.clone(), dir);
+            set_ownership(&dir, fs_group(pod), false)?;
+            out.insert(v.name.clone(), VolumeDir { path: dir, read_only: false });
         } else if v.config_map.is_some() || v.secret.is_some() {
-            let dir = sync_source_volume(v, &base, sources)?;
-            out.insert(v.name.clone(), dir);
+            let dir = sync_source_volume(v, &base, sources, fs_group(pod))?;
+            out.insert(v.name.clone(), VolumeDir { path: dir, read_only: true });
         }
     }
     Ok(out)
+}
+
+/// The pod's `securityContext.fsGroup`.
+fn fs_group(pod: &Pod) -> Option<u32> {
+    let group = pod.spec.as_ref()?.security_context.as_ref()?.fs_group?;
+    u32::try_from(group).ok()
+}
+
+/// Gives a volume's files to `fs_group`, as the kubelet's `SetVolumeOwnership`: every file and
+/// directory gets the group, group read (and write, unless the volume is read-only) added to its
+/// mode, and directories group search and the set-group-ID bit, so files created later get the
+/// group too. Nothing changes without an fsGroup.
+fn set_ownership(dir: &Path, fs_group: Option<u32>, read_only: bool) -> Result<(), VolumeError> {
+    let Some(group) = fs_group else { return Ok(()) };
+    let mask = if read_only { 0o440 } else { 0o660 };
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        std::os::unix::fs::lchown(&path, None, Some(group)).map_err(io(&path))?;
+        let mut mode = meta.permissions().mode() & 0o7777 | mask;
+        if meta.is_dir() {
+            mode |= 0o2000 | 0o110;
+            for entry in std::fs::read_dir(&path).map_err(io(&path))? {
+                stack.push(entry.map_err(io(&path))?.path());
+            }
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(io(&path))?;
+    }
+    Ok(())
 }
 
 /// Rewrites the configMap and secret volumes of a running pod from `sources`, the objects as
@@ -164,11 +214,12 @@ pub fn prepare_volumes(pod: &Pod, root: &Path, sources: &EnvSources) -> Result<H
 /// kubelet's does. Returns the volumes that could not be refreshed, with why.
 pub fn refresh_volumes(pod: &Pod, root: &Path, sources: &EnvSources) -> Vec<VolumeError> {
     let base = volumes_dir(pod, root);
+    let group = fs_group(pod);
     let mut errors = Vec::new();
     for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
         if (v.config_map.is_some() || v.secret.is_some())
             && source_dir(v, &base).is_some_and(|d| d.is_dir())
-            && let Err(e) = sync_source_volume(v, &base, sources)
+            && let Err(e) = sync_source_volume(v, &base, sources, group)
         {
             errors.push(e);
         }
@@ -194,8 +245,14 @@ fn source_dir(v: &Volume, base: &Path) -> Option<PathBuf> {
     Some(base.join(kind).join(&v.name))
 }
 
-/// Writes a configMap or secret volume's files from its source object; returns its directory.
-fn sync_source_volume(v: &Volume, base: &Path, sources: &EnvSources) -> Result<PathBuf, VolumeError> {
+/// Writes a configMap or secret volume's files from its source object, owned by `fs_group` when
+/// given; returns its directory.
+fn sync_source_volume(
+    v: &Volume,
+    base: &Path,
+    sources: &EnvSources,
+    fs_group: Option<u32>,
+) -> Result<PathBuf, VolumeError> {
     let dir = source_dir(v, base).ok_or_else(|| VolumeError::Mount(format!("volume {:?} has no source", v.name)))?;
     if let Some(cm) = &v.config_map {
         let data: BTreeMap<String, Vec<u8>> = match sources.config_maps.get(&cm.name).cloned().flatten() {
@@ -215,7 +272,7 @@ fn sync_source_volume(v: &Volume, base: &Path, sources: &EnvSources) -> Result<P
         };
         let files =
             projected_files(&data, cm.items.as_deref(), cm.default_mode.unwrap_or(0o644), &v.name, "configmap")?;
-        sync_dir(&dir, &files)?;
+        sync_dir(&dir, &files, fs_group)?;
     } else if let Some(s) = &v.secret {
         let name = s.secret_name.clone().unwrap_or_default();
         let data: BTreeMap<String, Vec<u8>> = match sources.secrets.get(&name).cloned().flatten() {
@@ -234,8 +291,9 @@ fn sync_source_volume(v: &Volume, base: &Path, sources: &EnvSources) -> Result<P
             }
         };
         let files = projected_files(&data, s.items.as_deref(), s.default_mode.unwrap_or(0o644), &v.name, "secret")?;
-        sync_dir(&dir, &files)?;
+        sync_dir(&dir, &files, fs_group)?;
     }
+    set_ownership(&dir, fs_group, true)?;
     Ok(dir)
 }
 
@@ -284,13 +342,13 @@ fn check_sub_path(p: &str) -> Result<(), VolumeError> {
 /// The bind mounts of container `c`, from its `volumeMounts` and the prepared volumes.
 pub fn container_mounts(
     c: &Container,
-    volumes: &HashMap<String, PathBuf>,
+    volumes: &HashMap<String, VolumeDir>,
     env: &[(String, String)],
 ) -> Result<Vec<Mount>, VolumeError> {
     let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let mut out = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
-        let Some(dir) = volumes.get(&m.name) else {
+        let Some(VolumeDir { path: dir, read_only }) = volumes.get(&m.name) else {
             return Err(VolumeError::Mount(format!(
                 "cannot find volume \"{}\" to mount into container \"{}\"",
                 m.name, c.name
@@ -313,7 +371,11 @@ pub fn container_mounts(
             }
             None => dir.clone(),
         };
-        out.push(Mount { host_path, container_path: m.mount_path.clone(), read_only: m.read_only == Some(true) });
+        out.push(Mount {
+            host_path,
+            container_path: m.mount_path.clone(),
+            read_only: *read_only || m.read_only == Some(true),
+        });
     }
     Ok(out)
 }
@@ -354,19 +416,19 @@ mod tests {
         let root = tempfile::tempdir().expect("tmp");
         let vols = prepare_volumes(&pod(), root.path(), &sources()).expect("volumes");
         let base = root.path().join("pods/u1/volumes");
-        assert_eq!(vols["scratch"], base.join("kubernetes.io~empty-dir/scratch"));
-        assert!(vols["scratch"].is_dir());
-        let mapped = vols["cfg"].join("path/to/data-2");
+        assert_eq!(vols["scratch"].path, base.join("kubernetes.io~empty-dir/scratch"));
+        assert!(vols["scratch"].path.is_dir());
+        let mapped = vols["cfg"].path.join("path/to/data-2");
         assert_eq!(std::fs::read_to_string(&mapped).expect("read"), "value-1");
         assert_eq!(mode(&mapped), 0o400);
         assert_eq!(
-            std::fs::read(vols["all"].join("dump.bin")).expect("read"),
+            std::fs::read(vols["all"].path.join("dump.bin")).expect("read"),
             vec![0xde, 0xca, 0xfe, 0xba, 0xd0, 0xfe, 0xff]
         );
-        assert_eq!(mode(&vols["all"].join("data-1")), 0o440);
-        assert_eq!(std::fs::read_to_string(vols["sec"].join("data-1")).expect("read"), "value-1\n");
-        assert_eq!(mode(&vols["sec"].join("data-1")), 0o644);
-        assert_eq!(std::fs::read_dir(&vols["opt"]).expect("dir").count(), 0);
+        assert_eq!(mode(&vols["all"].path.join("data-1")), 0o440);
+        assert_eq!(std::fs::read_to_string(vols["sec"].path.join("data-1")).expect("read"), "value-1\n");
+        assert_eq!(mode(&vols["sec"].path.join("data-1")), 0o644);
+        assert_eq!(std::fs::read_dir(&vols["opt"].path).expect("dir").count(), 0);
 
         // An update removes keys that are gone.
         let mut src = sources();
@@ -374,8 +436,8 @@ mod tests {
             serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"data-1": "value-2"}})).expect("cm");
         src.config_maps.insert("cm".into(), Some(cm));
         let vols = prepare_volumes(&pod(), root.path(), &src).expect("volumes");
-        assert_eq!(std::fs::read_to_string(vols["all"].join("data-1")).expect("read"), "value-2");
-        assert!(!vols["all"].join("dump.bin").exists());
+        assert_eq!(std::fs::read_to_string(vols["all"].path.join("data-1")).expect("read"), "value-2");
+        assert!(!vols["all"].path.join("dump.bin").exists());
 
         // A missing required ConfigMap.
         src.config_maps.insert("cm".into(), None);
@@ -386,7 +448,8 @@ mod tests {
     #[test]
     fn mounts_and_sub_paths() {
         let root = tempfile::tempdir().expect("tmp");
-        let vols: HashMap<String, PathBuf> = [("v".to_string(), root.path().to_path_buf())].into_iter().collect();
+        let vols: HashMap<String, VolumeDir> =
+            [("v".to_string(), VolumeDir { path: root.path().to_path_buf(), read_only: false })].into_iter().collect();
         let c: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [
             {"name": "v", "mountPath": "/all", "readOnly": true},
             {"name": "v", "mountPath": "/logs", "subPathExpr": "$(POD_NAME)"},
@@ -411,5 +474,41 @@ mod tests {
             serde_json::from_value(json!({"name": "c", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]}))
                 .expect("c");
         assert!(matches!(container_mounts(&c, &vols, &env), Err(VolumeError::Mount(_))));
+        // The API's data volumes are mounted read-only whatever the mount asks.
+        let data: HashMap<String, VolumeDir> =
+            [("cfg".to_string(), VolumeDir { path: root.path().to_path_buf(), read_only: true })].into_iter().collect();
+        let c: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [
+            {"name": "cfg", "mountPath": "/cfg", "readOnly": false}, {"name": "cfg", "mountPath": "/one", "subPath": "k"}]}))
+        .expect("c");
+        assert!(container_mounts(&c, &data, &env).expect("mounts").iter().all(|m| m.read_only));
+    }
+
+    #[test]
+    fn an_fs_group_owns_the_volumes() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().expect("tmp");
+        let mut pod = pod();
+        pod.spec.as_mut().expect("spec").security_context =
+            Some(serde_json::from_value(json!({"fsGroup": 1001})).expect("sc"));
+        let vols = prepare_volumes(&pod, root.path(), &sources()).expect("volumes");
+        let meta = |p: &Path| std::fs::metadata(p).expect("meta");
+        // A secret's file with defaultMode 0440 stays 0440, now the group's (conformance: `-r--r-----`).
+        let sec = vols["sec"].path.join("data-1");
+        assert_eq!((meta(&sec).gid(), meta(&sec).mode() & 0o7777), (1001, 0o644 | 0o440));
+        let mapped = vols["cfg"].path.join("path/to/data-2");
+        assert_eq!((meta(&mapped).gid(), meta(&mapped).mode() & 0o7777), (1001, 0o440));
+        assert_eq!(meta(&vols["cfg"].path.join("path")).mode() & 0o7777, 0o2755 | 0o110);
+        let scratch = &vols["scratch"].path;
+        assert_eq!((meta(scratch).gid(), meta(scratch).mode() & 0o7777), (1001, 0o2777));
+        assert!(vols["cfg"].read_only && vols["sec"].read_only && !vols["scratch"].read_only);
+        // A refresh keeps the ownership.
+        let mut src = sources();
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"data-1": "value-2"}})).expect("cm");
+        src.config_maps.insert("cm".into(), Some(cm));
+        assert!(refresh_volumes(&pod, root.path(), &src).is_empty());
+        let all = vols["all"].path.join("data-1");
+        assert_eq!(std::fs::read_to_string(&all).expect("read"), "value-2");
+        assert_eq!((meta(&all).gid(), meta(&all).mode() & 0o7777), (1001, 0o440));
     }
 }

@@ -1219,9 +1219,17 @@ fn config_map_updates_tmpfs_empty_dir_and_sysctls() {
     // Termination messages: the last of the log for a failed container with
     // FallbackToLogsOnError (a final line without a newline stays without one), and a file at a
     // custom path written by a non-root user.
+    // And a secret volume a non-root user reads through the pod's fsGroup; it cannot write it.
+    s.kubectl_ok(&["create", "secret", "generic", "sec", "--from-literal=data-1=value-1"]);
     let messages = json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "messages"},
-        "spec": {"restartPolicy": "Never", "containers": [
+        "spec": {"restartPolicy": "Never", "securityContext": {"fsGroup": 1001},
+          "volumes": [{"name": "sec", "secret": {"secretName": "sec", "defaultMode": 0o440}}],
+          "containers": [
+            {"name": "secret", "image": IMAGE, "imagePullPolicy": "Never", "securityContext": {"runAsUser": 1000},
+             "volumeMounts": [{"name": "sec", "mountPath": "/etc/sec"}],
+             "command": ["sh", "-c", "cat /etc/sec/data-1; echo; stat -L -c '%A %g' /etc/sec/data-1; id -G; \
+                 touch /etc/sec/x 2>/dev/null && echo writable || echo read-only"]},
             {"name": "fallback", "image": IMAGE, "imagePullPolicy": "Never",
              "terminationMessagePolicy": "FallbackToLogsOnError", "command": ["sh", "-c", "echo -n DONE; false"]},
             {"name": "file", "image": IMAGE, "imagePullPolicy": "Never", "securityContext": {"runAsUser": 1000},
@@ -1242,6 +1250,7 @@ fn config_map_updates_tmpfs_empty_dir_and_sysctls() {
     // Their logs outlast them (asked for at once: the agent tears the finished pod down meanwhile).
     assert_eq!(s.kubectl_ok(&["logs", "messages", "-c", "file"]), "DEAR");
     assert_eq!(s.kubectl_ok(&["logs", "messages", "-c", "fallback"]), "DONE");
+    assert_eq!(s.kubectl_ok(&["logs", "messages", "-c", "secret"]), "value-1\n-r--r----- 1001\n0 1001\nread-only\n");
 
     // A pod asking for an unsafe sysctl never starts.
     let rejected = json!({
