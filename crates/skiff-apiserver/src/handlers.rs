@@ -264,7 +264,7 @@ async fn dispatch(
                 &[],
             ))
         }
-        (&Method::PUT, Some(name), None | Some(Subresource::Status)) => {
+        (&Method::PUT, Some(name), None | Some(Subresource::Status | Subresource::Finalize)) => {
             let mut opts = write_options(headers, &q, "UpdateOptions", false)?;
             let obj = decode_for_write(headers, &body, &mut opts)?;
             let w = reg.update(t, name, obj, &opts).await?;

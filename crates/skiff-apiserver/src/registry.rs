@@ -532,7 +532,7 @@ impl Registry {
                 m.insert("managedFields".into(), mf.clone());
             }
         }
-        strategy::prepare_update(r, &mut new, old, req.subresource == Some(Subresource::Status));
+        strategy::prepare_update(r, &mut new, old, req.subresource);
         defaults::apply_defaults(r, &mut new);
         validate(r, &new, Some(old))?;
         if strategy::tracks_generation(r) && strategy::spec_changed(&new, old) {

@@ -805,3 +805,58 @@ async fn pod_binding_assigns_a_node_once() {
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
     assert!(e.message.contains(r#"pod p is already assigned to node "node-1""#), "{}", e.message);
 }
+
+/// The conformance test "Namespaces should apply a finalizer to a Namespace": client-go's
+/// `Namespaces().Finalize` is a PUT of the Namespace on `/finalize`, the one write that changes
+/// `spec.finalizers`.
+#[tokio::test]
+async fn namespace_finalize_replaces_spec_finalizers() {
+    use k8s_openapi::api::core::v1::Namespace;
+
+    const FAKE: &str = "e2e.example.com/fakeFinalizer";
+    fn finalizers(ns: &Namespace) -> Vec<String> {
+        ns.spec.as_ref().and_then(|s| s.finalizers.clone()).unwrap_or_default()
+    }
+    async fn finalize(api: &Api<Namespace>, ns: &Namespace) -> Result<Namespace, kube::Error> {
+        api.replace_subresource("finalize", &ns.name_any(), &PostParams::default(), ns).await
+    }
+
+    let s = Server::start_api_only();
+    let api: Api<Namespace> = Api::all(s.client().await);
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "e2e-finalize"}})).expect("a Namespace");
+    let created = api.create(&PostParams::default(), &ns).await.expect("create");
+    assert_eq!(finalizers(&created), ["kubernetes"]);
+
+    let mut with_fake = created.clone();
+    with_fake.spec.get_or_insert_default().finalizers.get_or_insert_default().push(FAKE.to_string());
+    let finalized = finalize(&api, &with_fake).await.expect("finalize");
+    assert_eq!(finalizers(&finalized), ["kubernetes", FAKE]);
+    assert_eq!(finalized.status, created.status, "finalize keeps the status");
+    assert_eq!(finalizers(&api.get("e2e-finalize").await.expect("get")), ["kubernetes", FAKE]);
+
+    // A PUT on the namespace itself keeps the finalizers it was sent without.
+    let mut main = finalized.clone();
+    main.spec.get_or_insert_default().finalizers = Some(vec![]);
+    main.labels_mut().insert("e2e".into(), "updated".into());
+    let replaced = api.replace("e2e-finalize", &PostParams::default(), &main).await.expect("replace");
+    assert_eq!(finalizers(&replaced), ["kubernetes", FAKE]);
+    assert_eq!(replaced.labels().get("e2e").map(String::as_str), Some("updated"));
+
+    let mut without = replaced.clone();
+    without.spec.get_or_insert_default().finalizers.get_or_insert_default().retain(|f| f != FAKE);
+    let finalized = finalize(&api, &without).await.expect("finalize again");
+    assert_eq!(finalizers(&finalized), ["kubernetes"]);
+
+    // Finalizer names are validated; the subresource is update only; discovery lists it.
+    let mut bad = finalized.clone();
+    bad.spec.get_or_insert_default().finalizers = Some(vec!["not-qualified".into()]);
+    let e = api_error(finalize(&api, &bad).await, "unqualified finalizer");
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"), "{}", e.message);
+    let r = s.raw("GET", "/api/v1/namespaces/e2e-finalize/finalize", None, Vec::new()).await;
+    r.expect_status(405, "MethodNotAllowed");
+    let v1 = s.get_json("/api/v1").await;
+    let listed = v1["resources"].as_array().into_iter().flatten().find(|r| r["name"] == "namespaces/finalize");
+    let listed = listed.unwrap_or_else(|| panic!("namespaces/finalize in /api/v1: {v1}"));
+    assert_eq!(listed["kind"], "Namespace");
+    assert_eq!(listed["verbs"], json!(["update"]));
+}
