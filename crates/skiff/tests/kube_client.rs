@@ -860,3 +860,46 @@ async fn namespace_finalize_replaces_spec_finalizers() {
     assert_eq!(listed["kind"], "Namespace");
     assert_eq!(listed["verbs"], json!(["update"]));
 }
+
+/// The conformance test "Sysctls should reject invalid sysctls": the create fails at the API, naming
+/// the invalid names only.
+#[tokio::test]
+async fn pod_with_invalid_sysctls_is_rejected() {
+    use k8s_openapi::api::core::v1::Pod;
+
+    let s = Server::start_api_only();
+    let api: Api<Pod> = Api::default_namespaced(s.client().await);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "sysctl-pod"},
+        "spec": {
+            "containers": [{"name": "test-container", "image": "busybox"}],
+            "securityContext": {"sysctls": [
+                {"name": "foo-", "value": "bar"},
+                {"name": "kernel.shmmax", "value": "100000000"},
+                {"name": "safe-and-unsafe", "value": "100000000"},
+                {"name": "bar..", "value": "42"}
+            ]}
+        }
+    }))
+    .expect("a Pod");
+    let e = api_error(api.create(&PostParams::default(), &pod).await, "invalid sysctls");
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"), "{}", e.message);
+    let regex = r"must have at most 253 characters and match regex ^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$";
+    assert_eq!(
+        e.message,
+        format!(
+            r#"Pod "sysctl-pod" is invalid: [spec.securityContext.sysctls[0].name: Invalid value: "foo-": {regex}, spec.securityContext.sysctls[3].name: Invalid value: "bar..": {regex}]"#
+        )
+    );
+    let fields: Vec<String> =
+        e.details.into_iter().flat_map(|d| d.causes).map(|c| format!("{} {}", c.reason, c.field)).collect();
+    assert_eq!(
+        fields,
+        [
+            "FieldValueInvalid spec.securityContext.sysctls[0].name",
+            "FieldValueInvalid spec.securityContext.sysctls[3].name"
+        ]
+    );
+    let e = api_error(api.get("sysctl-pod").await, "not created");
+    assert_eq!(e.code, 404);
+}
