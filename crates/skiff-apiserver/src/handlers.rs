@@ -16,7 +16,7 @@ use skiff_api::{ApiError, meta};
 use skiff_store::Json;
 
 use crate::App;
-use crate::registry::{DeleteOptions, Deleted, ScaleChange, WriteOptions};
+use crate::registry::{DeleteOptions, Deleted, Listed, Registry, ScaleChange, WriteOptions};
 use crate::request::{Query, Target};
 use crate::response::{self, Accept};
 
@@ -206,13 +206,7 @@ async fn dispatch(
         (&Method::GET, None, None) => {
             reg.sync_for_read(r, &q).await?;
             let listed = reg.list(t, &q)?;
-            let mut md = json!({"resourceVersion": listed.revision.to_string()});
-            if let Some(c) = &listed.continue_token {
-                md["continue"] = json!(c);
-            }
-            if let Some(n) = listed.remaining {
-                md["remainingItemCount"] = json!(n);
-            }
+            let md = list_metadata(&listed);
             match accept {
                 Accept::Json => Ok(response::list(&r.list_kind(), &r.api_version(), &md, &listed.items)),
                 Accept::MetadataList { version } => Ok(response::partial_metadata_list(version, &md, &listed.items)),
@@ -312,31 +306,45 @@ async fn dispatch(
                 )),
             }
         }
-        (&Method::DELETE, None, None) => {
-            let mut opts = DeleteOptions::from_body(&body)?;
-            merge_delete_query(&mut opts, &q);
-            let mut list_q = q.clone();
-            list_q.limit = None;
-            list_q.continue_token = None;
-            reg.sync_for_read(r, &list_q).await?;
-            let listed = reg.list(t, &list_q)?;
-            let mut items = Vec::new();
-            for obj in listed.items.iter().map(Json::parse) {
-                let mut target = t.clone();
-                if r.namespaced() {
-                    target.namespace = Some(meta::namespace(&obj).to_string());
-                }
-                match reg.delete(&target, meta::name(&obj), &opts).await {
-                    Ok(Deleted::Gone(o) | Deleted::Pending(o)) => items.push(o),
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            let body = json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": {}, "items": items});
-            Ok(response::json(200, &body, &[]))
-        }
+        (&Method::DELETE, None, None) => delete_collection(reg, t, &q, &body).await,
         _ => Err(ApiError::method_not_allowed(format!("{method} is not supported on this resource path"))),
     }
+}
+
+/// The `metadata` of a list answer: its resourceVersion, and where a page ends, its continue
+/// token and how many items remain.
+fn list_metadata(listed: &Listed) -> Value {
+    let mut md = json!({"resourceVersion": listed.revision.to_string()});
+    if let Some(c) = &listed.continue_token {
+        md["continue"] = json!(c);
+    }
+    if let Some(n) = listed.remaining {
+        md["remainingItemCount"] = json!(n);
+    }
+    md
+}
+
+/// DELETE on a collection (`deletecollection`): lists what the selectors (and a `limit`, one page)
+/// pick, deletes each with the request's options, and answers the list as it was listed
+/// (`registry/generic/registry/store.go: DeleteCollection`).
+async fn delete_collection(reg: &Registry, t: &Target, q: &Query, body: &[u8]) -> Result<Response, ApiError> {
+    let r = t.resource;
+    let mut opts = DeleteOptions::from_body(body)?;
+    merge_delete_query(&mut opts, q);
+    reg.sync_for_read(r, q).await?;
+    let listed = reg.list(t, q)?;
+    for obj in listed.items.iter().map(Json::parse) {
+        let mut target = t.clone();
+        if r.namespaced() {
+            target.namespace = Some(meta::namespace(&obj).to_string());
+        }
+        match reg.delete(&target, meta::name(&obj), &opts).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(response::list(&r.list_kind(), &r.api_version(), &list_metadata(&listed), &listed.items))
 }
 
 fn merge_delete_query(opts: &mut DeleteOptions, q: &Query) {

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Every ConfigMap a test makes carries the label `e2e`, so lists and watches can leave out the
 /// ones controllers create (`kube-root-ca.crt` in every namespace).
@@ -902,4 +902,63 @@ async fn pod_with_invalid_sysctls_is_rejected() {
     );
     let e = api_error(api.get("sysctl-pod").await, "not created");
     assert_eq!(e.code, 404);
+}
+
+/// DELETE on a collection deletes what its selector picks and answers the list as listed; a bad
+/// selector deletes nothing.
+#[tokio::test]
+async fn delete_collection_by_label_selector() {
+    let s = Server::start_api_only();
+    let api: Api<ConfigMap> = Api::default_namespaced(s.client().await);
+    let pp = PostParams::default();
+    for (name, app) in [("gone-1", "gone"), ("gone-2", "gone"), ("stay", "stay")] {
+        api.create(&pp, &labelled(name, &[("app", app)])).await.expect("create");
+    }
+    async fn names(api: &Api<ConfigMap>) -> Vec<String> {
+        let listed = api.list(&ListParams::default().labels("e2e")).await.expect("list");
+        listed.items.iter().map(|c| c.name_any()).collect()
+    }
+
+    let path = "/api/v1/namespaces/default/configmaps";
+    for bad in ["labelSelector=app%20in%20(gone", "fieldSelector=data.k%3Dv", "labelSelector=app%3D%3D%3Dx"] {
+        let st = s.raw("DELETE", &format!("{path}?{bad}"), None, Vec::new()).await.expect_status(400, "BadRequest");
+        assert!(!st["message"].as_str().unwrap_or_default().is_empty(), "{bad}: {st}");
+    }
+    assert_eq!(names(&api).await, ["gone-1", "gone-2", "stay"]);
+
+    let r = s.raw("DELETE", &format!("{path}?labelSelector=app%3Dgone"), None, Vec::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let list = r.json();
+    assert_eq!((list["kind"].as_str(), list["apiVersion"].as_str()), (Some("ConfigMapList"), Some("v1")), "{list}");
+    assert!(list["metadata"]["resourceVersion"].as_str().is_some_and(|rv| !rv.is_empty()), "{list}");
+    let items: Vec<(&str, &Value)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| (i["metadata"]["name"].as_str().unwrap_or_default(), &i["data"]))
+        .collect();
+    assert_eq!(items, [("gone-1", &json!({"k": "v"})), ("gone-2", &json!({"k": "v"}))], "{list}");
+    assert_eq!(names(&api).await, ["stay"]);
+
+    // The kube client reads the answer as the list it is.
+    let deleted = api
+        .delete_collection(&DeleteParams::default(), &ListParams::default().labels("app=stay"))
+        .await
+        .expect("delete collection");
+    let deleted = deleted.left().expect("a list");
+    assert_eq!(deleted.items.iter().map(|c| c.name_any()).collect::<Vec<_>>(), ["stay"]);
+    assert_eq!(names(&api).await, Vec::<String>::new());
+    // With a limit, one page goes, as kube-apiserver deletes one page when the client pages.
+    for name in ["paged-1", "paged-2"] {
+        api.create(&pp, &labelled(name, &[("app", "paged")])).await.expect("create");
+    }
+    let r = s.raw("DELETE", &format!("{path}?labelSelector=app%3Dpaged&limit=1"), None, Vec::new()).await;
+    let page = r.json();
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
+    assert!(page["metadata"]["continue"].as_str().is_some_and(|c| !c.is_empty()), "{page}");
+    assert_eq!(names(&api).await, ["paged-2"]);
+    api.delete("paged-2", &DeleteParams::default()).await.expect("delete");
+    // Nothing picked: an empty list.
+    let r = s.raw("DELETE", &format!("{path}?labelSelector=app%3Dnone"), None, Vec::new()).await;
+    assert_eq!((r.status, r.json()["items"].clone()), (200, json!([])), "{}", r.text());
 }
