@@ -6,6 +6,7 @@
 
 pub mod defaults;
 pub mod discovery;
+pub mod duplicates;
 pub mod duration;
 pub mod error;
 pub mod event_counts;

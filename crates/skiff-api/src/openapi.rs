@@ -700,6 +700,16 @@ fn resource_paths(r: &ResourceInfo, catalog: &Catalog) -> Vec<PathItem> {
                     Body::Schema(sub_schema.clone()),
                 ),
             ],
+            Subresource::Finalize => vec![sub_op(
+                "put",
+                "replace",
+                format!("replace {name} of the specified {kind}"),
+                "put",
+                write_params(),
+                Some(RequestBody::Object(sub_schema.clone())),
+                REPLACE_RESPONSES,
+                Body::Schema(sub_schema.clone()),
+            )],
             Subresource::Binding | Subresource::Eviction => vec![sub_op(
                 "post",
                 "create",

@@ -25,6 +25,9 @@ pub enum Subresource {
     PortForward,
     /// `eviction` (pods): `policy/v1 Eviction`.
     Eviction,
+    /// `finalize` (namespaces): a PUT of the Namespace that may change `spec.finalizers`, which a
+    /// write to the main resource keeps (the namespace `FinalizeREST`).
+    Finalize,
 }
 
 impl Subresource {
@@ -37,6 +40,7 @@ impl Subresource {
             Subresource::Exec => "exec",
             Subresource::PortForward => "portforward",
             Subresource::Eviction => "eviction",
+            Subresource::Finalize => "finalize",
         }
     }
 
@@ -49,6 +53,7 @@ impl Subresource {
             "exec" => Subresource::Exec,
             "portforward" => Subresource::PortForward,
             "eviction" => Subresource::Eviction,
+            "finalize" => Subresource::Finalize,
             _ => return None,
         })
     }
@@ -57,7 +62,7 @@ impl Subresource {
     /// streaming ones, which discovery lists with the parent's kind.
     pub fn response_kind(self, parent: &ResourceInfo) -> (&'static str, &'static str, &'static str) {
         match self {
-            Subresource::Status => (parent.group, parent.version, parent.kind),
+            Subresource::Status | Subresource::Finalize => (parent.group, parent.version, parent.kind),
             Subresource::Scale => ("autoscaling", "v1", "Scale"),
             Subresource::Binding => ("", "v1", "Binding"),
             Subresource::Log | Subresource::Exec | Subresource::PortForward => ("", "v1", "Pod"),
@@ -70,6 +75,7 @@ impl Subresource {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding | Subresource::Eviction => &["create"],
             Subresource::Log => &["get"],
+            Subresource::Finalize => &["update"],
             Subresource::Exec | Subresource::PortForward => &["create", "get"],
         }
     }
@@ -160,7 +166,7 @@ macro_rules! resource {
 }
 
 use Scope::{Cluster, Namespaced};
-use Subresource::{Binding, Eviction, Exec, Log, PortForward, Scale, Status};
+use Subresource::{Binding, Eviction, Exec, Finalize, Log, PortForward, Scale, Status};
 
 /// Every resource Skiff serves, in discovery order (core resources alphabetical, as upstream lists them,
 /// so `kubectl get all` prints pods before deployments before replicasets).
@@ -198,7 +204,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         Cluster,
         short = ["ns"],
         categories = [],
-        sub = [Status],
+        sub = [Finalize, Status],
         storage = "core/namespaces"
     ),
     resource!(

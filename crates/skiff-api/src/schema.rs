@@ -119,27 +119,22 @@ pub fn decode_error(resource: &ResourceInfo, detail: &str) -> ApiError {
     ))
 }
 
-/// The strict-decoding error text: `strict decoding error: unknown field "spec.foo", unknown field ...`,
-/// as a 400. The apiserver wraps it in the decode-error prefix; [`strict_error_for`] does that.
-pub fn strict_error(unknown: &[String]) -> ApiError {
-    ApiError::bad_request(strict_text(unknown))
+/// The strict-decoding error: `strict decoding error: unknown field "spec.foo", duplicate field
+/// "spec.replicas"`, as a 400, from the texts of its errors ([`crate::duplicates::Duplicates`]
+/// orders them). The apiserver wraps it in the decode-error prefix; [`strict_error_for`] does that.
+pub fn strict_error(errors: &[String]) -> ApiError {
+    ApiError::bad_request(strict_text(errors))
 }
 
 /// [`strict_error`] with the `<Kind> in version "v1" cannot be handled as a <Kind>: ` prefix that kubectl
 /// users see (`Error from server (BadRequest): error when creating "x.yaml": Deployment in version "v1"
 /// cannot be handled as a Deployment: strict decoding error: unknown field "spec.replica"`).
-pub fn strict_error_for(resource: &ResourceInfo, unknown: &[String]) -> ApiError {
-    decode_error(resource, &strict_text(unknown))
+pub fn strict_error_for(resource: &ResourceInfo, errors: &[String]) -> ApiError {
+    decode_error(resource, &strict_text(errors))
 }
 
-fn strict_text(unknown: &[String]) -> String {
-    let parts: Vec<String> = unknown.iter().map(|f| warning_text(f)).collect();
-    format!("strict decoding error: {}", parts.join(", "))
-}
-
-/// The text of one `Warning: 299 - "<text>"` header under `fieldValidation=Warn`: `unknown field "spec.foo"`.
-pub fn warning_text(field: &str) -> String {
-    format!("unknown field {field:?}")
+fn strict_text(errors: &[String]) -> String {
+    format!("strict decoding error: {}", errors.join(", "))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,17 +552,19 @@ mod tests {
     }
 
     #[test]
-    fn strict_and_warning_wording() {
-        let unknown = vec!["spec.replicass".to_string(), "spec.template.spec.containers[0].imagee".to_string()];
+    fn strict_error_wording() {
+        let errors = vec![
+            "unknown field \"spec.replicass\"".to_string(),
+            "duplicate field \"spec.template.spec.containers[0].image\"".to_string(),
+        ];
         assert_eq!(
-            strict_error(&unknown).message,
-            "strict decoding error: unknown field \"spec.replicass\", unknown field \"spec.template.spec.containers[0].imagee\""
+            strict_error(&errors).message,
+            "strict decoding error: unknown field \"spec.replicass\", duplicate field \"spec.template.spec.containers[0].image\""
         );
         assert_eq!(
-            strict_error_for(res("apps", "deployments"), &unknown[..1]).message,
+            strict_error_for(res("apps", "deployments"), &errors[..1]).message,
             "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.replicass\""
         );
-        assert_eq!(warning_text("spec.foo"), "unknown field \"spec.foo\"");
     }
 
     #[test]

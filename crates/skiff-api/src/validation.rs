@@ -474,6 +474,7 @@ fn validate_pod_spec(e: &mut Errs, spec: &Value, path: &str) {
         ),
     }
     validate_labels(e, obj_map(spec, "nodeSelector"), &format!("{path}.nodeSelector"));
+    validate_sysctls(e, spec, &format!("{path}.securityContext.sysctls"));
     let sa = s(spec, "serviceAccountName");
     if !sa.is_empty() {
         for msg in is_dns1123_subdomain(sa) {
@@ -496,6 +497,99 @@ fn validate_pod_spec(e: &mut Errs, spec: &Value, path: &str) {
         }
     }
     validate_tolerations(e, arr(spec, "tolerations"), &format!("{path}.tolerations"));
+}
+
+/// `SysctlContainSlashFmt`: segments joined by `.` or `/`.
+const SYSCTL_FMT: &str = "([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?";
+const SYSCTL_MAX_LENGTH: usize = 253;
+
+/// `IsValidSysctlName`: at most 253 characters, segments of `[a-z0-9]([-_a-z0-9]*[a-z0-9])?`
+/// joined by `.` or `/`.
+pub fn is_valid_sysctl_name(name: &str) -> bool {
+    let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let segment = |seg: &str| {
+        let b = seg.as_bytes();
+        b.first().is_some_and(alnum)
+            && b.last().is_some_and(alnum)
+            && b.iter().all(|c| alnum(c) || *c == b'-' || *c == b'_')
+    };
+    name.len() <= SYSCTL_MAX_LENGTH && name.split(['.', '/']).all(segment)
+}
+
+/// The namespace a sysctl belongs to (`utilsysctl.GetNamespace`), its name normalized to dots
+/// first (`net/ipv4/ip_forward` is `net.ipv4.ip_forward`).
+#[derive(PartialEq)]
+enum SysctlNamespace {
+    Net,
+    Ipc,
+    Unknown,
+}
+
+fn sysctl_namespace(name: &str) -> SysctlNamespace {
+    let slashed = name.find(['.', '/']).is_some_and(|i| name.as_bytes().get(i) == Some(&b'/'));
+    let normal: String = if slashed {
+        name.chars()
+            .map(|c| {
+                if c == '/' {
+                    '.'
+                } else if c == '.' {
+                    '/'
+                } else {
+                    c
+                }
+            })
+            .collect()
+    } else {
+        name.to_string()
+    };
+    const IPC: &[&str] = &[
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+        "kernel.shm",
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.msg",
+    ];
+    if IPC.contains(&normal.as_str()) || normal.starts_with("fs.mqueue.") {
+        SysctlNamespace::Ipc
+    } else if normal.starts_with("net.") {
+        SysctlNamespace::Net
+    } else {
+        SysctlNamespace::Unknown
+    }
+}
+
+/// `validateSysctls` of the pod's `securityContext`: each name given, valid and once, and not of a
+/// namespace the pod shares with its host (`ValidateHostSysctl`).
+fn validate_sysctls(e: &mut Errs, spec: &Value, path: &str) {
+    let Some(sysctls) = spec.pointer("/securityContext/sysctls").and_then(Value::as_array) else { return };
+    let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
+    let host_ipc = spec.get("hostIPC").and_then(Value::as_bool) == Some(true);
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, sysctl) in sysctls.iter().enumerate() {
+        let name = s(sysctl, "name");
+        let p = format!("{path}[{i}].name");
+        if name.is_empty() {
+            e.required(&p, "");
+        } else if !is_valid_sysctl_name(name) {
+            let detail = format!("must have at most {SYSCTL_MAX_LENGTH} characters and match regex ^{SYSCTL_FMT}$");
+            e.invalid(&p, &q(name), &detail);
+        } else if seen.contains(&name) {
+            e.duplicate(&p, &q(name));
+        }
+        match sysctl_namespace(name) {
+            SysctlNamespace::Net if host_network => {
+                e.invalid(&p, &q(name), "may not be specified when 'hostNetwork' is true");
+            }
+            SysctlNamespace::Ipc if host_ipc => e.invalid(&p, &q(name), "may not be specified when 'hostIPC' is true"),
+            _ => {}
+        }
+        seen.push(name);
+    }
 }
 
 /// Volume names (unique DNS-1123 labels) and at most one source each; returns the names.
@@ -1441,6 +1535,48 @@ mod tests {
         assert_eq!(
             (c[0].reason.as_str(), c[0].field.as_str(), c[0].message.as_str()),
             ("FieldValueRequired", "spec.containers", "Required value")
+        );
+    }
+
+    #[test]
+    fn pod_sysctls() {
+        let mut p = pod(json!([{"name": "a", "image": "x"}]));
+        // The names of the conformance test "Sysctls should reject invalid sysctls", and more.
+        let names = [
+            "foo-",
+            "kernel.shmmax",
+            "safe-and-unsafe",
+            "bar..",
+            "net/ipv4/ip_forward",
+            "kernel.shmmax",
+            "",
+            "Kernel.x",
+        ];
+        let sysctls: Vec<Value> = names.iter().map(|n| json!({"name": n, "value": "1"})).collect();
+        p["spec"]["securityContext"] = json!({"sysctls": sysctls});
+        let regex = r"must have at most 253 characters and match regex ^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$";
+        assert_eq!(
+            errors("", "pods", p.clone(), None),
+            vec![
+                format!("spec.securityContext.sysctls[0].name: Invalid value: \"foo-\": {regex}"),
+                format!("spec.securityContext.sysctls[3].name: Invalid value: \"bar..\": {regex}"),
+                "spec.securityContext.sysctls[5].name: Duplicate value: \"kernel.shmmax\"".to_string(),
+                "spec.securityContext.sysctls[6].name: Required value".to_string(),
+                format!("spec.securityContext.sysctls[7].name: Invalid value: \"Kernel.x\": {regex}"),
+            ]
+        );
+        assert!(is_valid_sysctl_name(&"a".repeat(253)) && !is_valid_sysctl_name(&"a".repeat(254)));
+        // Namespaced sysctls of a namespace the pod shares with its host.
+        p["spec"]["securityContext"] = json!({"sysctls": [{"name": "net/ipv4/ip_forward"}, {"name": "kernel.shm_rmid_forced"}, {"name": "fs.mqueue.msg_max"}, {"name": "vm.swappiness"}]});
+        p["spec"]["hostNetwork"] = json!(true);
+        p["spec"]["hostIPC"] = json!(true);
+        assert_eq!(
+            errors("", "pods", p, None),
+            vec![
+                "spec.securityContext.sysctls[0].name: Invalid value: \"net/ipv4/ip_forward\": may not be specified when 'hostNetwork' is true",
+                "spec.securityContext.sysctls[1].name: Invalid value: \"kernel.shm_rmid_forced\": may not be specified when 'hostIPC' is true",
+                "spec.securityContext.sysctls[2].name: Invalid value: \"fs.mqueue.msg_max\": may not be specified when 'hostIPC' is true",
+            ]
         );
     }
 

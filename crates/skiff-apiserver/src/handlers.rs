@@ -6,6 +6,8 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, header};
 use axum::response::Response;
 use serde_json::{Value, json};
+use serde_saphyr::DuplicateKeyPolicy;
+use skiff_api::duplicates::{self, Decoded, Duplicates};
 use skiff_api::patch::{self, PatchType};
 use skiff_api::resource::Subresource;
 use skiff_api::schema::FieldValidation;
@@ -14,7 +16,7 @@ use skiff_api::{ApiError, meta};
 use skiff_store::Json;
 
 use crate::App;
-use crate::registry::{DeleteOptions, Deleted, ScaleChange, WriteOptions};
+use crate::registry::{DeleteOptions, Deleted, Listed, Registry, ScaleChange, WriteOptions};
 use crate::request::{Query, Target};
 use crate::response::{self, Accept};
 
@@ -36,21 +38,32 @@ pub async fn serve(
     }
 }
 
-fn decode_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded: {e}")))
+/// A body as decoded, with the keys it repeated when `fieldValidation` asks for them.
+fn plain(value: Value) -> Decoded {
+    Decoded { value, duplicates: Duplicates::default() }
 }
 
-/// A POST/PUT body: Kubernetes protobuf (what kubectl's typed clients send) or JSON.
+/// A JSON body. Unless unknown and duplicate fields are ignored, its repeated keys are noted on the
+/// way (strict decoding); otherwise the last of them wins silently, as in Go.
+fn decode_json(body: &[u8], validation: FieldValidation) -> Result<Decoded, ApiError> {
+    let bad =
+        |e: serde_json::Error| ApiError::bad_request(format!("the body of the request could not be decoded: {e}"));
+    if validation == FieldValidation::Ignore {
+        return serde_json::from_slice(body).map(plain).map_err(bad);
+    }
+    duplicates::from_json(body).map_err(bad)
+}
+
 /// A POST or PUT body, decoded by its Content-Type: JSON (also when none is given), YAML or
-/// Kubernetes protobuf; anything else is 415, as the apiserver answers.
-fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+/// Kubernetes protobuf (what kubectl's typed clients send); anything else is 415, as the
+/// apiserver answers.
+fn decode_body(headers: &HeaderMap, body: &[u8], validation: FieldValidation) -> Result<Decoded, ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match media.as_str() {
-        "" | "application/json" => decode_json(body),
-        "application/yaml" => decode_yaml(body),
-        _ if skiff_api::proto::is_protobuf(ct) => skiff_api::proto::decode(body),
+        "" | "application/json" => decode_json(body, validation),
+        "application/yaml" => decode_yaml(body, validation),
+        _ if skiff_api::proto::is_protobuf(ct) => skiff_api::proto::decode(body).map(plain),
         _ => Err(ApiError::new(
             415,
             "UnsupportedMediaType",
@@ -61,13 +74,32 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
-/// A body in YAML or JSON (server-side apply patches are YAML; JSON is valid YAML).
-fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {
-    if let Ok(v) = serde_json::from_slice(body) {
-        return Ok(v);
+/// [`decode_body`] for a write: the body's repeated keys go to `opts`, to be reported with its
+/// unknown fields.
+fn decode_for_write(headers: &HeaderMap, body: &[u8], opts: &mut WriteOptions) -> Result<Value, ApiError> {
+    let decoded = decode_body(headers, body, opts.validation)?;
+    opts.duplicates = decoded.duplicates;
+    Ok(decoded.value)
+}
+
+/// A body in YAML or JSON (server-side apply patches are YAML; JSON is valid YAML). Repeated keys
+/// are passed through to be noted, or (ignored) the last wins.
+fn decode_yaml(body: &[u8], validation: FieldValidation) -> Result<Decoded, ApiError> {
+    if let Ok(decoded) = decode_json(body, validation) {
+        return Ok(decoded);
     }
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the body of the request is not UTF-8"))?;
-    serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+    let bad = |e: serde_saphyr::Error| ApiError::bad_request(format!("error decoding YAML: {e}"));
+    if validation == FieldValidation::Ignore {
+        let options = serde_saphyr::options! { duplicate_keys: DuplicateKeyPolicy::LastWins };
+        return serde_saphyr::from_str_with_options::<Value>(text, options).map(plain).map_err(bad);
+    }
+    let options = || serde_saphyr::options! { duplicate_keys: DuplicateKeyPolicy::PassThrough };
+    let mut decoded: Decoded = serde_saphyr::from_str_with_options(text, options()).map_err(bad)?;
+    if !decoded.duplicates.is_empty() {
+        decoded.duplicates.set_order(serde_saphyr::from_str_with_options(text, options()).map_err(bad)?);
+    }
+    Ok(decoded)
 }
 
 fn write_options(headers: &HeaderMap, q: &Query, options_kind: &str, apply: bool) -> Result<WriteOptions, ApiError> {
@@ -107,6 +139,7 @@ fn write_options(headers: &HeaderMap, q: &Query, options_kind: &str, apply: bool
         manager,
         dry_run: q.dry_run,
         validation: FieldValidation::parse_for(q.field_validation.as_deref(), options_kind)?,
+        duplicates: Duplicates::default(),
     })
 }
 
@@ -173,13 +206,7 @@ async fn dispatch(
         (&Method::GET, None, None) => {
             reg.sync_for_read(r, &q).await?;
             let listed = reg.list(t, &q)?;
-            let mut md = json!({"resourceVersion": listed.revision.to_string()});
-            if let Some(c) = &listed.continue_token {
-                md["continue"] = json!(c);
-            }
-            if let Some(n) = listed.remaining {
-                md["remainingItemCount"] = json!(n);
-            }
+            let md = list_metadata(&listed);
             match accept {
                 Accept::Json => Ok(response::list(&r.list_kind(), &r.api_version(), &md, &listed.items)),
                 Accept::MetadataList { version } => Ok(response::partial_metadata_list(version, &md, &listed.items)),
@@ -202,13 +229,15 @@ async fn dispatch(
             Ok(response::json(200, &reg.get_scale(t, name)?, &[]))
         }
         (&Method::POST, None, None) => {
-            let opts = write_options(headers, &q, "CreateOptions", false)?;
-            let w = reg.create(t, decode_body(headers, &body)?, &opts).await?;
+            let mut opts = write_options(headers, &q, "CreateOptions", false)?;
+            let obj = decode_for_write(headers, &body, &mut opts)?;
+            let w = reg.create(t, obj, &opts).await?;
             written(201, accept, &w.object, &w.warnings)
         }
         (&Method::POST, Some(name), Some(Subresource::Binding)) => {
             let opts = write_options(headers, &q, "CreateOptions", false)?;
-            reg.bind(t, name, &decode_body(headers, &body)?, &opts).await?;
+            let binding = decode_body(headers, &body, FieldValidation::Ignore)?.value;
+            reg.bind(t, name, &binding, &opts).await?;
             Ok(response::json(
                 201,
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
@@ -216,7 +245,7 @@ async fn dispatch(
             ))
         }
         (&Method::POST, Some(name), Some(Subresource::Eviction)) => {
-            let eviction = decode_body(headers, &body)?;
+            let eviction = decode_body(headers, &body, FieldValidation::Ignore)?.value;
             let mut opts = match eviction.get("deleteOptions") {
                 Some(d) => DeleteOptions::from_body(d.to_string().as_bytes())?,
                 None => DeleteOptions::default(),
@@ -229,21 +258,28 @@ async fn dispatch(
                 &[],
             ))
         }
-        (&Method::PUT, Some(name), None | Some(Subresource::Status)) => {
-            let opts = write_options(headers, &q, "UpdateOptions", false)?;
-            let w = reg.update(t, name, decode_body(headers, &body)?, &opts).await?;
+        (&Method::PUT, Some(name), None | Some(Subresource::Status | Subresource::Finalize)) => {
+            let mut opts = write_options(headers, &q, "UpdateOptions", false)?;
+            let obj = decode_for_write(headers, &body, &mut opts)?;
+            let w = reg.update(t, name, obj, &opts).await?;
             written(if w.created { 201 } else { 200 }, accept, &w.object, &w.warnings)
         }
         (&Method::PUT, Some(name), Some(Subresource::Scale)) => {
             let opts = write_options(headers, &q, "UpdateOptions", false)?;
-            let scale = decode_body(headers, &body)?;
+            let scale = decode_body(headers, &body, FieldValidation::Ignore)?.value;
             Ok(response::json(200, &reg.update_scale(t, name, ScaleChange::Replace(&scale), &opts).await?, &[]))
         }
         (&Method::PATCH, Some(name), sub) => {
             let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let kind = PatchType::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
-            let opts = write_options(headers, &q, "PatchOptions", kind == PatchType::Apply)?;
-            let patch_body = if kind == PatchType::Apply { decode_yaml(&body)? } else { decode_json(&body)? };
+            let mut opts = write_options(headers, &q, "PatchOptions", kind == PatchType::Apply)?;
+            let decoded = if kind == PatchType::Apply {
+                decode_yaml(&body, opts.validation)?
+            } else {
+                decode_json(&body, opts.validation)?
+            };
+            opts.duplicates = decoded.duplicates;
+            let patch_body = decoded.value;
             match sub {
                 Some(Subresource::Scale) => Ok(response::json(
                     200,
@@ -270,31 +306,45 @@ async fn dispatch(
                 )),
             }
         }
-        (&Method::DELETE, None, None) => {
-            let mut opts = DeleteOptions::from_body(&body)?;
-            merge_delete_query(&mut opts, &q);
-            let mut list_q = q.clone();
-            list_q.limit = None;
-            list_q.continue_token = None;
-            reg.sync_for_read(r, &list_q).await?;
-            let listed = reg.list(t, &list_q)?;
-            let mut items = Vec::new();
-            for obj in listed.items.iter().map(Json::parse) {
-                let mut target = t.clone();
-                if r.namespaced() {
-                    target.namespace = Some(meta::namespace(&obj).to_string());
-                }
-                match reg.delete(&target, meta::name(&obj), &opts).await {
-                    Ok(Deleted::Gone(o) | Deleted::Pending(o)) => items.push(o),
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            let body = json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": {}, "items": items});
-            Ok(response::json(200, &body, &[]))
-        }
+        (&Method::DELETE, None, None) => delete_collection(reg, t, &q, &body).await,
         _ => Err(ApiError::method_not_allowed(format!("{method} is not supported on this resource path"))),
     }
+}
+
+/// The `metadata` of a list answer: its resourceVersion, and where a page ends, its continue
+/// token and how many items remain.
+fn list_metadata(listed: &Listed) -> Value {
+    let mut md = json!({"resourceVersion": listed.revision.to_string()});
+    if let Some(c) = &listed.continue_token {
+        md["continue"] = json!(c);
+    }
+    if let Some(n) = listed.remaining {
+        md["remainingItemCount"] = json!(n);
+    }
+    md
+}
+
+/// DELETE on a collection (`deletecollection`): lists what the selectors (and a `limit`, one page)
+/// pick, deletes each with the request's options, and answers the list as it was listed
+/// (`registry/generic/registry/store.go: DeleteCollection`).
+async fn delete_collection(reg: &Registry, t: &Target, q: &Query, body: &[u8]) -> Result<Response, ApiError> {
+    let r = t.resource;
+    let mut opts = DeleteOptions::from_body(body)?;
+    merge_delete_query(&mut opts, q);
+    reg.sync_for_read(r, q).await?;
+    let listed = reg.list(t, q)?;
+    for obj in listed.items.iter().map(Json::parse) {
+        let mut target = t.clone();
+        if r.namespaced() {
+            target.namespace = Some(meta::namespace(&obj).to_string());
+        }
+        match reg.delete(&target, meta::name(&obj), &opts).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(response::list(&r.list_kind(), &r.api_version(), &list_metadata(&listed), &listed.items))
 }
 
 fn merge_delete_query(opts: &mut DeleteOptions, q: &Query) {

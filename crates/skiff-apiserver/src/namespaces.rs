@@ -27,7 +27,12 @@ fn namespaces_target(name: Option<&str>) -> Result<Target, ApiError> {
 /// Creates the built-in namespaces that do not exist yet.
 pub async fn bootstrap(reg: &Registry) -> Result<(), ApiError> {
     let t = namespaces_target(None)?;
-    let opts = WriteOptions { manager: MANAGER.into(), dry_run: false, validation: FieldValidation::Strict };
+    let opts = WriteOptions {
+        manager: MANAGER.into(),
+        dry_run: false,
+        validation: FieldValidation::Strict,
+        duplicates: Default::default(),
+    };
     for name in BUILT_IN {
         if reg.get(&t, name).is_ok() {
             continue;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use skiff_api::duplicates::Duplicates;
 use skiff_api::patch::{self, PatchType};
 use skiff_api::resource::{self, ResourceInfo, Subresource};
 use skiff_api::schema::{self, FieldValidation};
@@ -22,6 +23,9 @@ pub struct WriteOptions {
     pub manager: String,
     pub dry_run: bool,
     pub validation: FieldValidation,
+    /// The keys the request body repeated (noted while decoding it, unless `validation` is
+    /// `Ignore`): strict errors like unknown fields.
+    pub duplicates: Duplicates,
 }
 
 /// A successful write: the object as stored (or as it would be, for a dry run).
@@ -140,33 +144,41 @@ pub fn check_type(
     Ok(())
 }
 
-/// Unknown fields, handled as `fieldValidation` asks: an error under Strict, warnings under Warn.
-/// A create or update words the error with the decoding context; a patch gives it bare (`patch.go`).
+/// Unknown and duplicate fields, handled as `fieldValidation` asks: an error under Strict, warnings
+/// under Warn (unknown fields are dropped unless Strict). A create or update words the error with the
+/// decoding context; a patch gives it bare (`patch.go`).
 fn check_fields(
     r: &ResourceInfo,
     obj: &mut Value,
-    v: FieldValidation,
+    opts: &WriteOptions,
     warnings: &mut Vec<String>,
 ) -> Result<(), ApiError> {
-    check_fields_as(r, obj, v, warnings, false)
+    check_fields_as(r, obj, opts, warnings, None)
 }
 
+/// [`check_fields`]; `patch` is the kind of the patch that made `obj`, whose own duplicate fields
+/// come first in the error (a JSON patch's prefixed `json patch `).
 fn check_fields_as(
     r: &ResourceInfo,
     obj: &mut Value,
-    v: FieldValidation,
+    opts: &WriteOptions,
     warnings: &mut Vec<String>,
-    patch: bool,
+    patch: Option<PatchType>,
 ) -> Result<(), ApiError> {
     let unknown = schema::check(r, obj)?;
-    if unknown.is_empty() {
+    if unknown.is_empty() && opts.duplicates.is_empty() {
         return Ok(());
     }
-    match v {
-        FieldValidation::Strict if patch => Err(schema::strict_error(&unknown)),
-        FieldValidation::Strict => Err(schema::strict_error_for(r, &unknown)),
+    let errors = match patch {
+        None => opts.duplicates.object_errors(&unknown),
+        Some(PatchType::Json) => opts.duplicates.patch_errors("json patch ", &unknown),
+        Some(_) => opts.duplicates.patch_errors("", &unknown),
+    };
+    match opts.validation {
+        FieldValidation::Strict if patch.is_some() => Err(schema::strict_error(&errors)),
+        FieldValidation::Strict => Err(schema::strict_error_for(r, &errors)),
         FieldValidation::Warn => {
-            warnings.extend(unknown.iter().map(|f| schema::warning_text(f)));
+            warnings.extend(errors);
             schema::prune(obj, &unknown);
             Ok(())
         }
@@ -256,7 +268,7 @@ impl Registry {
         let r = t.resource;
         check_type(r, &mut obj, r.kind, &r.api_version())?;
         let mut warnings = Vec::new();
-        check_fields(r, &mut obj, opts.validation, &mut warnings)?;
+        check_fields(r, &mut obj, opts, &mut warnings)?;
         match (r.namespaced(), t.namespace.as_deref()) {
             (true, Some(ns)) => {
                 let given = meta::namespace(&obj);
@@ -425,7 +437,7 @@ impl Registry {
         let r = t.resource;
         check_type(r, &mut body, r.kind, &r.api_version())?;
         let mut warnings = Vec::new();
-        check_fields(r, &mut body, opts.validation, &mut warnings)?;
+        check_fields(r, &mut body, opts, &mut warnings)?;
         let body_name = meta::name(&body);
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -520,7 +532,7 @@ impl Registry {
                 m.insert("managedFields".into(), mf.clone());
             }
         }
-        strategy::prepare_update(r, &mut new, old, req.subresource == Some(Subresource::Status));
+        strategy::prepare_update(r, &mut new, old, req.subresource);
         defaults::apply_defaults(r, &mut new);
         validate(r, &new, Some(old))?;
         if strategy::tracks_generation(r) && strategy::spec_changed(&new, old) {
@@ -572,14 +584,14 @@ impl Registry {
                 PatchType::Apply => {
                     let mut applied = patch_body.clone();
                     check_type(r, &mut applied, r.kind, &r.api_version())?;
-                    check_fields_as(r, &mut applied, opts.validation, &mut warnings, true)?;
+                    check_fields_as(r, &mut applied, opts, &mut warnings, Some(kind))?;
                     (patch::apply::apply(r, Some(old), &applied, &opts.manager, force, &meta::now_rfc3339())?, true)
                 }
             };
             let mut patched = patched;
             check_type(r, &mut patched, r.kind, &r.api_version())?;
             if kind != PatchType::Apply {
-                check_fields_as(r, &mut patched, opts.validation, &mut warnings, true)?;
+                check_fields_as(r, &mut patched, opts, &mut warnings, Some(kind))?;
             }
             if meta::name(&patched) != name {
                 return Err(ApiError::bad_request(format!(
@@ -1331,7 +1343,12 @@ mod tests {
                      "template": {"metadata": {"labels": {"app": "web"}},
                                   "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}});
         store.inner.write(Write::Create { key: reg.key(&t, "web"), value: deployment }).await.expect("create");
-        let opts = WriteOptions { manager: "test".into(), dry_run: false, validation: FieldValidation::Strict };
+        let opts = WriteOptions {
+            manager: "test".into(),
+            dry_run: false,
+            validation: FieldValidation::Strict,
+            duplicates: Duplicates::default(),
+        };
 
         // Another writer updates the Deployment between the patch's read and its write: the patch
         // carries no resourceVersion, so it is applied again to the newer object (no 409).

@@ -2,8 +2,8 @@
 //! object a write on the main resource or on `/status` may change, and when `generation` moves.
 
 use serde_json::{Value, json};
-use skiff_api::ResourceInfo;
 use skiff_api::meta;
+use skiff_api::{ResourceInfo, Subresource};
 
 /// Kinds whose `metadata.generation` starts at 1 and is bumped on every spec change.
 pub fn tracks_generation(r: &ResourceInfo) -> bool {
@@ -54,25 +54,52 @@ pub fn prepare_create(r: &ResourceInfo, obj: &mut Value) {
     }
 }
 
-/// A write to the main resource keeps the stored status; a write to `/status` keeps the stored spec
-/// (and, per kind, some metadata).
-pub fn prepare_update(r: &ResourceInfo, new: &mut Value, old: &Value, status_write: bool) {
+/// A write to the main resource keeps the stored status (and a Namespace's `spec.finalizers`); a
+/// write to `/status` keeps the stored spec (and, per kind, some metadata); a Namespace's
+/// `/finalize` keeps only the status (`pkg/registry/core/namespace/strategy.go`).
+pub fn prepare_update(r: &ResourceInfo, new: &mut Value, old: &Value, subresource: Option<Subresource>) {
     merge_string_data(r, new);
     if !r.has_status() {
         return;
     }
-    if status_write {
-        copy_field(new, old, "spec");
-        if (r.group, r.kind) == ("apps", "Deployment") {
-            // The Deployment controller writes the revision annotation through /status: annotations
-            // stay as sent, labels do not.
-            copy_meta(new, old, "labels");
+    match subresource {
+        Some(Subresource::Status) => {
+            copy_field(new, old, "spec");
+            if (r.group, r.kind) == ("apps", "Deployment") {
+                // The Deployment controller writes the revision annotation through /status: annotations
+                // stay as sent, labels do not.
+                copy_meta(new, old, "labels");
+            }
+            if (r.group, r.kind) == ("", "Pod") {
+                copy_meta(new, old, "ownerReferences");
+            }
         }
-        if (r.group, r.kind) == ("", "Pod") {
-            copy_meta(new, old, "ownerReferences");
+        Some(Subresource::Finalize) => copy_field(new, old, "status"),
+        _ => {
+            copy_field(new, old, "status");
+            if (r.group, r.kind) == ("", "Namespace") {
+                copy_finalizers(new, old);
+            }
         }
-    } else {
-        copy_field(new, old, "status");
+    }
+}
+
+/// Keeps the stored `spec.finalizers` of a Namespace: only `/finalize` changes them.
+fn copy_finalizers(new: &mut Value, old: &Value) {
+    let kept = old.pointer("/spec/finalizers").cloned();
+    if kept.is_none() && new.get("spec").is_none() {
+        return;
+    }
+    let Some(n) = new.as_object_mut() else { return };
+    let spec = n.entry("spec").or_insert_with(|| json!({}));
+    let Some(spec) = spec.as_object_mut() else { return };
+    match kept {
+        Some(f) => {
+            spec.insert("finalizers".into(), f);
+        }
+        None => {
+            spec.remove("finalizers");
+        }
     }
 }
 
@@ -150,16 +177,37 @@ mod tests {
         let deploy = lookup("apps", "v1", "deployments").expect("deployments");
         let old = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
         let mut main = json!({"metadata": {"labels": {"a": "2"}}, "spec": {"replicas": 3}, "status": {"replicas": 9}});
-        prepare_update(deploy, &mut main, &old, false);
+        prepare_update(deploy, &mut main, &old, None);
         assert_eq!(main["status"], json!({"replicas": 1}));
         assert_eq!(main["spec"], json!({"replicas": 3}));
 
         let mut status = json!({"metadata": {"labels": {"a": "2"}, "annotations": {"x": "y"}}, "spec": {"replicas": 3}, "status": {"replicas": 2}});
-        prepare_update(deploy, &mut status, &old, true);
+        prepare_update(deploy, &mut status, &old, Some(Subresource::Status));
         assert_eq!(status["spec"], json!({"replicas": 1}));
         assert_eq!(status["status"], json!({"replicas": 2}));
         assert_eq!(status["metadata"]["labels"], json!({"a": "1"}));
         assert_eq!(status["metadata"]["annotations"], json!({"x": "y"}));
+    }
+
+    #[test]
+    fn only_finalize_changes_namespace_finalizers() {
+        let namespaces = lookup("", "v1", "namespaces").expect("namespaces");
+        let old = json!({"spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+        let sent = json!({"metadata": {"labels": {"a": "b"}}, "spec": {"finalizers": ["kubernetes", "example.com/x"]}, "status": {"phase": "Terminating"}});
+        let mut main = sent.clone();
+        prepare_update(namespaces, &mut main, &old, None);
+        assert_eq!(
+            main,
+            json!({"metadata": {"labels": {"a": "b"}}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+        );
+        let mut finalize = sent.clone();
+        prepare_update(namespaces, &mut finalize, &old, Some(Subresource::Finalize));
+        assert_eq!(finalize["spec"], sent["spec"]);
+        assert_eq!(finalize["metadata"], sent["metadata"]);
+        assert_eq!(finalize["status"], old["status"]);
+        let mut cleared = json!({"spec": {}});
+        prepare_update(namespaces, &mut cleared, &json!({"spec": {}}), None);
+        assert_eq!(cleared, json!({"spec": {}}));
     }
 
     #[test]

@@ -396,6 +396,107 @@ async fn strict_field_validation_rejects_unknown_fields() {
     st.expect_status(422, "Invalid");
 }
 
+/// The body of the conformance test "FieldValidation should detect unknown and duplicate fields of
+/// a typed object" (`test/e2e/apimachinery/field_validation.go`), as it sends it.
+const UNKNOWN_AND_DUPLICATE_FIELDS: &str = r#"{
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {
+        "name": "my-dep",
+        "labels": {"app": "nginx"}
+    },
+    "spec": {
+        "unknownField": "foo",
+        "replicas": 2,
+        "replicas": 3,
+        "selector": {"matchLabels": {"app": "nginx"}},
+        "template": {
+            "metadata": {"labels": {"app": "nginx"}},
+            "spec": {"containers": [{"name": "nginx", "image": "nginx:latest"}]}
+        }
+    }
+}"#;
+
+fn warnings(r: &RawResponse) -> Vec<String> {
+    r.headers.get_all("warning").iter().map(|v| v.to_str().unwrap_or_default().to_string()).collect()
+}
+
+#[tokio::test]
+async fn strict_field_validation_reports_duplicate_fields() {
+    let (s, cm, d) = server_with_objects().await;
+    let strict = format!("{DEPLOY}?fieldManager=field_validation_mgr&fieldValidation=Strict");
+    let st = s.raw("POST", &strict, Some("application/json"), UNKNOWN_AND_DUPLICATE_FIELDS).await;
+    let st = st.expect_status(400, "BadRequest");
+    assert_eq!(
+        st["message"],
+        r#"Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: unknown field "spec.unknownField", duplicate field "spec.replicas""#
+    );
+    s.raw("GET", &format!("{DEPLOY}/my-dep"), None, Vec::new()).await.expect_status(404, "NotFound");
+
+    // Warn: created with the last value, each finding a Warning header, in document order.
+    let warn = format!("{DEPLOY}?fieldValidation=Warn");
+    let r = s.raw("POST", &warn, Some("application/json"), UNKNOWN_AND_DUPLICATE_FIELDS).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        warnings(&r),
+        [r#"299 - "unknown field \"spec.unknownField\"""#, r#"299 - "duplicate field \"spec.replicas\"""#]
+    );
+    assert_eq!(r.json()["spec"]["replicas"], 3);
+
+    // Ignore: created, silently.
+    let renamed = UNKNOWN_AND_DUPLICATE_FIELDS.replace("my-dep", "my-dep-ignored");
+    let r = s.raw("POST", &format!("{DEPLOY}?fieldValidation=Ignore"), Some("application/json"), renamed).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(warnings(&r), Vec::<String>::new());
+    assert_eq!(r.json()["spec"]["replicas"], 3);
+
+    // PUT: the same decoding of the body.
+    let keep = format!("{CM}/keep");
+    let put = format!(
+        r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "keep", "resourceVersion": {}}}, "data": {{"a": "2", "a": "3"}}}}"#,
+        cm["metadata"]["resourceVersion"]
+    );
+    let st = s.raw("PUT", &format!("{keep}?fieldValidation=Strict"), Some("application/json"), put).await;
+    let st = st.expect_status(400, "BadRequest");
+    assert_eq!(
+        st["message"],
+        r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: duplicate field "data.a""#
+    );
+    // A YAML body: its repeated keys are reported the same way.
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: b\n  a: c\n";
+    let st = s.raw("POST", &format!("{CM}?fieldValidation=Strict"), Some("application/yaml"), yaml).await;
+    let st = st.expect_status(400, "BadRequest");
+    assert!(
+        st["message"].as_str().unwrap_or_default().ends_with(r#"strict decoding error: duplicate field "data.a""#),
+        "{st}"
+    );
+    assert_unchanged(&s, &keep, &cm).await;
+
+    // Patches: the patch's own duplicates first, then the unknown fields of the result, bare.
+    let web = format!("{DEPLOY}/web?fieldValidation=Strict");
+    let merge = r#"{"spec": {"replicas": 2, "replicas": 3, "foo": 1}}"#;
+    let st = s.raw("PATCH", &web, Some("application/merge-patch+json"), merge).await;
+    let st = st.expect_status(400, "BadRequest");
+    assert_eq!(st["message"], r#"strict decoding error: duplicate field "spec.replicas", unknown field "spec.foo""#);
+    let json_patch = r#"[{"op": "add", "op": "replace", "path": "/spec/replicas", "value": 2}]"#;
+    let st = s.raw("PATCH", &web, Some("application/json-patch+json"), json_patch).await;
+    let st = st.expect_status(400, "BadRequest");
+    assert_eq!(st["message"], r#"strict decoding error: json patch duplicate field "[0].op""#);
+    let apply = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  replicas: 3\n";
+    let st = s.raw("PATCH", &format!("{web}&fieldManager=e2e"), Some("application/apply-patch+yaml"), apply).await;
+    let st = st.expect_status(400, "BadRequest");
+    assert_eq!(st["message"], r#"strict decoding error: duplicate field "spec.replicas""#);
+    assert_unchanged(&s, &format!("{DEPLOY}/web"), &d).await;
+
+    // Warn on a patch: applied (the last value wins), with the warning.
+    let web = format!("{DEPLOY}/web");
+    let r =
+        s.raw("PATCH", &web, Some("application/merge-patch+json"), r#"{"spec": {"replicas": 2, "replicas": 4}}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(warnings(&r), [r#"299 - "duplicate field \"spec.replicas\"""#]);
+    assert_eq!(r.json()["spec"]["replicas"], 4);
+}
+
 #[tokio::test]
 async fn bad_query_parameters_are_refused() {
     let s = Server::start_api_only();

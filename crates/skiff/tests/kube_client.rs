@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Every ConfigMap a test makes carries the label `e2e`, so lists and watches can leave out the
 /// ones controllers create (`kube-root-ca.crt` in every namespace).
@@ -804,4 +804,161 @@ async fn pod_binding_assigns_a_node_once() {
     );
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
     assert!(e.message.contains(r#"pod p is already assigned to node "node-1""#), "{}", e.message);
+}
+
+/// The conformance test "Namespaces should apply a finalizer to a Namespace": client-go's
+/// `Namespaces().Finalize` is a PUT of the Namespace on `/finalize`, the one write that changes
+/// `spec.finalizers`.
+#[tokio::test]
+async fn namespace_finalize_replaces_spec_finalizers() {
+    use k8s_openapi::api::core::v1::Namespace;
+
+    const FAKE: &str = "e2e.example.com/fakeFinalizer";
+    fn finalizers(ns: &Namespace) -> Vec<String> {
+        ns.spec.as_ref().and_then(|s| s.finalizers.clone()).unwrap_or_default()
+    }
+    async fn finalize(api: &Api<Namespace>, ns: &Namespace) -> Result<Namespace, kube::Error> {
+        api.replace_subresource("finalize", &ns.name_any(), &PostParams::default(), ns).await
+    }
+
+    let s = Server::start_api_only();
+    let api: Api<Namespace> = Api::all(s.client().await);
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "e2e-finalize"}})).expect("a Namespace");
+    let created = api.create(&PostParams::default(), &ns).await.expect("create");
+    assert_eq!(finalizers(&created), ["kubernetes"]);
+
+    let mut with_fake = created.clone();
+    with_fake.spec.get_or_insert_default().finalizers.get_or_insert_default().push(FAKE.to_string());
+    let finalized = finalize(&api, &with_fake).await.expect("finalize");
+    assert_eq!(finalizers(&finalized), ["kubernetes", FAKE]);
+    assert_eq!(finalized.status, created.status, "finalize keeps the status");
+    assert_eq!(finalizers(&api.get("e2e-finalize").await.expect("get")), ["kubernetes", FAKE]);
+
+    // A PUT on the namespace itself keeps the finalizers it was sent without.
+    let mut main = finalized.clone();
+    main.spec.get_or_insert_default().finalizers = Some(vec![]);
+    main.labels_mut().insert("e2e".into(), "updated".into());
+    let replaced = api.replace("e2e-finalize", &PostParams::default(), &main).await.expect("replace");
+    assert_eq!(finalizers(&replaced), ["kubernetes", FAKE]);
+    assert_eq!(replaced.labels().get("e2e").map(String::as_str), Some("updated"));
+
+    let mut without = replaced.clone();
+    without.spec.get_or_insert_default().finalizers.get_or_insert_default().retain(|f| f != FAKE);
+    let finalized = finalize(&api, &without).await.expect("finalize again");
+    assert_eq!(finalizers(&finalized), ["kubernetes"]);
+
+    // Finalizer names are validated; the subresource is update only; discovery lists it.
+    let mut bad = finalized.clone();
+    bad.spec.get_or_insert_default().finalizers = Some(vec!["not-qualified".into()]);
+    let e = api_error(finalize(&api, &bad).await, "unqualified finalizer");
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"), "{}", e.message);
+    let r = s.raw("GET", "/api/v1/namespaces/e2e-finalize/finalize", None, Vec::new()).await;
+    r.expect_status(405, "MethodNotAllowed");
+    let v1 = s.get_json("/api/v1").await;
+    let listed = v1["resources"].as_array().into_iter().flatten().find(|r| r["name"] == "namespaces/finalize");
+    let listed = listed.unwrap_or_else(|| panic!("namespaces/finalize in /api/v1: {v1}"));
+    assert_eq!(listed["kind"], "Namespace");
+    assert_eq!(listed["verbs"], json!(["update"]));
+}
+
+/// The conformance test "Sysctls should reject invalid sysctls": the create fails at the API, naming
+/// the invalid names only.
+#[tokio::test]
+async fn pod_with_invalid_sysctls_is_rejected() {
+    use k8s_openapi::api::core::v1::Pod;
+
+    let s = Server::start_api_only();
+    let api: Api<Pod> = Api::default_namespaced(s.client().await);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "sysctl-pod"},
+        "spec": {
+            "containers": [{"name": "test-container", "image": "busybox"}],
+            "securityContext": {"sysctls": [
+                {"name": "foo-", "value": "bar"},
+                {"name": "kernel.shmmax", "value": "100000000"},
+                {"name": "safe-and-unsafe", "value": "100000000"},
+                {"name": "bar..", "value": "42"}
+            ]}
+        }
+    }))
+    .expect("a Pod");
+    let e = api_error(api.create(&PostParams::default(), &pod).await, "invalid sysctls");
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"), "{}", e.message);
+    let regex = r"must have at most 253 characters and match regex ^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$";
+    assert_eq!(
+        e.message,
+        format!(
+            r#"Pod "sysctl-pod" is invalid: [spec.securityContext.sysctls[0].name: Invalid value: "foo-": {regex}, spec.securityContext.sysctls[3].name: Invalid value: "bar..": {regex}]"#
+        )
+    );
+    let fields: Vec<String> =
+        e.details.into_iter().flat_map(|d| d.causes).map(|c| format!("{} {}", c.reason, c.field)).collect();
+    assert_eq!(
+        fields,
+        [
+            "FieldValueInvalid spec.securityContext.sysctls[0].name",
+            "FieldValueInvalid spec.securityContext.sysctls[3].name"
+        ]
+    );
+    let e = api_error(api.get("sysctl-pod").await, "not created");
+    assert_eq!(e.code, 404);
+}
+
+/// DELETE on a collection deletes what its selector picks and answers the list as listed; a bad
+/// selector deletes nothing.
+#[tokio::test]
+async fn delete_collection_by_label_selector() {
+    let s = Server::start_api_only();
+    let api: Api<ConfigMap> = Api::default_namespaced(s.client().await);
+    let pp = PostParams::default();
+    for (name, app) in [("gone-1", "gone"), ("gone-2", "gone"), ("stay", "stay")] {
+        api.create(&pp, &labelled(name, &[("app", app)])).await.expect("create");
+    }
+    async fn names(api: &Api<ConfigMap>) -> Vec<String> {
+        let listed = api.list(&ListParams::default().labels("e2e")).await.expect("list");
+        listed.items.iter().map(|c| c.name_any()).collect()
+    }
+
+    let path = "/api/v1/namespaces/default/configmaps";
+    for bad in ["labelSelector=app%20in%20(gone", "fieldSelector=data.k%3Dv", "labelSelector=app%3D%3D%3Dx"] {
+        let st = s.raw("DELETE", &format!("{path}?{bad}"), None, Vec::new()).await.expect_status(400, "BadRequest");
+        assert!(!st["message"].as_str().unwrap_or_default().is_empty(), "{bad}: {st}");
+    }
+    assert_eq!(names(&api).await, ["gone-1", "gone-2", "stay"]);
+
+    let r = s.raw("DELETE", &format!("{path}?labelSelector=app%3Dgone"), None, Vec::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let list = r.json();
+    assert_eq!((list["kind"].as_str(), list["apiVersion"].as_str()), (Some("ConfigMapList"), Some("v1")), "{list}");
+    assert!(list["metadata"]["resourceVersion"].as_str().is_some_and(|rv| !rv.is_empty()), "{list}");
+    let items: Vec<(&str, &Value)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| (i["metadata"]["name"].as_str().unwrap_or_default(), &i["data"]))
+        .collect();
+    assert_eq!(items, [("gone-1", &json!({"k": "v"})), ("gone-2", &json!({"k": "v"}))], "{list}");
+    assert_eq!(names(&api).await, ["stay"]);
+
+    // The kube client reads the answer as the list it is.
+    let deleted = api
+        .delete_collection(&DeleteParams::default(), &ListParams::default().labels("app=stay"))
+        .await
+        .expect("delete collection");
+    let deleted = deleted.left().expect("a list");
+    assert_eq!(deleted.items.iter().map(|c| c.name_any()).collect::<Vec<_>>(), ["stay"]);
+    assert_eq!(names(&api).await, Vec::<String>::new());
+    // With a limit, one page goes, as kube-apiserver deletes one page when the client pages.
+    for name in ["paged-1", "paged-2"] {
+        api.create(&pp, &labelled(name, &[("app", "paged")])).await.expect("create");
+    }
+    let r = s.raw("DELETE", &format!("{path}?labelSelector=app%3Dpaged&limit=1"), None, Vec::new()).await;
+    let page = r.json();
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
+    assert!(page["metadata"]["continue"].as_str().is_some_and(|c| !c.is_empty()), "{page}");
+    assert_eq!(names(&api).await, ["paged-2"]);
+    api.delete("paged-2", &DeleteParams::default()).await.expect("delete");
+    // Nothing picked: an empty list.
+    let r = s.raw("DELETE", &format!("{path}?labelSelector=app%3Dnone"), None, Vec::new()).await;
+    assert_eq!((r.status, r.json()["items"].clone()), (200, json!([])), "{}", r.text());
 }
