@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod env;
 pub mod events;
 pub mod fake;
+pub mod grpc_probe;
 pub mod lb;
 pub mod netns;
 pub mod node;

@@ -368,7 +368,13 @@ impl Prober for NetProber {
                     Err(_) => Outcome::failure(format!("dial tcp {addr}: i/o timeout")),
                 }
             }
-            Check::Grpc { .. } => Outcome::failure("gRPC probes are not supported by this node agent"),
+            Check::Grpc { host, port, service } => {
+                match crate::grpc_probe::check(&host_port(host, *port), service.as_deref().unwrap_or(""), timeout).await
+                {
+                    Ok(()) => Outcome::success(),
+                    Err(message) => Outcome::failure(message),
+                }
+            }
             Check::Sleep(d) => {
                 tokio::time::sleep(*d).await;
                 Outcome::success()
