@@ -36,6 +36,8 @@ pub struct ApiError {
     pub causes: Vec<Cause>,
     /// `details.retryAfterSeconds`
     pub retry_after: Option<u32>,
+    /// `metadata.continue`: the token that goes on with an expired list, inconsistently.
+    pub list_continue: Option<String>,
 }
 
 /// `resource.group` as Kubernetes names a resource in messages (`deployments.apps`, `pods`).
@@ -54,6 +56,7 @@ impl ApiError {
             kind: None,
             causes: Vec::new(),
             retry_after: None,
+            list_continue: None,
         }
     }
 
@@ -201,6 +204,9 @@ impl ApiError {
         }
         if !details.is_empty() {
             status["details"] = Value::Object(details);
+        }
+        if let Some(token) = &self.list_continue {
+            status["metadata"]["continue"] = json!(token);
         }
         status
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use skiff_api::resource::{self, RESOURCES};
 use skiff_api::schema::FieldValidation;
 use skiff_api::{ApiError, meta};
@@ -90,14 +90,17 @@ async fn finalize_all(reg: &Registry) -> Result<bool, ApiError> {
         }
         let key = t.resource.key(None, name);
         if let Some(current) = reg.store.get(&key) {
-            let mut finalized = current.value.parse();
-            if let Some(spec) = finalized.get_mut("spec").and_then(|s| s.as_object_mut()) {
-                spec.remove("finalizers");
-            }
-            let write = if meta::finalizers(&finalized).is_empty() {
+            let stored = current.value.parse();
+            let mut finalized = stored.clone();
+            let others_left = remove_own_finalizer(&mut finalized);
+            let write = if !others_left && meta::finalizers(&finalized).is_empty() {
                 Write::Delete { key, expected: Some(current.rev) }
-            } else {
+            } else if finalized != stored {
                 Write::Update { key, value: finalized, expected: Some(current.rev) }
+            } else {
+                // Other finalizers (spec's or metadata's) hold it: their owners remove them, and
+                // that change wakes this loop again.
+                continue;
             };
             if let Err(e) = reg.store.write(write).await {
                 tracing::debug!(namespace = name, error = %e, "namespace finalization raced");
@@ -106,6 +109,26 @@ async fn finalize_all(reg: &Registry) -> Result<bool, ApiError> {
         }
     }
     Ok(pending)
+}
+
+/// The namespace controller's finalizer in `spec.finalizers`.
+const FINALIZER: &str = "kubernetes";
+
+/// Removes the controller's own [`FINALIZER`] from a namespace's `spec.finalizers` (the field goes
+/// when nothing is left in it), as upstream's `finalizeNamespace`; returns whether other spec
+/// finalizers remain, which keep the namespace until their owners finalize it too.
+fn remove_own_finalizer(ns: &mut Value) -> bool {
+    let Some(spec) = ns.get_mut("spec").and_then(Value::as_object_mut) else { return false };
+    let Some(list) = spec.get_mut("finalizers").and_then(Value::as_array_mut) else {
+        spec.remove("finalizers");
+        return false;
+    };
+    list.retain(|f| f.as_str() != Some(FINALIZER));
+    let left = !list.is_empty();
+    if !left {
+        spec.remove("finalizers");
+    }
+    left
 }
 
 /// Deletes everything in namespace `ns`, pods first (OrderedNamespaceDeletion: other content stays
@@ -134,4 +157,22 @@ async fn delete_content(reg: &Registry, ns: &str) -> Result<bool, ApiError> {
         }
     }
     Ok(remaining)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_controller_removes_only_its_own_finalizer() {
+        let mut ns = json!({"spec": {"finalizers": ["kubernetes", "e2e.example.com/fake"]}});
+        assert!(remove_own_finalizer(&mut ns), "another finalizer is left");
+        assert_eq!(ns, json!({"spec": {"finalizers": ["e2e.example.com/fake"]}}));
+        let mut ns = json!({"spec": {"finalizers": ["kubernetes"]}});
+        assert!(!remove_own_finalizer(&mut ns));
+        assert_eq!(ns, json!({"spec": {}}));
+        let mut ns = json!({"metadata": {"name": "n"}});
+        assert!(!remove_own_finalizer(&mut ns));
+        assert_eq!(ns, json!({"metadata": {"name": "n"}}));
+    }
 }

@@ -967,7 +967,20 @@ impl Registry {
         let (snapshot, after) = match &q.continue_token {
             Some(token) => {
                 let (rev, after) = decode_continue(token)?;
-                (self.store.snapshot_at(rev).map_err(|e| store_error(r, "", e))?, Some(after))
+                let snapshot = match rev {
+                    // The token of an expired list's answer: go on from the latest revision.
+                    None => self.store.snapshot(),
+                    Some(rev) => self.store.snapshot_at(rev).map_err(|e| match e {
+                        // As kube-apiserver's storage when the snapshot is compacted away: 410, with a
+                        // token that goes on from the same key at the latest revision.
+                        StoreError::SnapshotExpired(_) => ApiError {
+                            list_continue: Some(encode_continue(None, &after)),
+                            ..ApiError::gone(CONTINUE_EXPIRED)
+                        },
+                        e => store_error(r, "", e),
+                    })?,
+                };
+                (snapshot, Some(after))
             }
             None => (self.snapshot_for(r, q)?, None),
         };
@@ -1005,7 +1018,7 @@ impl Registry {
             if let Some(last) = last_key {
                 let rest = if unfiltered { iter.count() } else { usize::from(iter.next().is_some()) };
                 if rest > 0 {
-                    continue_token = Some(encode_continue(snapshot.rev, &last));
+                    continue_token = Some(encode_continue(Some(snapshot.rev), &last));
                     remaining = unfiltered.then_some(rest);
                     self.store.retain_snapshot(&snapshot);
                 }
@@ -1029,13 +1042,19 @@ impl Registry {
     }
 }
 
-fn encode_continue(rev: Revision, last_key: &str) -> String {
+/// The revision a continue token carries to go on at the latest one (upstream's `-1`).
+const LATEST: i64 = -1;
+
+/// A continue token going on after `last_key` at revision `rev` (`None`: the latest).
+fn encode_continue(rev: Option<Revision>, last_key: &str) -> String {
     use base64::Engine;
-    let token = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": last_key});
+    let rv = rev.map_or(LATEST, |r| i64::try_from(r).unwrap_or(i64::MAX));
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": last_key});
     base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
 }
 
-fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
+/// A continue token's revision (`None`: the latest, [`LATEST`]) and the key it goes on after.
+fn decode_continue(token: &str) -> Result<(Option<Revision>, String), ApiError> {
     use base64::Engine;
     let bad = || {
         ApiError::bad_request(
@@ -1044,7 +1063,10 @@ fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
     };
     let raw = base64::engine::general_purpose::URL_SAFE.decode(token).map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    let rev = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    let rev = match v.get("rv").and_then(Value::as_i64).ok_or_else(bad)? {
+        LATEST => None,
+        rev => Some(Revision::try_from(rev).ok().filter(|r| *r > 0).ok_or_else(bad)?),
+    };
     let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
     Ok((rev, start.to_string()))
 }

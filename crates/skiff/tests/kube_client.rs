@@ -644,6 +644,32 @@ async fn expired_continue_token_is_gone() {
         "{}",
         e.message
     );
+    // The answer carries a token that goes on from the same place at the latest revision (an
+    // inconsistent list): the rest of the objects after `e0`, each once, then no token.
+    let r = s
+        .raw("GET", &format!("/api/v1/namespaces/default/configmaps?limit=1&continue={token}"), None, Vec::new())
+        .await;
+    let status = r.expect_status(410, "Expired");
+    let mut next = status["metadata"]["continue"].as_str().expect("metadata.continue").to_string();
+    let mut names = Vec::new();
+    loop {
+        let page = api.list(&ListParams::default().limit(25).continue_token(&next)).await.expect("page");
+        names.extend(page.items.iter().map(|c| c.name_any()));
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => next = t,
+            _ => break,
+        }
+    }
+    // (Every ConfigMap of the namespace now after `e0`, the controllers' `kube-root-ca.crt` too.)
+    let all = api.list(&ListParams::default()).await.expect("list");
+    let expected: Vec<String> = all.items.iter().map(|c| c.name_any()).filter(|n| n.as_str() > "e0").collect();
+    assert!(expected.len() >= 82, "{expected:?}");
+    assert_eq!(names, expected);
+    // A token with a revision that is neither a revision nor -1 is a bad request.
+    // (base64url of `{"v":"meta.k8s.io/v1","rv":-2,"start":"x"}`)
+    let bogus = "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6LTIsInN0YXJ0IjoieCJ9";
+    let e = api_error(api.list(&ListParams::default().continue_token(bogus)).await, "bad token");
+    assert_eq!((e.code, e.reason.as_str()), (400, "BadRequest"), "{}", e.message);
 }
 
 #[tokio::test]
@@ -859,6 +885,32 @@ async fn namespace_finalize_replaces_spec_finalizers() {
     let listed = listed.unwrap_or_else(|| panic!("namespaces/finalize in /api/v1: {v1}"));
     assert_eq!(listed["kind"], "Namespace");
     assert_eq!(listed["verbs"], json!(["update"]));
+
+    // Deleted, the namespace waits for every spec finalizer: the controller removes only its own
+    // (`kubernetes`), and the namespace goes when the other one's owner finalizes it.
+    let mut with_fake = finalized.clone();
+    with_fake.spec.get_or_insert_default().finalizers.get_or_insert_default().push(FAKE.to_string());
+    finalize(&api, &with_fake).await.expect("finalize with the fake finalizer");
+    api.delete("e2e-finalize", &Default::default()).await.expect("delete");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let waiting = loop {
+        let ns = api.get("e2e-finalize").await.expect("still there");
+        if finalizers(&ns) == [FAKE] {
+            break ns;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the controller did not remove its finalizer: {ns:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(waiting.metadata.deletion_timestamp.is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(api.get_opt("e2e-finalize").await.expect("get").is_some(), "held by the fake finalizer");
+    let mut done = api.get("e2e-finalize").await.expect("get");
+    done.spec.get_or_insert_default().finalizers = Some(vec![]);
+    finalize(&api, &done).await.expect("finalize without it");
+    while api.get_opt("e2e-finalize").await.expect("get").is_some() {
+        assert!(tokio::time::Instant::now() < deadline + std::time::Duration::from_secs(30), "not removed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// The conformance test "Sysctls should reject invalid sysctls": the create fails at the API, naming
