@@ -667,6 +667,19 @@ fn resource_paths(r: &ResourceInfo, catalog: &Catalog) -> Vec<PathItem> {
                 o.gvk = (sg, sv, sk);
                 o
             };
+        // PUT of the subresource (status, scale, a namespace's finalize).
+        let replace = || {
+            sub_op(
+                "put",
+                "replace",
+                format!("replace {name} of the specified {kind}"),
+                "put",
+                write_params(),
+                Some(RequestBody::Object(sub_schema.clone())),
+                REPLACE_RESPONSES,
+                Body::Schema(sub_schema.clone()),
+            )
+        };
         let operations = match sub {
             Subresource::Status | Subresource::Scale => vec![
                 sub_op(
@@ -679,16 +692,7 @@ fn resource_paths(r: &ResourceInfo, catalog: &Catalog) -> Vec<PathItem> {
                     READ_RESPONSES,
                     Body::Schema(sub_schema.clone()),
                 ),
-                sub_op(
-                    "put",
-                    "replace",
-                    format!("replace {name} of the specified {kind}"),
-                    "put",
-                    write_params(),
-                    Some(RequestBody::Object(sub_schema.clone())),
-                    REPLACE_RESPONSES,
-                    Body::Schema(sub_schema.clone()),
-                ),
+                replace(),
                 sub_op(
                     "patch",
                     "patch",
@@ -700,16 +704,7 @@ fn resource_paths(r: &ResourceInfo, catalog: &Catalog) -> Vec<PathItem> {
                     Body::Schema(sub_schema.clone()),
                 ),
             ],
-            Subresource::Finalize => vec![sub_op(
-                "put",
-                "replace",
-                format!("replace {name} of the specified {kind}"),
-                "put",
-                write_params(),
-                Some(RequestBody::Object(sub_schema.clone())),
-                REPLACE_RESPONSES,
-                Body::Schema(sub_schema.clone()),
-            )],
+            Subresource::Finalize => vec![replace()],
             Subresource::Binding | Subresource::Eviction => vec![sub_op(
                 "post",
                 "create",
