@@ -375,6 +375,21 @@ async fn exec_reports_exit_codes() {
     let got = messages(&mut ws).await;
     assert_eq!((stream(&got, 1).as_str(), stream(&got, 2).as_str()), ("", "oops\n"));
     assert_eq!(stream(&got, 3), r#"{"metadata":{},"status":"Success"}"#);
+
+    // The first version (`channel.k8s.io`, what the conformance test asks): the same streams, and
+    // the error channel carries only a failure's message, as text.
+    let (mut ws, protocol) =
+        env.exec("command=echo&command=remote%20execution%20test&stdout=1&stderr=1", "channel.k8s.io").await;
+    assert_eq!(protocol, "channel.k8s.io");
+    let got = messages(&mut ws).await;
+    assert_eq!(stream(&got, 1), "remote execution test\n");
+    assert!(got.iter().all(|(id, data)| *id != 3 || data.is_empty()), "nothing on the error channel: {got:?}");
+    let (mut ws, _) = env.exec("command=exit&command=3&stdout=1", "channel.k8s.io").await;
+    let got = messages(&mut ws).await;
+    assert_eq!(
+        stream(&got, 3),
+        "command terminated with non-zero exit code: error executing command [exit 3], exit code 3"
+    );
 }
 
 #[tokio::test]

@@ -497,6 +497,42 @@ async fn agent_errors_pass_through() {
     cluster.stop().await;
 }
 
+/// The conformance test "Pods should support retrieving logs from the container over websockets":
+/// `pods/{n}/log` with a WebSocket upgrade streams the log as messages, then closes.
+#[tokio::test]
+async fn logs_stream_over_websocket() {
+    let (cluster, _agent) = setup().await;
+    for (protocol, base64) in [(Some("binary.k8s.io"), false), (Some("base64.binary.k8s.io"), true), (None, false)] {
+        let url = format!("wss://{}/api/v1/namespaces/default/pods/web/log?container=app", cluster.addr());
+        let mut req = url.into_client_request().expect("ws request");
+        req.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {}", cluster.token).parse().expect("auth"));
+        if let Some(p) = protocol {
+            req.headers_mut().insert("sec-websocket-protocol", p.parse().expect("protocol"));
+        }
+        let (mut ws, resp) =
+            tokio::time::timeout(ANSWER_WITHIN, tokio_tungstenite::client_async(req, cluster.tls().await))
+                .await
+                .expect("handshake in time")
+                .expect("websocket handshake");
+        assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(resp.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()), protocol);
+        let mut text = Vec::new();
+        loop {
+            match tokio::time::timeout(ANSWER_WITHIN, ws.next()).await.expect("a message in time") {
+                Some(Ok(Message::Binary(b))) if !base64 => text.extend_from_slice(&b),
+                Some(Ok(Message::Text(t))) if base64 => {
+                    use base64::Engine;
+                    text.extend(base64::engine::general_purpose::STANDARD.decode(t.as_str()).expect("base64"));
+                }
+                Some(Ok(Message::Close(_))) | None => break,
+                other => panic!("{protocol:?}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(String::from_utf8_lossy(&text), "app one\n", "{protocol:?}");
+    }
+    cluster.stop().await;
+}
+
 #[tokio::test]
 async fn exec_is_spliced_over_websocket() {
     let (cluster, agent) = setup().await;

@@ -1,7 +1,9 @@
-//! The Kubernetes WebSocket channel protocol (`v4.channel.k8s.io`, `v5.channel.k8s.io`) as pure
-//! functions: every binary message starts with a stream id (0 stdin, 1 stdout, 2 stderr, 3 error,
-//! 4 resize); v5 adds the close signal `[255, id]`. The exec ends with a `Status` JSON on channel
-//! 3 (apimachinery `util/httpstream/wsstream`, kubelet `cri/streaming/remotecommand`).
+//! The Kubernetes WebSocket channel protocol (`channel.k8s.io`, `v4.channel.k8s.io`,
+//! `v5.channel.k8s.io`) as pure functions: every binary message starts with a stream id (0 stdin,
+//! 1 stdout, 2 stderr, 3 error, 4 resize from v4 on); v5 adds the close signal `[255, id]`. Under v4
+//! and v5 the exec ends with a `Status` JSON on channel 3; under the first version the error channel
+//! carries only a failure's message, as text (apimachinery `util/httpstream/wsstream`, kubelet
+//! `cri/streaming/remotecommand`).
 
 use serde::Serialize;
 
@@ -19,25 +21,43 @@ pub const CLOSE: u8 = 255;
 /// A channel protocol version the server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
+    /// `channel.k8s.io`, the first version (what the conformance test of exec over WebSocket asks).
+    V1,
     V4,
     V5,
 }
 
 impl Protocol {
     /// The subprotocols offered to `WebSocketUpgrade::protocols`, most preferred first.
-    pub const OFFERED: [&'static str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+    pub const OFFERED: [&'static str; 3] = ["v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"];
 
     /// The `Sec-WebSocket-Protocol` value.
     pub fn as_str(self) -> &'static str {
         match self {
+            Protocol::V1 => "channel.k8s.io",
             Protocol::V4 => "v4.channel.k8s.io",
             Protocol::V5 => "v5.channel.k8s.io",
         }
     }
 
+    /// What the error channel carries for the exec's final `status` (a [`exit_status`] or
+    /// [`internal_error_status`] JSON): the Status itself from v4 on; under v1 nothing for a
+    /// success and the message text of a failure (`v1WriteStatusFunc`).
+    pub fn final_error(self, status: Vec<u8>) -> Option<Vec<u8>> {
+        if self != Protocol::V1 {
+            return Some(status);
+        }
+        let parsed: serde_json::Value = serde_json::from_slice(&status).ok()?;
+        if parsed["status"] == "Success" {
+            return None;
+        }
+        Some(parsed["message"].as_str().unwrap_or("").as_bytes().to_vec())
+    }
+
     /// The protocol a negotiated subprotocol names.
     pub fn from_name(name: &str) -> Option<Protocol> {
         match name.trim() {
+            "channel.k8s.io" => Some(Protocol::V1),
             "v4.channel.k8s.io" => Some(Protocol::V4),
             "v5.channel.k8s.io" => Some(Protocol::V5),
             _ => None,
@@ -88,6 +108,7 @@ pub fn parse_inbound(protocol: Protocol, message: &[u8]) -> Result<Inbound, Chan
     match stream {
         STDIN if data.is_empty() => Ok(Inbound::Ignored),
         STDIN => Ok(Inbound::Stdin(data.to_vec())),
+        RESIZE if protocol == Protocol::V1 => Ok(Inbound::Ignored),
         RESIZE => {
             let size: WireSize = serde_json::from_slice(data).map_err(|e| ChannelError::Resize(e.to_string()))?;
             // The kubelet skips a zero size (a terminal that reports none).
@@ -197,9 +218,10 @@ mod tests {
     fn protocol_names() {
         assert_eq!(Protocol::from_name("v5.channel.k8s.io"), Some(Protocol::V5));
         assert_eq!(Protocol::from_name(" v4.channel.k8s.io"), Some(Protocol::V4));
-        assert_eq!(Protocol::from_name("channel.k8s.io"), None);
+        assert_eq!(Protocol::from_name("channel.k8s.io"), Some(Protocol::V1));
+        assert_eq!(Protocol::from_name("base64.channel.k8s.io"), None);
         assert_eq!(Protocol::from_name("v5.channel.k8s.io+base64"), None);
-        for p in [Protocol::V4, Protocol::V5] {
+        for p in [Protocol::V1, Protocol::V4, Protocol::V5] {
             assert_eq!(Protocol::from_name(p.as_str()), Some(p));
         }
         assert_eq!(Protocol::OFFERED[0], "v5.channel.k8s.io");
@@ -224,6 +246,9 @@ mod tests {
             (Protocol::V5, b"\x04{\"Width\":80,\"Height\":24}", size(80, 24)),
             (Protocol::V4, b"\x04{\"Height\":50,\"Width\":200}", size(200, 50)),
             (Protocol::V5, b"\x04{\"Width\":0,\"Height\":0}", Inbound::Ignored),
+            (Protocol::V1, b"\x04{\"Width\":80,\"Height\":24}", Inbound::Ignored),
+            (Protocol::V1, b"\x00x", Inbound::Stdin(b"x".to_vec())),
+            (Protocol::V1, b"\xff\x00", Inbound::Ignored),
             (Protocol::V5, b"\xff\x00", Inbound::Close(0)),
             (Protocol::V5, b"\xff\x01", Inbound::Close(1)),
             (Protocol::V5, b"\xff", Inbound::Ignored),
@@ -236,6 +261,19 @@ mod tests {
         }
         assert!(matches!(parse_inbound(Protocol::V5, b"\x04not json"), Err(ChannelError::Resize(_))));
         assert!(matches!(parse_inbound(Protocol::V5, b"\x04{\"Width\":-1}"), Err(ChannelError::Resize(_))));
+    }
+
+    #[test]
+    fn the_first_version_sends_only_failures_as_text() {
+        let ok = exit_status(&["ls".into()], 0);
+        let failed = exit_status(&["false".into()], 1);
+        assert_eq!(Protocol::V1.final_error(ok.clone()), None);
+        assert_eq!(
+            Protocol::V1.final_error(failed.clone()).as_deref(),
+            Some(&b"command terminated with non-zero exit code: error executing command [false], exit code 1"[..])
+        );
+        assert_eq!(Protocol::V4.final_error(ok.clone()), Some(ok.clone()));
+        assert_eq!(Protocol::V5.final_error(failed.clone()), Some(failed));
     }
 
     #[test]

@@ -92,7 +92,9 @@ where
     let session = match start.await {
         Ok(s) => s,
         Err(e) => {
-            let _ = out_tx.send(channel::frame(channel::ERROR, &channel::internal_error_status(&e.to_string()))).await;
+            if let Some(error) = protocol.final_error(channel::internal_error_status(&e.to_string())) {
+                let _ = out_tx.send(channel::frame(channel::ERROR, &error)).await;
+            }
             drop(out_tx);
             let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
             return;
@@ -135,7 +137,9 @@ where
                 Ok(code) => channel::exit_status(&params.command, code),
                 Err(e) => channel::internal_error_status(&e.to_string()),
             };
-            let _ = out_tx.send(channel::frame(channel::ERROR, &status)).await;
+            if let Some(error) = protocol.final_error(status) {
+                let _ = out_tx.send(channel::frame(channel::ERROR, &error)).await;
+            }
             drop(out_tx);
             let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
         }

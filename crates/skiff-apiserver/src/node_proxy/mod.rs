@@ -60,7 +60,7 @@ pub fn handles(t: &Target) -> bool {
 /// Serves `pods/{name}/log` or `pods/{name}/exec`.
 pub async fn serve(app: Arc<App>, t: &Target, parts: Parts) -> Response {
     let result = match t.subresource {
-        Some(Subresource::Log) => logs(&app, t, &parts).await,
+        Some(Subresource::Log) => logs(&app, t, parts).await,
         Some(Subresource::Exec) => exec(&app, t, parts).await,
         Some(Subresource::PortForward) => port_forward(&app, t, parts).await,
         _ => Err(ApiError::not_found_path()),
@@ -81,7 +81,7 @@ fn endpoint_of(app: &App, node: &str) -> Result<NodeEndpoint, ApiError> {
 
 /// `GET pods/{name}/log`: validate (`PodLogOptions`), pick the container, then stream the agent's
 /// answer. An unscheduled pod has no log location: upstream then answers `204 No Content`.
-async fn logs(app: &Arc<App>, t: &Target, parts: &Parts) -> Result<Response, ApiError> {
+async fn logs(app: &Arc<App>, t: &Target, mut parts: Parts) -> Result<Response, ApiError> {
     if parts.method != Method::GET {
         return Err(ApiError::method_not_allowed(format!("{} is not supported on this resource path", parts.method)));
     }
@@ -113,9 +113,44 @@ async fn logs(app: &Arc<App>, t: &Target, parts: &Parts) -> Result<Response, Api
         return Ok(agent_error(resp.status(), &read_error_body(resp.into_body()).await, name));
     }
     let gauge = app.metrics.long_running("connect", "pods/log");
-    let mut out = Response::new(Body::new(ProxiedBody::new(resp.into_body(), conn, Some(gauge))));
+    let body = ProxiedBody::new(resp.into_body(), conn, Some(gauge));
+    if upgrade_kind(&parts.headers) == UpgradeKind::WebSocket {
+        return log_websocket(&mut parts, body).await;
+    }
+    let mut out = Response::new(Body::new(body));
     out.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(out)
+}
+
+/// The log stream over a WebSocket, as the apiserver streams any reader to a WebSocket request
+/// (`wsstream.NewReader` with its default protocols): each chunk one binary message
+/// (`binary.k8s.io`, or no subprotocol), or one text message in base64
+/// (`base64.binary.k8s.io`); a normal close at the end.
+async fn log_websocket(parts: &mut Parts, body: ProxiedBody) -> Result<Response, ApiError> {
+    use axum::extract::FromRequestParts;
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use base64::Engine;
+
+    let ws = WebSocketUpgrade::from_request_parts(parts, &())
+        .await
+        .map_err(|e| ApiError::bad_request(format!("the WebSocket upgrade failed: {}", e.body_text())))?;
+    let ws = ws.protocols(["binary.k8s.io", "base64.binary.k8s.io"]);
+    let base64 = ws.selected_protocol().is_some_and(|p| p == "base64.binary.k8s.io");
+    Ok(ws.on_upgrade(move |mut socket| async move {
+        let mut body = std::pin::pin!(body);
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(chunk) = frame.into_data() else { continue };
+            let message = if base64 {
+                Message::Text(base64::engine::general_purpose::STANDARD.encode(&chunk).into())
+            } else {
+                Message::Binary(chunk)
+            };
+            if socket.send(message).await.is_err() {
+                return;
+            }
+        }
+        let _ = socket.send(Message::Close(None)).await;
+    }))
 }
 
 /// What kind of upgrade a request asks for.
