@@ -163,9 +163,15 @@ pub fn prepare_volumes(
             if empty.medium.as_deref() == Some("Memory") {
                 mount_tmpfs(&dir, empty.size_limit.as_ref())?;
             }
-            // World-writable like the kubelet's emptyDir, so non-root containers can write.
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(io(&dir))?;
-            set_ownership(&dir, fs_group(pod), false)?;
+            let group = fs_group(pod);
+            let unchanged = group.is_some_and(|g| on_root_mismatch(pod) && root_matches(&dir, g));
+            // World-writable like the kubelet's emptyDir, so non-root containers can write (and
+            // set-group-ID under an fsGroup, which the walk below would set again).
+            let setgid = if group.is_some() { 0o2000 } else { 0 };
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777 | setgid)).map_err(io(&dir))?;
+            if !unchanged {
+                set_ownership(&dir, group, false)?;
+            }
             out.insert(v.name.clone(), VolumeDir { path: dir, read_only: false });
         } else if v.config_map.is_some() || v.secret.is_some() {
             let dir = sync_source_volume(v, &base, sources, fs_group(pod))?;
@@ -179,6 +185,21 @@ pub fn prepare_volumes(
 fn fs_group(pod: &Pod) -> Option<u32> {
     let group = pod.spec.as_ref()?.security_context.as_ref()?.fs_group?;
     u32::try_from(group).ok()
+}
+
+/// `securityContext.fsGroupChangePolicy: OnRootMismatch`: a volume whose root already has the
+/// fsGroup's ownership is not walked again.
+fn on_root_mismatch(pod: &Pod) -> bool {
+    let sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    sc.and_then(|c| c.fs_group_change_policy.as_deref()) == Some("OnRootMismatch")
+}
+
+/// Whether a writable volume's root has `group` and the bits [`set_ownership`] gives a directory
+/// (the kubelet's `requiresPermissionChange`, negated).
+fn root_matches(dir: &Path, group: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let want = 0o660 | 0o110 | 0o2000;
+    std::fs::metadata(dir).is_ok_and(|m| m.gid() == group && m.mode() & want == want)
 }
 
 /// Gives a volume's files to `fs_group`, as the kubelet's `SetVolumeOwnership`: every file and
@@ -510,5 +531,22 @@ mod tests {
         let all = vols["all"].path.join("data-1");
         assert_eq!(std::fs::read_to_string(&all).expect("read"), "value-2");
         assert_eq!((meta(&all).gid(), meta(&all).mode() & 0o7777), (1001, 0o440));
+
+        // A file that lost the group (written by another group, say) gets it back at the next set-up,
+        // unless the policy is OnRootMismatch and the root is still right.
+        let stray = scratch.join("stray");
+        std::fs::write(&stray, "x").expect("write");
+        std::os::unix::fs::chown(&stray, None, Some(0)).expect("chown");
+        prepare_volumes(&pod, root.path(), &sources()).expect("volumes");
+        assert_eq!(meta(&stray).gid(), 1001, "Always (the default) walks the volume");
+        std::os::unix::fs::chown(&stray, None, Some(0)).expect("chown");
+        let sc = pod.spec.as_mut().and_then(|s| s.security_context.as_mut()).expect("sc");
+        sc.fs_group_change_policy = Some("OnRootMismatch".into());
+        prepare_volumes(&pod, root.path(), &sources()).expect("volumes");
+        assert_eq!(meta(&stray).gid(), 0, "OnRootMismatch with a matching root skips the walk");
+        assert_eq!((meta(scratch).gid(), meta(scratch).mode() & 0o7777), (1001, 0o2777));
+        std::os::unix::fs::chown(scratch, None, Some(0)).expect("chown");
+        prepare_volumes(&pod, root.path(), &sources()).expect("volumes");
+        assert_eq!((meta(scratch).gid(), meta(&stray).gid()), (1001, 1001), "a mismatched root: walked");
     }
 }
